@@ -1,0 +1,461 @@
+"""The chain port: one interface, three backends.
+
+``ChainBackend`` is what the rest of CONA sees of a chain: JSON-RPC requests
+(one or a batch), a ``Web3`` object for ABI work, the funded development
+accounts, snapshots and time control. Three backends implement it:
+
+- ``EmbeddedBackend``: eth-tester with py-evm in this process; zero set-up, the default;
+- ``AnvilBackend``: anvil from ``node_modules``, started and stopped by CONA as a
+  managed subprocess (free port, readiness wait, clean shutdown, and a
+  parent-death signal so no orphan survives a killed parent);
+- ``RpcBackend``: any JSON-RPC URL (a real network, or a node someone else runs).
+
+``request`` is the only place a backend does I/O (as web3.py's
+``BaseProvider.make_request``). Errors come out as ``ChainError`` subclasses:
+``ChainUnavailable`` when a node cannot be reached (after retries with
+backoff), ``RpcError`` for an error answer, ``ChainMismatch`` for a wrong chain id.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import Web3
+
+from marketplace.errors import ChainError, ChainMismatch, ChainUnavailable, ConfigError
+
+log = logging.getLogger(__name__)
+
+Account.enable_unaudited_hdwallet_features()
+
+#: anvil's and hardhat's derivation path: m/44'/60'/0'/0/i
+HD_PATH = "m/44'/60'/0'/0"
+
+
+class RpcError(ChainError):
+    """A JSON-RPC error answer. ``rpc_code`` and ``data`` are as the node sent them."""
+
+    code = "rpc"
+
+    def __init__(self, message: str, *, rpc_code: int | None = None, data: Any = None, method: str = "") -> None:
+        super().__init__(message, rpc_code=rpc_code, method=method)
+        self.rpc_code = rpc_code
+        self.data = data
+        self.method = method
+
+    @property
+    def revert_data(self) -> bytes | None:
+        """The revert payload when the error is an execution revert, else None."""
+        data = self.data
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and data.startswith("0x"):
+            try:
+                return bytes.fromhex(data[2:])
+            except ValueError:
+                return None
+        if isinstance(data, (bytes, bytearray)):
+            return bytes(data)
+        return None
+
+
+def dev_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
+    """The funded development accounts of the local backends (same on embedded and anvil)."""
+    return [Account.from_mnemonic(mnemonic, account_path=f"{HD_PATH}/{i}") for i in range(count)]
+
+
+@dataclass(frozen=True)
+class Call:
+    method: str
+    params: Sequence[Any]
+
+
+class ChainBackend(ABC):
+    """What CONA needs of a chain. Subclasses implement ``_send`` and the test controls."""
+
+    name: str = "abstract"
+
+    def __init__(self) -> None:
+        self._chain_id: int | None = None
+        self.accounts: list[LocalAccount] = []
+
+    # -- I/O -----------------------------------------------------------------
+
+    @abstractmethod
+    def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
+        """Send calls as one round trip; return their JSON-RPC response objects in order."""
+
+    def request(self, method: str, params: Sequence[Any] = ()) -> Any:
+        (resp,) = self._send([Call(method, list(params))])
+        return _unwrap(method, resp)
+
+    def batch(self, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Send many calls in one round trip. Each item is a result or an ``RpcError`` (not raised)."""
+        items = [Call(m, list(p)) for m, p in calls]
+        if not items:
+            return []
+        out: list[Any] = []
+        for call, resp in zip(items, self._send(items)):
+            try:
+                out.append(_unwrap(call.method, resp))
+            except RpcError as exc:
+                out.append(exc)
+        return out
+
+    # -- common reads ----------------------------------------------------------
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.request("eth_chainId"), 16)
+        return self._chain_id
+
+    def block_number(self) -> int:
+        return int(self.request("eth_blockNumber"), 16)
+
+    def latest_block(self) -> dict[str, Any]:
+        return self.request("eth_getBlockByNumber", ["latest", False])
+
+    def check_chain_id(self, expected: int | None) -> None:
+        if expected is not None and self.chain_id != expected:
+            raise ChainMismatch(
+                f"{self.describe()} has chain id {self.chain_id}, expected {expected}",
+                hint="point CONA_RPC_URL at the right network or fix CONA_CHAIN_ID",
+            )
+
+    @property
+    @abstractmethod
+    def w3(self) -> Web3:
+        """A Web3 object on this chain, for ABI encoding and convenience reads."""
+
+    def describe(self) -> str:
+        return self.name
+
+    # -- test controls ---------------------------------------------------------
+
+    def snapshot(self) -> Any:
+        return self.request("evm_snapshot")
+
+    def revert(self, snapshot_id: Any) -> None:
+        if not self.request("evm_revert", [snapshot_id]):
+            raise ChainError(f"{self.describe()} refused to revert to snapshot {snapshot_id}")
+
+    def increase_time(self, seconds: int) -> None:
+        self.request("evm_increaseTime", [int(seconds)])
+        self.mine()
+
+    def mine(self, blocks: int = 1) -> None:
+        for _ in range(blocks):
+            self.request("evm_mine")
+
+    def set_automine(self, enabled: bool) -> None:
+        self.request("evm_setAutomine", [enabled])
+
+    def close(self) -> None:
+        """Release what the backend holds (processes, sockets). Idempotent."""
+
+    def __enter__(self) -> "ChainBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _unwrap(method: str, resp: dict[str, Any]) -> Any:
+    if "error" in resp and resp["error"] is not None:
+        err = resp["error"]
+        if isinstance(err, dict):
+            raise RpcError(
+                f"{method}: {err.get('message', 'error')}",
+                rpc_code=err.get("code"),
+                data=err.get("data"),
+                method=method,
+            )
+        raise RpcError(f"{method}: {err}", method=method)
+    return resp.get("result")
+
+
+# ----------------------------------------------------------------------------- embedded
+
+
+class EmbeddedBackend(ChainBackend):
+    """eth-tester + py-evm in this process, spoken to as a JSON-RPC node. Automines by default."""
+
+    name = "embedded"
+
+    def __init__(self, mnemonic: str, accounts: int = 20) -> None:
+        super().__init__()
+        from eth_tester import EthereumTester, PyEVMBackend
+        from web3 import EthereumTesterProvider
+
+        from marketplace.chain.embedded_rpc import EmbeddedRpc
+
+        self._evm = PyEVMBackend.from_mnemonic(mnemonic, num_accounts=accounts, hd_path=HD_PATH)
+        self.tester = EthereumTester(self._evm)
+        chain_id = int(self._evm.chain.chain_id)
+        self.rpc = EmbeddedRpc(self.tester, chain_id)
+        self._w3 = Web3(EthereumTesterProvider(self.tester))
+        self.accounts = dev_accounts(mnemonic, accounts)
+
+    @property
+    def w3(self) -> Web3:
+        return self._w3
+
+    def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
+        return [self.rpc.handle(call.method, list(call.params)) for call in calls]
+
+
+# ----------------------------------------------------------------------------- JSON-RPC over HTTP
+
+
+class HttpJsonRpc:
+    """A keep-alive JSON-RPC client (one connection per thread), with retry and backoff.
+
+    Retries cover connection failures only; the calls CONA sends on retry are
+    idempotent (reads, and raw signed transactions whose hash is fixed).
+    """
+
+    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.2) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(f"not an http(s) JSON-RPC URL: {url!r}", field="rpc_url")
+        self.url = url
+        self._host = parsed.hostname
+        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self._https = parsed.scheme == "https"
+        self._path = parsed.path or "/"
+        if parsed.query:
+            self._path += "?" + parsed.query
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._local = threading.local()
+        self._ids = itertools.count(1)
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            conn = cls(self._host, self._port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+        self._local.conn = None
+
+    def post(self, payload: Any) -> Any:
+        body = json.dumps(payload).encode()
+        delay = self.backoff
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                conn = self._conn()
+                conn.request("POST", self._path, body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status >= 500 or resp.status == 429:
+                    raise ConnectionError(f"HTTP {resp.status}")
+                if resp.status != 200:
+                    raise ChainError(f"{self.url} answered HTTP {resp.status}: {data[:200]!r}")
+                return json.loads(data)
+            except (OSError, http.client.HTTPException, ConnectionError) as exc:
+                last = exc
+                self._drop()
+                if attempt < self.retries:
+                    log.warning("rpc %s unreachable (%s), retry %d in %.1fs", self.url, exc, attempt + 1, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            except ValueError as exc:
+                raise ChainError(f"{self.url} answered with something that is not JSON: {exc}") from None
+        raise ChainUnavailable(
+            f"cannot reach the JSON-RPC node at {self.url}: {last}",
+            hint="check that the node is running and the URL (CONA_RPC_URL) is right",
+        )
+
+    def send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
+        reqs = [{"jsonrpc": "2.0", "id": next(self._ids), "method": c.method, "params": list(c.params)} for c in calls]
+        if len(reqs) == 1:
+            return [self.post(reqs[0])]
+        answer = self.post(reqs)
+        if not isinstance(answer, list):  # some nodes answer a batch with one error object
+            return [answer] * len(reqs)
+        by_id = {item.get("id"): item for item in answer}
+        return [by_id.get(r["id"], {"error": {"code": -32603, "message": "no answer in batch"}}) for r in reqs]
+
+    def close(self) -> None:
+        self._drop()
+
+
+class RpcBackend(ChainBackend):
+    """Any JSON-RPC node. Development accounts only if keys are given."""
+
+    name = "rpc"
+
+    def __init__(self, url: str, *, keys: Sequence[str] = (), expected_chain_id: int | None = None,
+                 retries: int = 4) -> None:
+        super().__init__()
+        self.url = url
+        self.client = HttpJsonRpc(url, retries=retries)
+        self.accounts = [Account.from_key(k) for k in keys]
+        self._w3_obj: Web3 | None = None
+        self.check_chain_id(expected_chain_id)
+
+    def describe(self) -> str:
+        return f"{self.name} node at {self.url}"
+
+    @property
+    def w3(self) -> Web3:
+        if self._w3_obj is None:
+            self._w3_obj = Web3(Web3.HTTPProvider(self.url))
+        return self._w3_obj
+
+    def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
+        return self.client.send(calls)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+# ----------------------------------------------------------------------------- anvil
+
+
+def find_anvil(root: Path) -> Path:
+    base = root / "node_modules" / "@foundry-rs"
+    for candidate in sorted(base.glob("anvil-*/bin/anvil")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise ConfigError(
+        f"anvil is not installed under {base}",
+        hint="run `npm ci` (or `make run`): package.json pins @foundry-rs/anvil",
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Ask Linux to SIGTERM the child when the parent dies (PR_SET_PDEATHSIG), so no orphan node stays."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+    os.setpgrp()
+
+
+class AnvilBackend(RpcBackend):
+    """anvil started from ``node_modules`` as a managed subprocess."""
+
+    name = "anvil"
+
+    def __init__(self, root: Path, mnemonic: str, *, accounts: int = 20, chain_id: int = 31337,
+                 balance_eth: int = 1_000_000, extra_args: Sequence[str] = (), startup_timeout: float = 20.0) -> None:
+        binary = find_anvil(root)
+        last_err = ""
+        for _ in range(3):
+            port = free_port()
+            args = [
+                str(binary), "--silent", "--host", "127.0.0.1", "--port", str(port),
+                "--chain-id", str(chain_id), "--mnemonic", mnemonic, "--accounts", str(accounts),
+                "--balance", str(balance_eth), "--hardfork", "cancun", *extra_args,
+            ]
+            # stderr goes to a file, not a pipe: a pipe nobody reads would fill and stall the node
+            self._stderr = tempfile.TemporaryFile()
+            self.process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                preexec_fn=_die_with_parent,
+            )
+            url = f"http://127.0.0.1:{port}"
+            if self._wait_ready(url, startup_timeout):
+                break
+            last_err = self._stop_process()
+        else:
+            raise ChainUnavailable(f"anvil did not start: {last_err.strip()[:500]}", hint="run `npm ci` again")
+        self.port = port
+        super().__init__(url, expected_chain_id=chain_id)
+        self.accounts = dev_accounts(mnemonic, accounts)
+        log.info("anvil started on %s (pid %d)", url, self.process.pid)
+
+    def _wait_ready(self, url: str, timeout: float) -> bool:
+        probe = HttpJsonRpc(url, retries=0, timeout=1.0)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    return False
+                try:
+                    probe.send([Call("eth_chainId", [])])
+                    return True
+                except ChainError:
+                    time.sleep(0.05)
+            return False
+        finally:
+            probe.close()
+
+    def _stop_process(self) -> str:
+        """Stop the node (TERM, then KILL after 5 s) and return what it wrote to stderr. Idempotent."""
+        proc = getattr(self, "process", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        err_file = getattr(self, "_stderr", None)
+        if err_file is None or err_file.closed:
+            return ""
+        err_file.seek(0)
+        text = err_file.read().decode(errors="replace")
+        err_file.close()
+        return text
+
+    def describe(self) -> str:
+        return f"anvil at {self.url}"
+
+    def close(self) -> None:
+        super().close()
+        self._stop_process()
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+def open_backend(kind: str, *, root: Path, mnemonic: str, accounts: int = 20, rpc_url: str | None = None,
+                 chain_id: int | None = None, keys: Sequence[str] = ()) -> ChainBackend:
+    """Build a backend from settings: ``embedded``, ``anvil`` or ``rpc``."""
+    if kind == "embedded":
+        backend: ChainBackend = EmbeddedBackend(mnemonic, accounts)
+        backend.check_chain_id(chain_id)
+        return backend
+    if kind == "anvil":
+        return AnvilBackend(root, mnemonic, accounts=accounts, chain_id=chain_id or 31337)
+    if kind == "rpc":
+        if not rpc_url:
+            raise ConfigError("chain=rpc needs a URL", hint="set CONA_RPC_URL or pass --rpc-url", field="rpc_url")
+        return RpcBackend(rpc_url, keys=keys, expected_chain_id=chain_id)
+    raise ConfigError(f"unknown chain backend {kind!r}", hint="use embedded, anvil or rpc", field="chain")

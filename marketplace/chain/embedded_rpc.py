@@ -1,0 +1,351 @@
+"""Standard Ethereum JSON-RPC over an in-process eth-tester chain.
+
+eth-tester speaks Python (snake_case keys, ints, exceptions). Wallets, agents in
+other processes and CONA's own writer speak JSON-RPC (camelCase, hex quantities,
+error objects). ``EmbeddedRpc.handle`` translates one request into the other, so
+the embedded chain behaves like a node: the writer uses it directly, and the API
+serves it at ``/rpc``.
+
+Only what a node's clients need is implemented; an unknown method answers the
+standard "method not found" error.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any, Callable
+
+from eth_tester import EthereumTester
+from eth_tester.exceptions import (
+    BlockNotFound,
+    FilterNotFound,
+    SnapshotNotFound,
+    TransactionFailed,
+    TransactionNotFound,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+_SNAKE = re.compile(r"_([a-z0-9])")
+_KEEP = {"sha3_uncles": "sha3Uncles"}
+
+
+def _camel(key: str) -> str:
+    return _KEEP.get(key) or _SNAKE.sub(lambda m: m.group(1).upper(), key)
+
+
+def to_rpc(value: Any, key: str = "") -> Any:
+    """eth-tester value to its JSON-RPC form (hex quantities, camelCase keys)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if key == "logs_bloom":
+            return "0x" + value.to_bytes(256, "big").hex()
+        return hex(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, dict):
+        return {_camel(k): to_rpc(v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_rpc(v, key) for v in value]
+    return value
+
+
+_TX_KEYS = {
+    "from": "from", "to": "to", "gas": "gas", "gasPrice": "gas_price", "value": "value", "data": "data",
+    "input": "data", "nonce": "nonce", "maxFeePerGas": "max_fee_per_gas",
+    "maxPriorityFeePerGas": "max_priority_fee_per_gas", "accessList": "access_list", "chainId": "chain_id",
+}
+_QUANTITIES = {"gas", "gas_price", "value", "nonce", "max_fee_per_gas", "max_priority_fee_per_gas", "chain_id"}
+
+
+def tx_from_rpc(tx: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tx.items():
+        name = _TX_KEYS.get(k)
+        if name is None or v is None:
+            continue
+        if name in _QUANTITIES and isinstance(v, str):
+            v = int(v, 16)
+        out[name] = v
+    out.setdefault("from", "0x" + "00" * 20)
+    if "data" not in out:
+        out["data"] = "0x"
+    return out
+
+
+def _block_id(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("0x"):
+        return int(value, 16)
+    if isinstance(value, dict):  # EIP-1898 {blockNumber} / {blockHash}
+        return _block_id(value.get("blockNumber", "latest"))
+    return value if value is not None else "latest"
+
+
+class RpcFailure(Exception):
+    """An error answer: ``code``, ``message`` and optional ``data``."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class EmbeddedRpc:
+    """JSON-RPC methods over an ``EthereumTester``. Thread-safe (one lock: py-evm is not)."""
+
+    def __init__(self, tester: EthereumTester, chain_id: int) -> None:
+        self.tester = tester
+        self.chain_id = chain_id
+        self.lock = threading.RLock()
+        self._methods: dict[str, Callable[..., Any]] = {
+            name[4:].replace("__", "_"): getattr(self, name) for name in dir(self) if name.startswith("rpc_")
+        }
+
+    def handle(self, method: str, params: list[Any]) -> dict[str, Any]:
+        fn = self._methods.get(method)
+        if fn is None:
+            return {"error": {"code": -32601, "message": f"the method {method} does not exist/is not available"}}
+        try:
+            with self.lock:
+                return {"result": fn(*params)}
+        except RpcFailure as exc:
+            err: dict[str, Any] = {"code": exc.code, "message": exc.message}
+            if exc.data is not None:
+                err["data"] = exc.data
+            return {"error": err}
+        except TransactionFailed as exc:
+            return {"error": _revert_error(exc)}
+        except (TransactionNotFound, BlockNotFound):
+            return {"result": None}
+        except (ValidationError, FilterNotFound, SnapshotNotFound) as exc:
+            return {"error": {"code": -32000, "message": str(exc) or type(exc).__name__}}
+        except Exception as exc:  # the RPC boundary: py-evm and eth-utils raise their own validation errors
+            log.debug("embedded rpc %s failed: %r", method, exc)
+            return {"error": {"code": -32000, "message": f"{type(exc).__name__}: {exc}"}}
+
+    # -- chain ---------------------------------------------------------------------------
+
+    def rpc_eth_chainId(self) -> str:
+        return hex(self.chain_id)
+
+    def rpc_net_version(self) -> str:
+        return str(self.chain_id)
+
+    def rpc_web3_clientVersion(self) -> str:
+        return "cona-embedded/eth-tester"
+
+    def rpc_eth_blockNumber(self) -> str:
+        return hex(self.tester.get_block_by_number("latest")["number"])
+
+    def rpc_eth_getBlockByNumber(self, number: Any = "latest", full: bool = False) -> Any:
+        return to_rpc(self.tester.get_block_by_number(_block_id(number), full))
+
+    def rpc_eth_getBlockByHash(self, block_hash: str, full: bool = False) -> Any:
+        return to_rpc(self.tester.get_block_by_hash(block_hash, full))
+
+    def rpc_eth_accounts(self) -> list[str]:
+        return list(self.tester.get_accounts())
+
+    def rpc_eth_getBalance(self, account: str, block: Any = "latest") -> str:
+        return hex(self.tester.get_balance(account, _block_id(block)))
+
+    def rpc_eth_getTransactionCount(self, account: str, block: Any = "latest") -> str:
+        return hex(self.tester.get_nonce(account, _block_id(block)))
+
+    def rpc_eth_getCode(self, account: str, block: Any = "latest") -> str:
+        return to_rpc(self.tester.get_code(account, _block_id(block)))
+
+    def rpc_eth_getStorageAt(self, account: str, slot: str, block: Any = "latest") -> str:
+        value = self.tester.get_storage_at(account, slot, _block_id(block))
+        if isinstance(value, int):
+            return "0x" + value.to_bytes(32, "big").hex()
+        return to_rpc(value)
+
+    def rpc_eth_gasPrice(self) -> str:
+        return hex(self.tester.get_block_by_number("latest").get("base_fee_per_gas") or 10**9)
+
+    def rpc_eth_maxPriorityFeePerGas(self) -> str:
+        return hex(10**9)
+
+    def rpc_eth_feeHistory(self, count: Any, newest: Any, percentiles: list[int] | None = None) -> Any:
+        count = int(count, 16) if isinstance(count, str) else int(count)
+        return to_rpc(self.tester.get_fee_history(count, _block_id(newest), percentiles or []))
+
+    # -- execution -----------------------------------------------------------------------
+
+    def rpc_eth_call(self, tx: dict[str, Any], block: Any = "latest") -> str:
+        _LAST_REVERT.data = None
+        try:
+            return to_rpc(self.tester.call(tx_from_rpc(tx), _block_id(block)))
+        except TransactionFailed:
+            data = getattr(_LAST_REVERT, "data", None)
+            if data is None:
+                raise
+            raise RpcFailure(3, "execution reverted", "0x" + data.hex()) from None
+
+    def rpc_eth_estimateGas(self, tx: dict[str, Any], block: Any = "latest") -> str:
+        return hex(self.tester.estimate_gas(tx_from_rpc(tx), _block_id(block)))
+
+    def rpc_eth_sendRawTransaction(self, raw: str) -> str:
+        return self.tester.send_raw_transaction(raw)
+
+    def rpc_eth_getTransactionReceipt(self, tx_hash: str) -> Any:
+        receipt = self.tester.get_transaction_receipt(tx_hash)
+        if receipt.get("block_number") is None:
+            return None
+        return to_rpc(receipt)
+
+    def rpc_eth_getTransactionByHash(self, tx_hash: str) -> Any:
+        return to_rpc(self.tester.get_transaction_by_hash(tx_hash))
+
+    # -- logs and filters ----------------------------------------------------------------
+
+    @staticmethod
+    def _filter_args(flt: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "fromBlock" in flt:
+            out["from_block"] = _block_id(flt["fromBlock"])
+        if "toBlock" in flt:
+            out["to_block"] = _block_id(flt["toBlock"])
+        if flt.get("address") is not None:
+            out["address"] = flt["address"]
+        if flt.get("topics") is not None:
+            out["topics"] = flt["topics"]
+        return out
+
+    def rpc_eth_getLogs(self, flt: dict[str, Any]) -> Any:
+        args = self._filter_args(flt)
+        if "blockHash" in flt:
+            number = self.tester.get_block_by_hash(flt["blockHash"])["number"]
+            args["from_block"] = args["to_block"] = number
+        return to_rpc(list(self.tester.get_logs(**args)))
+
+    def rpc_eth_newFilter(self, flt: dict[str, Any]) -> str:
+        return hex(self.tester.create_log_filter(**self._filter_args(flt)))
+
+    def rpc_eth_newBlockFilter(self) -> str:
+        return hex(self.tester.create_block_filter())
+
+    def rpc_eth_getFilterChanges(self, filter_id: str) -> Any:
+        return to_rpc(list(self.tester.get_only_filter_changes(int(filter_id, 16))))
+
+    def rpc_eth_getFilterLogs(self, filter_id: str) -> Any:
+        return to_rpc(list(self.tester.get_all_filter_logs(int(filter_id, 16))))
+
+    def rpc_eth_uninstallFilter(self, filter_id: str) -> bool:
+        self.tester.delete_filter(int(filter_id, 16))
+        return True
+
+    # -- test controls (the names anvil and hardhat use) ---------------------------------
+
+    def rpc_evm_snapshot(self) -> str:
+        snap = self.tester.take_snapshot()
+        return hex(snap) if isinstance(snap, int) else to_rpc(snap)
+
+    def rpc_evm_revert(self, snapshot: Any) -> bool:
+        if isinstance(snapshot, str) and len(snapshot) <= 18:
+            snapshot = int(snapshot, 16)
+        self.tester.revert_to_snapshot(snapshot)
+        return True
+
+    def rpc_evm_increaseTime(self, seconds: Any) -> str:
+        seconds = int(seconds, 16) if isinstance(seconds, str) else int(seconds)
+        latest = self.tester.get_block_by_number("latest")["timestamp"]
+        self.tester.time_travel(latest + seconds)
+        return hex(seconds)
+
+    def rpc_evm_setNextBlockTimestamp(self, ts: Any) -> None:
+        self.tester.time_travel(int(ts, 16) if isinstance(ts, str) else int(ts))
+
+    def rpc_evm_mine(self, *_: Any) -> str:
+        self.tester.mine_blocks(1)
+        return "0x0"
+
+    def rpc_anvil_mine(self, blocks: Any = 1, *_: Any) -> None:
+        self.tester.mine_blocks(int(blocks, 16) if isinstance(blocks, str) else int(blocks))
+
+    def rpc_evm_setAutomine(self, enabled: bool) -> None:
+        if enabled:
+            self.tester.enable_auto_mine_transactions()
+        else:
+            self.tester.disable_auto_mine_transactions()
+
+
+def _revert_error(exc: TransactionFailed) -> dict[str, Any]:
+    payload = exc.args[0] if exc.args else b""
+    while isinstance(payload, BaseException):  # estimateGas wraps py-evm's Revert(bytes)
+        payload = payload.args[0] if payload.args else b""
+    if isinstance(payload, (bytes, bytearray)):
+        return {"code": 3, "message": "execution reverted", "data": "0x" + bytes(payload).hex()}
+    return {"code": 3, "message": f"execution reverted: {payload}"}
+
+
+_LAST_REVERT = threading.local()
+
+
+def _not_found(transaction_hash: bytes) -> Any:
+    raise TransactionNotFound(f"No transaction found for transaction hash: 0x{transaction_hash.hex()}")
+
+
+def _install_balance_free_calls() -> None:
+    """Make eth_call on the embedded chain skip the sender's balance check, as geth and anvil do.
+
+    eth-tester runs ``eth_call`` as a real transaction in a throw-away state, so a
+    call from an unfunded address (a fresh buyer, the zero address) fails with
+    "cannot afford txn gas". We credit the sender inside that throw-away state
+    only; the snapshot is reverted right after, so the chain never sees it.
+    """
+    from eth_tester.backends.pyevm import main as pyevm_main
+
+    if getattr(pyevm_main._execute_and_revert_transaction, "_cona_patched", False):
+        return
+
+    def execute_and_revert(chain: Any, transaction: Any, block_number: Any = "latest") -> Any:
+        vm = pyevm_main._get_vm_for_block_number(chain, block_number)
+        state = vm.state
+        snapshot = state.snapshot()
+        try:
+            price = getattr(transaction, "max_fee_per_gas", None) or getattr(transaction, "gas_price", 0)
+            need = transaction.gas * price + transaction.value
+            if state.get_balance(transaction.sender) < need:
+                state.set_balance(transaction.sender, need)
+            computation = state.apply_transaction(transaction)
+        finally:
+            state.revert(snapshot)
+        # eth-tester turns a failed call into TransactionFailed(str(error)), losing the
+        # revert bytes that custom errors need; keep them for EmbeddedRpc.rpc_eth_call.
+        err = computation._error if computation.is_error else None
+        _LAST_REVERT.data = err.args[0] if err is not None and err.args and isinstance(err.args[0], bytes) else None
+        return computation
+
+    execute_and_revert._cona_patched = True  # type: ignore[attr-defined]
+    pyevm_main._execute_and_revert_transaction = execute_and_revert
+
+    # eth-tester finds a transaction by scanning every block back from the head, so a
+    # receipt costs O(chain length). py-evm keeps a hash -> (block, index) lookup: use it,
+    # and check the answer against the canonical chain (a snapshot revert orphans blocks).
+    slow_lookup = pyevm_main._get_transaction_by_hash
+
+    def lookup(chain: Any, transaction_hash: bytes) -> Any:
+        head = chain.get_block()
+        for index, tx in enumerate(head.transactions):
+            if tx.hash == transaction_hash:
+                return head, tx, index
+        try:
+            number, index = chain.chaindb.get_transaction_index(transaction_hash)
+        except Exception:  # py-evm raises TransactionNotFound of its own
+            return slow_lookup(chain, transaction_hash) if head.number < 64 else _not_found(transaction_hash)
+        block = chain.get_canonical_block_by_number(number)
+        if index < len(block.transactions) and block.transactions[index].hash == transaction_hash:
+            return block, block.transactions[index], index
+        return _not_found(transaction_hash)
+
+    pyevm_main._get_transaction_by_hash = lookup
+
+
+_install_balance_free_calls()
