@@ -1,0 +1,43 @@
+# CONA: two commands on a fresh machine.
+#   make run   - bootstrap (.venv + npm ci) and start the market (`cona up`)
+#   make test  - bootstrap and run the whole test suite (what CI runs)
+# Bootstrap is idempotent: it reinstalls only when pyproject.toml, requirements.lock,
+# package.json or package-lock.json changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY_STAMP   := $(VENV)/.cona-installed
+NODE_STAMP := node_modules/.cona-installed
+
+.PHONY: run test bootstrap bench lock clean
+
+run: bootstrap
+	$(BIN)/cona up $(ARGS)
+
+test: bootstrap
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bootstrap: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "CONA needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: bootstrap
+	$(BIN)/cona bench chain --json
+
+# Re-pin Python dependencies after changing pyproject.toml.
+lock: $(PY_STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache
