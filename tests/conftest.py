@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from marketplace.chain.backends import AnvilBackend, ChainBackend, EmbeddedBackend
+from marketplace.chain.backends import AnvilBackend, ChainBackend, EmbeddedBackend, RpcBackend
 from marketplace.chain.contracts import Chain
 from marketplace.settings import ProjectConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ["embedded", "anvil"]
+BACKENDS = ["embedded", "anvil", "rpc"]
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +24,28 @@ def project() -> ProjectConfig:
     return ProjectConfig.load(ROOT)
 
 
+class _NodeBehindRpc(RpcBackend):
+    """The ``rpc`` backend as a user would run it: a plain JSON-RPC URL and private keys.
+
+    The node behind the URL is an anvil process this fixture owns; CONA talks to it only
+    through ``RpcBackend`` (no process management, no dev-account knowledge).
+    """
+
+    def __init__(self, project: ProjectConfig) -> None:
+        self._node = AnvilBackend(project.root, project.mnemonic, accounts=10)
+        super().__init__(self._node.url, keys=[a.key.hex() for a in self._node.accounts], expected_chain_id=31337)
+
+    def close(self) -> None:
+        super().close()
+        self._node.close()
+
+
 def _open(kind: str, project: ProjectConfig) -> ChainBackend:
     if kind == "embedded":
         return EmbeddedBackend(project.mnemonic, 10)
-    return AnvilBackend(project.root, project.mnemonic, accounts=10)
+    if kind == "anvil":
+        return AnvilBackend(project.root, project.mnemonic, accounts=10)
+    return _NodeBehindRpc(project)
 
 
 _chains: dict[str, Chain] = {}
@@ -58,5 +76,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "chain" in path.parts and not any(m.name == "chain" for m in item.iter_markers()):
             item.add_marker(pytest.mark.chain)
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("chain") == "anvil":
+        if callspec is not None and callspec.params.get("chain") in ("anvil", "rpc"):
             item.add_marker(pytest.mark.rpc)

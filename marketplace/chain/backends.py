@@ -103,6 +103,32 @@ class ChainBackend(ABC):
     def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
         """Send calls as one round trip; return their JSON-RPC response objects in order."""
 
+    def forward(self, payload: Any) -> Any:
+        """Relay a raw JSON-RPC request object (or a batch list) and return the response(s), ids kept.
+
+        This is how the API serves the chain at ``/rpc`` to wallets and agents in other processes.
+        """
+        items = payload if isinstance(payload, list) else [payload]
+        if not items:
+            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+        answers = []
+        calls, slots = [], []
+        for n, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("method"), str):
+                answers.append({"jsonrpc": "2.0", "id": item.get("id") if isinstance(item, dict) else None,
+                                "error": {"code": -32600, "message": "invalid request"}})
+                continue
+            params = item.get("params", [])
+            calls.append(Call(item["method"], list(params) if isinstance(params, (list, tuple)) else [params]))
+            slots.append((n, item.get("id")))
+            answers.append(None)
+        for (n, rid), resp in zip(slots, self._send(calls) if calls else []):
+            body = {k: v for k, v in resp.items() if k in ("result", "error")}
+            if "error" not in body:
+                body.setdefault("result", None)
+            answers[n] = {"jsonrpc": "2.0", "id": rid, **body}
+        return answers if isinstance(payload, list) else answers[0]
+
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         (resp,) = self._send([Call(method, list(params))])
         return _unwrap(method, resp)

@@ -79,3 +79,46 @@ def test_no_orphan_anvil_when_the_parent_is_killed(project, tmp_path):
     else:
         os.kill(anvil_pid, signal.SIGKILL)
         pytest.fail("anvil outlived its killed parent")
+
+
+def test_http_client_retries_a_dropped_node_with_backoff():
+    """A node that fails twice (HTTP 503, then a dropped connection) is retried until it answers."""
+    import http.server
+    import json
+    import threading
+
+    from marketplace.chain.backends import Call, HttpJsonRpc
+
+    seen: list[str] = []
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append(body["method"])
+            if len(seen) == 1:
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if len(seen) == 2:
+                self.close_connection = True
+                self.connection.shutdown(2)  # drop it on the floor
+                return
+            data = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = HttpJsonRpc(f"http://127.0.0.1:{server.server_address[1]}", retries=3, backoff=0.01)
+        (answer,) = client.send([Call("eth_chainId", [])])
+        assert answer["result"] == "0x7a69"
+        assert seen == ["eth_chainId"] * 3
+    finally:
+        server.shutdown()

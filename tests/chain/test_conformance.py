@@ -18,7 +18,7 @@ from marketplace.chain.writer import IdempotencyJournal, Signer, TransactionWrit
 from marketplace.errors import ChainMismatch, InsufficientFunds, TransactionReverted
 
 LIMIT = 100
-EXPECTED_CHAIN_ID = {"embedded": 131277322940537, "anvil": 31337}
+EXPECTED_CHAIN_ID = {"embedded": 131277322940537, "anvil": 31337, "rpc": 31337}
 
 
 @pytest.fixture(scope="session")
