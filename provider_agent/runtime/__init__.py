@@ -1,0 +1,1 @@
+"""Workload runtimes: WebAssembly (default) and, where a provider opts in, native processes."""
