@@ -76,6 +76,7 @@ class ProjectConfig:
     default_network: str
     mnemonic: str
     dev_account_count: int
+    market: dict[str, Any]
 
     @classmethod
     def load(cls, root: Path) -> "ProjectConfig":
@@ -112,6 +113,7 @@ class ProjectConfig:
                 default_network=default,
                 mnemonic=str(dev.get("mnemonic", "test test test test test test test test test test test junk")),
                 dev_account_count=int(dev.get("count", 20)),
+                market=dict(raw.get("market") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{path}: missing or invalid setting: {exc}") from None

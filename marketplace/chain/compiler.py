@@ -142,15 +142,16 @@ def discover_sources(config: ProjectConfig) -> list[str]:
     return sorted(found)
 
 
-def standard_input(cc: CompilerConfig, sources: dict[str, str]) -> dict[str, Any]:
+def standard_input(cc: CompilerConfig, sources: dict[str, str], selected: list[str] | None = None) -> dict[str, Any]:
+    wanted = ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]
+    # output only for the selected units: library sources (OpenZeppelin) need no artifacts
+    selection = {unit: {"*": wanted} for unit in selected} if selected else {"*": {"*": wanted}}
     settings: dict[str, Any] = {
         "optimizer": {"enabled": cc.optimizer, "runs": cc.runs},
         "evmVersion": cc.evm_version,
         "viaIR": cc.via_ir,
         "remappings": list(cc.remappings),
-        "outputSelection": {
-            "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object", "metadata"]}
-        },
+        "outputSelection": selection,
     }
     return {
         "language": "Solidity",
@@ -217,24 +218,19 @@ def run_compiler(root: Path, version: str, payload: dict[str, Any]) -> tuple[dic
             # solcx raises on any error; the standard-JSON output is still in the message
             out = _parse_solcx_failure(exc)
         return out, f"solc {version} (native, {native})"
-    script = _solcjs(root, version)
-    proc = subprocess.run(
-        ["node", str(script), "--standard-json"],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        cwd=root,
-        timeout=600,
-    )
-    text = proc.stdout.strip()
-    # solc-js may print warnings before the JSON document
-    start = text.find("{")
-    if proc.returncode != 0 and start < 0:
-        raise CompilerError(f"solc-js failed (exit {proc.returncode}): {proc.stderr.strip()[:2000]}")
-    try:
-        return json.loads(text[start:]), f"solc-js {version}"
-    except ValueError:
-        raise CompilerError(f"solc-js printed no JSON output: {proc.stderr.strip()[:2000]}") from None
+    package = _solcjs(root, version).parent
+    runner = Path(__file__).with_name("solcjs_standard_json.js")
+    with tempfile.TemporaryDirectory(prefix="cona-solc-") as tmp:
+        src, dst = Path(tmp) / "input.json", Path(tmp) / "output.json"
+        src.write_text(json.dumps(payload))
+        proc = subprocess.run(["node", str(runner), str(package), str(src), str(dst)],
+                              capture_output=True, text=True, cwd=root, timeout=600)
+        if proc.returncode != 0 or not dst.exists():
+            raise CompilerError(f"solc-js failed (exit {proc.returncode}): {proc.stderr.strip()[:2000]}")
+        try:
+            return json.loads(dst.read_text()), f"solc-js {version}"
+        except ValueError:
+            raise CompilerError("solc-js wrote output that is not JSON") from None
 
 
 def _parse_solcx_failure(exc: Exception) -> dict[str, Any]:
@@ -279,7 +275,7 @@ def compile_project(config: ProjectConfig) -> CompileReport:
     units = discover_sources(config)
     tree = SourceTree(root, (root / "node_modules",))
     sources = tree.closure(units)
-    output, compiler = run_compiler(root, cc.version, standard_input(cc, sources))
+    output, compiler = run_compiler(root, cc.version, standard_input(cc, sources, units))
     errors = format_diagnostics(output, sources, "error")
     if errors:
         raise CompilerError(

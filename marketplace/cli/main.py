@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
-import time
-from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -102,29 +99,28 @@ def _deployment_table(data: dict[str, Any]) -> Table:
 
 @app.command()
 def up(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
-       once: bool = typer.Option(False, "--once", help="deploy, print, and exit instead of serving")) -> None:
-    """Start the market: the chain, the contracts, and (as they land) the engine, API and demo agents."""
-    from marketplace.chain.contracts import Chain
-    from marketplace.chain.deploy import deploy_market
+       port: Optional[int] = typer.Option(None, "--port", help="API port (default CONA_API_PORT, 8000)"),
+       once: bool = typer.Option(False, "--once", help="bring everything up, print, and stop")) -> None:
+    """Start the market: the chain, the contracts and the API (the engine and demo agents as they land)."""
+    from marketplace.cli.up import start, wait_for_signal
 
-    s = settings(chain, rpc_url)
-    ch = Chain.open(s)
+    running = start(settings(chain, rpc_url), port=port)
     try:
-        dep = deploy_market(ch, state_dir=s.state_dir)
-        emit(dep.to_dict(), as_json, _deployment_table(dep.to_dict()))
+        dep = running.deployment.to_dict()
+        info = {**dep, "api": running.api_url, "rpc": f"{running.api_url}/rpc",
+                "docs": f"{running.api_url}/docs"}
+        emit(info, as_json, _deployment_table(dep))
+        if not as_json:
+            out.print(f"API      {running.api_url}   (OpenAPI at {running.api_url}/docs)")
+            out.print(f"JSON-RPC {running.api_url}/rpc")
+            out.print("Try:     curl -s " + running.api_url + "/v1/deployment")
         if once:
             return
-        console.print("[green]CONA is up.[/] Press Ctrl-C to stop.")
-        stop = {"flag": False}
-        signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
-        try:
-            while not stop["flag"]:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        console.print("[green]CONA is up.[/] Ctrl-C stops everything.")
+        wait_for_signal()
         console.print("stopping")
     finally:
-        ch.close()
+        running.stop()
 
 
 @bench_app.command("chain")
@@ -132,7 +128,7 @@ def bench_chain(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--qu
     """Contract transactions per second through the writer (embedded, anvil, batched) and the web3 baseline."""
     from bench import chain as bench_mod
 
-    emit(bench_mod.run(quick=quick), True if as_json else True)
+    emit(bench_mod.run(quick=quick), True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,165 @@
+"""Deploying the market: DemoToken (when settling in a token), ProviderRegistry, TierGate (when
+compiled), ComputeMarket, and the wiring between them, from ``brownie-config.yaml``'s ``market``.
+
+A ``Deployment`` records the chain (id and genesis hash), the addresses and the roles. It
+is written to ``<state dir>/deployments/<chain id>.json`` so other processes (the engine,
+agents, the auditor's CLI) find the contracts; ``load_deployment`` refuses a record that
+belongs to another chain or whose addresses hold no code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marketplace.chain.contracts import BoundContract, Chain
+from marketplace.errors import ChainMismatch, ConfigError, NotFound
+
+log = logging.getLogger(__name__)
+
+ZERO = "0x0000000000000000000000000000000000000000"
+SETTINGS = ("fee_bps", "accept_window", "dispute_window", "miss_slash_bps", "fail_slash_bps")
+
+
+@dataclass(frozen=True)
+class MarketParams:
+    asset: str = "eth"  # "eth" or "token"
+    min_stake: int = 10**18
+    unbonding_period: int = 7 * 24 * 3600
+    fee_bps: int = 200
+    accept_window: int = 60
+    dispute_window: int = 300
+    miss_slash_bps: int = 500
+    fail_slash_bps: int = 1000
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> "MarketParams":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown market settings in brownie-config.yaml: {', '.join(unknown)}",
+                              hint=f"known: {', '.join(sorted(known))}")
+        try:
+            values = {k: (str(v) if k == "asset" else int(v)) for k, v in raw.items()}
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"market settings must be integers: {exc}") from None
+        params = cls(**values)
+        if params.asset not in ("eth", "token"):
+            raise ConfigError(f"market.asset must be eth or token, not {params.asset!r}", field="asset")
+        return params
+
+
+@dataclass(frozen=True)
+class Deployment:
+    backend: str
+    chain_id: int
+    genesis: str
+    block: int
+    asset: str  # ZERO for ETH, else the token address
+    contracts: dict[str, str]
+    roles: dict[str, str]
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Deployment":
+        return cls(**raw)
+
+    def address(self, name: str) -> str:
+        try:
+            return self.contracts[name]
+        except KeyError:
+            raise NotFound(f"{name} is not part of this deployment", hint=f"deployed: {', '.join(self.contracts)}",
+                           field="contract") from None
+
+    def bind(self, chain: Chain, name: str) -> BoundContract:
+        return chain.at(name, self.address(name))
+
+
+def _genesis(chain: Chain) -> str:
+    return chain.backend.request("eth_getBlockByNumber", ["0x0", False])["hash"]
+
+
+def deploy_market(chain: Chain, *, state_dir: Path | None = None, params: MarketParams | None = None) -> Deployment:
+    """Deploy and wire the market. Roles: operator, orchestrator and arbiter are the first three
+    signers (all the first one when fewer are configured)."""
+    params = params or MarketParams.from_config(chain.project.market)
+    signers = chain.signers
+    if not signers:
+        raise ConfigError("no account to deploy from", hint="chain=rpc needs a private key for the operator")
+    operator = signers[0]
+    orchestrator = signers[1] if len(signers) > 1 else operator
+    arbiter = signers[2] if len(signers) > 2 else operator
+
+    contracts: dict[str, str] = {}
+    asset = ZERO
+    if params.asset == "token":
+        token = chain.deploy("DemoToken", operator.address, sender=operator)
+        asset = contracts["DemoToken"] = token.address
+    registry = chain.deploy("ProviderRegistry", asset, operator.address, params.min_stake, params.unbonding_period,
+                            sender=operator)
+    contracts["ProviderRegistry"] = registry.address
+    tier_gate = ZERO
+    if "TierGate" in chain.artifacts:
+        from marketplace.chain.tiergate import deploy_tier_gate  # lands with the tier gate issue
+
+        tier_gate = contracts["TierGate"] = deploy_tier_gate(chain, operator)
+    market = chain.deploy(
+        "ComputeMarket", asset, registry.address, tier_gate, operator.address, orchestrator.address,
+        arbiter.address, [getattr(params, s) for s in SETTINGS], sender=operator,
+    )
+    contracts["ComputeMarket"] = market.address
+    registry.transact(operator, "setMarket", market.address)
+    if tier_gate != ZERO:
+        from marketplace.chain.tiergate import bind_market
+
+        bind_market(chain, tier_gate, market.address, operator)
+
+    dep = Deployment(
+        backend=chain.backend.name,
+        chain_id=chain.backend.chain_id,
+        genesis=_genesis(chain),
+        block=chain.backend.block_number(),
+        asset=asset,
+        contracts=contracts,
+        roles={"operator": operator.address, "orchestrator": orchestrator.address, "arbiter": arbiter.address},
+        params=asdict(params),
+    )
+    if state_dir is not None:
+        save_deployment(dep, state_dir)
+    log.info("market deployed on chain %d: %s", dep.chain_id, contracts)
+    return dep
+
+
+def deployment_path(state_dir: Path, chain_id: int) -> Path:
+    return state_dir / "deployments" / f"{chain_id}.json"
+
+
+def save_deployment(dep: Deployment, state_dir: Path) -> Path:
+    path = deployment_path(state_dir, dep.chain_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(dep.to_dict(), indent=1) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_deployment(chain: Chain, state_dir: Path) -> Deployment:
+    path = deployment_path(state_dir, chain.backend.chain_id)
+    try:
+        dep = Deployment.from_dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise NotFound(f"no deployment recorded for chain {chain.backend.chain_id} in {path.parent}",
+                       hint="run `cona deploy` (or `cona up`) first") from None
+    if dep.genesis != _genesis(chain):
+        raise ChainMismatch(f"the deployment in {path} was made on another chain with the same id",
+                            hint="redeploy with `cona deploy`")
+    for name, addr in dep.contracts.items():
+        if chain.backend.request("eth_getCode", [addr, "latest"]) in ("0x", None):
+            raise ChainMismatch(f"{name} has no code at {addr}", hint="redeploy with `cona deploy`")
+    return dep
