@@ -352,7 +352,8 @@ class TransactionWriter:
     def wait_receipts(self, hashes: Sequence[str]) -> list[Receipt]:
         found: dict[str, Receipt] = {}
         deadline = time.monotonic() + self.receipt_timeout
-        delay = 0.001
+        # an automining node has the receipt within a fraction of a millisecond: poll fast first
+        delay = 0.0002
         todo = list(dict.fromkeys(hashes))
         while todo:
             answers = self.backend.batch(("eth_getTransactionReceipt", [h]) for h in todo)
@@ -368,7 +369,7 @@ class TransactionWriter:
                     raise ChainError(f"{len(todo)} transaction(s) not mined after {self.receipt_timeout:.0f}s",
                                      hint="is the node mining? (anvil --no-mining needs evm_mine)")
                 time.sleep(delay)
-                delay = min(delay * 2, 0.2)
+                delay = min(delay * 1.5, 0.2)
         return [found[h] for h in hashes]
 
     def _explain_failure(self, sender: str, req: TxRequest, rec: Receipt) -> TransactionReverted:
