@@ -1,0 +1,165 @@
+"""TierGate on chain: deployment, wiring, tier groups, epochs, and proof checks.
+
+``deploy_tier_gate`` deploys the bLSAG verifier and the gate (the operator holds the admin
+and operator roles); ``bind_market`` lets exactly one market consume proofs (once, for
+good). ``TierGateClient`` is the typed client the engine, the CLI and the tests use:
+
+- the operator: ``commit_group(operator, group)``, ``start_epoch(operator, epoch)``;
+- a buyer: ``statement(tier, order_digest, buyer)`` -> the ``zk.Statement`` to prove for
+  the current epoch, ``free_slot(secret, tier)`` -> a slot whose nullifier is unspent;
+- anyone: ``check(statement, proof)`` (an ``eth_call`` of everything ``consume`` checks but
+  the caller and the spent set), ``is_spent(nullifier)``, ``committed_groups()`` from the
+  ``GroupCommitted`` events.
+
+Every revert surfaces as ``TransactionReverted`` naming the custom error
+(``InvalidRingSignature``, ``NullifierAlreadySpent``, ``RingNotCommitted``, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from marketplace.chain.contracts import BoundContract, Chain, Event
+from marketplace.chain.writer import Receipt, as_signer
+from marketplace.errors import InputError
+from zk.blsag import Scope, Statement
+from zk.encoding import SCHEME_BLSAG
+from zk.groups import TierGroup
+from zk.keys import SecretKey
+from zk.tier import nullifier_for
+
+log = logging.getLogger(__name__)
+
+GATE = "TierGate"
+VERIFIER = "BlsagVerifier"
+
+
+def deploy_tier_gate(chain: Chain, operator_signer: Any) -> str:
+    """Deploys BlsagVerifier and TierGate (operator = admin and operator); returns the gate's address."""
+    signer = as_signer(operator_signer)
+    verifier = chain.deploy(VERIFIER, sender=signer)
+    gate = chain.deploy(GATE, signer.address, verifier.address, sender=signer)
+    log.info("tier gate %s with bLSAG verifier %s", gate.address, verifier.address)
+    return gate.address
+
+
+def bind_market(chain: Chain, tier_gate_address: str, market_address: str, operator_signer: Any) -> Receipt:
+    """Lets ``market_address`` (and only it, for good) call ``consume``."""
+    gate = chain.at(GATE, tier_gate_address)
+    return gate.transact(as_signer(operator_signer), "bindMarket", market_address)
+
+
+def commit_group(chain: Chain, tier_gate_address: str, group: TierGroup, operator_signer: Any) -> Receipt:
+    return TierGateClient.at(chain, tier_gate_address).commit_group(operator_signer, group)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    """What the gate holds for one (tier, epoch): version 0 means never committed."""
+
+    tier: int
+    epoch: int
+    version: int
+    slots: int
+    buckets: int
+
+
+@dataclass(frozen=True)
+class Checked:
+    commitment: bytes
+    nullifier: bytes
+
+
+class TierGateClient:
+    def __init__(self, chain: Chain, contract: BoundContract) -> None:
+        self.chain = chain
+        self.contract = contract
+        self.address = contract.address
+
+    @classmethod
+    def at(cls, chain: Chain, address: str) -> "TierGateClient":
+        return cls(chain, chain.at(GATE, address))
+
+    def __repr__(self) -> str:
+        return f"<TierGateClient {self.address}>"
+
+    # -- reads
+    @property
+    def market(self) -> str:
+        return self.contract.call("market")
+
+    def verifier(self, scheme: int = SCHEME_BLSAG) -> BoundContract:
+        return self.chain.at(VERIFIER, self.contract.call("verifiers", scheme))
+
+    def current_epoch(self) -> int:
+        return self.contract.call("currentEpoch")
+
+    def group_info(self, tier: int, epoch: int | None = None) -> GroupInfo:
+        epoch = self.current_epoch() if epoch is None else epoch
+        version, slots, buckets = self.contract.call("group", tier, epoch)
+        return GroupInfo(tier, epoch, version, slots, buckets)
+
+    def is_committed(self, tier: int, epoch: int, commitment: bytes) -> bool:
+        return self.contract.call("isCommitted", tier, epoch, commitment)
+
+    def is_spent(self, nullifier: bytes) -> bool:
+        return self.contract.call("spent", nullifier)
+
+    def committed_groups(self, from_block: int = 0) -> list[Event]:
+        """Every ``GroupCommitted`` event: the history of tier groups an auditor replays."""
+        return self.contract.get_logs(from_block, event="GroupCommitted")
+
+    # -- what a prover needs
+    def statement(self, tier: int, order_digest: bytes, beneficiary: str, *, epoch: int | None = None,
+                  market: str | None = None) -> Statement:
+        """The statement the market will ask the gate to check for this order."""
+        return Statement(
+            chain_id=self.chain.backend.chain_id,
+            gate=self.address,
+            market=market or self.market,
+            epoch=self.current_epoch() if epoch is None else epoch,
+            tier=tier,
+            order_digest=order_digest,
+            beneficiary=beneficiary,
+        )
+
+    def free_slot(self, secret: SecretKey, tier: int, *, epoch: int | None = None) -> int | None:
+        """The lowest slot this member has not used yet in the epoch, or None when all are spent."""
+        info = self.group_info(tier, epoch)
+        for slot in range(info.slots):
+            scope = Scope(self.chain.backend.chain_id, self.address, info.epoch, tier, slot)
+            if not self.is_spent(nullifier_for(secret, scope)):
+                return slot
+        return None
+
+    def check(self, statement: Statement, proof: bytes) -> Checked:
+        """Everything ``consume`` would check, as an ``eth_call`` (raises TransactionReverted)."""
+        commitment, nullifier = self.contract.call(
+            "check", statement.tier, statement.epoch, statement.order_digest, statement.beneficiary,
+            statement.market, proof)
+        return Checked(commitment, nullifier)
+
+    # -- writes
+    def commit_group(self, operator: Any, group: TierGroup) -> Receipt:
+        commitments = list(group.commitments())
+        rec = self.contract.transact(as_signer(operator), "commitGroup", group.tier, group.epoch, group.slots,
+                                     commitments)
+        log.info("tier %d epoch %d: committed %d bucket(s) of %d keys, %d slot(s)", group.tier, group.epoch,
+                 len(commitments), len(group), group.slots)
+        return rec
+
+    def start_epoch(self, operator: Any, epoch: int) -> Receipt:
+        return self.contract.transact(as_signer(operator), "startEpoch", epoch)
+
+    def consume(self, market_signer: Any, statement: Statement, proof: bytes, *, gas: int | None = None) -> Receipt:
+        """Calls ``consume`` directly: only works from the bound market's address (tests bind an
+        account as the market to exercise the gate alone)."""
+        if statement.gate != self.address:
+            raise InputError(f"the statement is for gate {statement.gate}, not {self.address}", field="gate")
+        return self.contract.transact(as_signer(market_signer), "consume", statement.tier, statement.epoch,
+                                      statement.order_digest, statement.beneficiary, proof, gas=gas)
+
+    def events(self, receipt: Receipt) -> list[Event]:
+        return self.contract.events(receipt)
