@@ -29,6 +29,15 @@ bench_app = typer.Typer(help="Benchmarks: one JSON object of figures on stdout."
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
+
+def _add_subcommands() -> None:
+    """Command groups that live in their own modules (one module per group, as brownie did)."""
+    from marketplace.cli.tier import tier_app
+
+    app.add_typer(tier_app, name="tier", help="VIP tier credentials and zero-knowledge tier proofs.")
+
+
+
 ChainOpt = typer.Option(None, "--chain", help="chain backend: embedded, anvil or rpc")
 RpcOpt = typer.Option(None, "--rpc-url", help="JSON-RPC URL (implies --chain rpc)")
 JsonOpt = typer.Option(False, "--json", help="print JSON for scripts")
@@ -129,6 +138,17 @@ def bench_chain(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--qu
     from bench import chain as bench_mod
 
     emit(bench_mod.run(quick=quick), True)
+
+
+@bench_app.command("zk")
+def bench_zk(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick", help="a short smoke run")) -> None:
+    """Tier proofs: prove and verify time in Python, gas on chain, at ring sizes 4, 16 and 32."""
+    from bench import zk as bench_mod
+
+    emit(bench_mod.run(quick=quick), True)
+
+
+_add_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:
