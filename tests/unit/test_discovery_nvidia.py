@@ -1,0 +1,103 @@
+"""NVIDIA discovery against real nvidia-smi XML logs (v11/T4, v12/A100 MIG, v13/dual A5000) and captures."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace.resources.model import Precision
+from provider_agent.discovery import nvidia
+from tests.unit._hw import fixture, garble, truncations
+
+pytestmark = pytest.mark.unit
+
+H100 = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
+L40S = "linux-x86_64__nvidia-l40s__595.80.txt"
+
+
+def test_a100_v12_mig_instances_and_attached_gpus_mismatch():
+    facts = nvidia.parse_smi_xml(fixture("a100-sxm4-v12.xml"))
+    (dev,) = facts.devices
+    assert dev.model == "NVIDIA A100-SXM4-80GB" and dev.count == 4
+    assert (dev.compute_units, dev.memory_mib, dev.clock_mhz) == (14, 19968, 1410.0)
+    assert "mig" in dev.features
+    assert dev.share_milli == round(1000 * 14 / 108)  # 14 of the A100's 108 SMs
+    assert dev.peak(Precision.FP16) == 312e12
+    assert facts.driver == "535.54.03"
+    assert [w.message for w in facts.warnings] == [
+        "attached_gpus says 4 but the log holds 1 <gpu> elements; counting the 1 present"]
+
+
+def test_t4_older_schema():
+    facts = nvidia.parse_smi_xml(fixture("tesla-t4.xml"))
+    assert facts.warnings == ()
+    (dev,) = facts.devices
+    assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz, dev.compute_units) == (
+        "Tesla T4", 1, 15360, 1590.0, 40)
+    assert dev.peak(Precision.INT8) == 130e12 and dev.peak(Precision.FP64) is None
+    assert dev.interconnect.startswith("PCIe Gen3 x16")
+
+
+def test_dual_a5000_v13_groups_two_identical_gpus():
+    facts = nvidia.parse_smi_xml(fixture("dual_a5000-v13.xml"))
+    assert facts.warnings == ()
+    (dev,) = facts.devices
+    assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz) == ("NVIDIA RTX A5000", 2, 24564, 2100.0)
+    assert dev.peak(Precision.FP32) == 27.8e12 and dev.peak(Precision.FP16) is None
+
+
+@pytest.mark.parametrize("name, model, mib, clock, nvlink", [
+    (H100, "NVIDIA H100 80GB HBM3", 81559, 1980.0, True),
+    (L40S, "NVIDIA L40S", 46068, 2520.0, False),
+])
+def test_exporter_captures_query_csv_with_header_and_units(name, model, mib, clock, nvlink):
+    cap = nvidia.parse_capture(fixture(name))
+    assert cap.gpus.warnings == ()
+    (dev,) = cap.gpus.devices
+    assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz) == (model, 1, mib, clock)
+    assert ("nvlink" in dev.features) is nvlink
+    assert cap.get("arch") == "x86_64"
+    if nvlink:
+        assert dev.interconnect.startswith("NVLink 18 links x 26.562 GB/s")
+
+
+def test_query_csv_noheader_nounits_with_probe_fields():
+    text = "0, NVIDIA H100 80GB HBM3, 81559, 1980, 5, 16, Disabled, 590.48.01\n"
+    facts = nvidia.parse_query_csv(text, nvidia.PROBE_FIELDS)
+    assert facts.warnings == ()
+    (dev,) = facts.devices
+    assert (dev.memory_mib, dev.clock_mhz) == (81559, 1980.0)
+    assert dev.interconnect.startswith("PCIe Gen5 x16")
+    assert facts.driver == "590.48.01"
+
+
+def test_unknown_gpu_gets_no_flops_and_a_warning():
+    text = "0, NVIDIA Imaginary 9000, 1024, 1000, 4, 16, Disabled, 1.0\n"
+    facts = nvidia.parse_query_csv(text, nvidia.PROBE_FIELDS)
+    (dev,) = facts.devices
+    assert dev.flops == () and dev.memory_bandwidth_gbps is None
+    assert any("not in the datasheet catalog" in w.message for w in facts.warnings)
+
+
+@pytest.mark.parametrize("name", ["a100-sxm4-v12.xml", "tesla-t4.xml", "dual_a5000-v13.xml"])
+def test_damaged_xml_warns_and_does_not_raise(name):
+    text = fixture(name)
+    for damaged in [*truncations(text), garble(text)]:
+        facts = nvidia.parse_smi_xml(damaged)
+        assert facts.warnings and facts.devices == ()
+
+
+@pytest.mark.parametrize("name", [H100, L40S])
+def test_damaged_capture_warns_and_does_not_raise(name):
+    text = fixture(name)
+    query = nvidia.split_capture(text)
+    csv_text = next(v for k, v in query.items() if k.startswith("idle :: query-gpu"))
+    for damaged in [*truncations(text), garble(text)]:
+        cap = nvidia.parse_capture(damaged)
+        assert cap.gpus.warnings
+    # garble() may only hit the blank lines of this two-line section: damage the row instead
+    row_garbled = csv_text.replace(", ", " ;; ", 7)
+    for damaged in [*truncations(csv_text), row_garbled]:
+        facts = nvidia.parse_query_csv(damaged)
+        assert facts.warnings
+        for dev in facts.devices:  # whatever survives is what the text said
+            assert dev.model in ("NVIDIA H100 80GB HBM3", "NVIDIA L40S")
