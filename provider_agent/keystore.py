@@ -15,7 +15,6 @@ Invariants:
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import secrets
@@ -28,6 +27,7 @@ from eth_keyfile import create_keyfile_json, decode_keyfile_json
 from eth_utils import to_checksum_address
 
 from marketplace.errors import AgentError
+from marketplace.passphrase import read_passphrase  # noqa: F401  (re-exported for the agent CLI)
 
 #: scrypt work factor: geth's "standard" (2**18) costs ~1 s here; 2**14 is geth's "light".
 DEFAULT_SCRYPT_N = 2**18
@@ -49,25 +49,6 @@ class Identity:
         return f"Identity({self.address})"
 
     __str__ = __repr__
-
-
-def read_passphrase(passphrase_file: Path | None, *, confirm: bool = False) -> str:
-    """The passphrase from ``passphrase_file`` (its first line) or from a prompt on the terminal."""
-    if passphrase_file is not None:
-        try:
-            text = Path(passphrase_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise KeystoreError(f"cannot read the passphrase file {passphrase_file}: {exc.strerror}",
-                                field="passphrase_file") from None
-        phrase = text.splitlines()[0] if text else ""
-    else:
-        phrase = getpass.getpass("keystore passphrase: ")
-        if confirm and getpass.getpass("repeat passphrase: ") != phrase:
-            raise KeystoreError("the two passphrases differ", field="passphrase")
-    if not phrase:
-        raise KeystoreError("the passphrase is empty", field="passphrase",
-                            hint="put a passphrase on the first line of the file")
-    return phrase
 
 
 def _address_of(key: bytes) -> str:

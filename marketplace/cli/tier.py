@@ -39,6 +39,7 @@ import typer
 from rich.table import Table
 
 from marketplace.errors import ChainMismatch, InputError, NotFound, ProofError, Rejected
+from marketplace.passphrase import read_passphrase
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +64,6 @@ class CredentialError(InputError):
 
 
 # ----------------------------------------------------------------------------- credentials
-
-
-def read_passphrase(passphrase_file: Optional[Path], *, confirm: bool) -> bytes:
-    if passphrase_file is not None:
-        try:
-            text = Path(passphrase_file).read_text()
-        except OSError as exc:
-            raise InputError(f"cannot read passphrase file {passphrase_file}: {exc.strerror}",
-                             field="passphrase_file") from None
-        lines = text.splitlines()
-        phrase = lines[0] if lines else ""
-    else:
-        phrase = typer.prompt("Passphrase", hide_input=True, confirmation_prompt=confirm, err=True)  # stdout stays JSON
-    if not phrase:
-        raise InputError("the passphrase is empty", hint="a credential must be encrypted with a passphrase",
-                         field="passphrase")
-    return phrase.encode()
 
 
 def write_credential(path: Path, secret: Any, passphrase: bytes) -> dict[str, Any]:
@@ -250,7 +234,7 @@ def keygen(out: Path = typer.Option(..., "--out", help="the credential file to c
     """A buyer makes a tier credential: the secret is encrypted into FILE; prints only the public key."""
     from zk import generate_key
 
-    passphrase = read_passphrase(passphrase_file, confirm=True)
+    passphrase = read_passphrase(passphrase_file, confirm=True).encode()
     secret = generate_key()
     doc = write_credential(out, secret, passphrase)
     log.info("tier credential %s written to %s", doc["public_key"][:18], out)
@@ -345,7 +329,7 @@ def prove(key: Path = typer.Option(..., "--key", help="the credential file (from
         raise InputError(f"beneficiary is not an address: {beneficiary!r}", hint="the buyer's 0x address",
                          field="beneficiary")
     beneficiary = to_checksum_address(beneficiary)
-    secret = read_credential(key, read_passphrase(passphrase_file, confirm=False))
+    secret = read_credential(key, read_passphrase(passphrase_file).encode())
     with _Gate(chain, rpc_url) as g:
         current = g.gate.current_epoch()
         epoch = current if epoch is None else epoch

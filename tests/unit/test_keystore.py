@@ -8,6 +8,7 @@ import stat
 import pytest
 from eth_keyfile import decode_keyfile_json
 
+from marketplace.errors import InputError
 from provider_agent import keystore
 from provider_agent.keystore import KeystoreError
 
@@ -78,7 +79,7 @@ def test_passphrase_from_file_first_line(tmp_path):
     f.write_text("s3cret\nignored\n")
     assert keystore.read_passphrase(f) == "s3cret"
     f.write_text("")
-    with pytest.raises(KeystoreError, match="empty"):
+    with pytest.raises(InputError, match="empty"):
         keystore.read_passphrase(f)
-    with pytest.raises(KeystoreError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot read"):
         keystore.read_passphrase(tmp_path / "missing")
