@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from marketplace.api.audit import router as audit_router
 from marketplace.chain.contracts import Chain
 from marketplace.errors import ConaError, InputError
 
@@ -40,6 +41,8 @@ class ApiState:
     chain: Chain
     deployment: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    #: the engine service (``marketplace.engine.service.Engine``) when this process runs it
+    engine: Any = None
 
 
 def problem(status: int, title: str, detail: str, *, code: str, instance: str | None = None,
@@ -149,4 +152,9 @@ def create_app(state: ApiState) -> FastAPI:
         answer = await run_in_threadpool(state.chain.backend.forward, payload)
         return JSONResponse(answer)
 
+    app.include_router(audit_router)
+    if state.engine is not None:
+        from marketplace.api.engine import router as engine_router
+
+        app.include_router(engine_router)
     return app

@@ -32,9 +32,13 @@ app.add_typer(bench_app, name="bench")
 
 def _add_subcommands() -> None:
     """Command groups that live in their own modules (one module per group, as brownie did)."""
+    from bench.gas import bench_gas
+    from marketplace.cli.audit import audit_app
     from marketplace.cli.tier import tier_app
 
     app.add_typer(tier_app, name="tier", help="VIP tier credentials and zero-knowledge tier proofs.")
+    app.add_typer(audit_app, name="audit", help="Auditor: order, provider and escrow history from chain data alone.")
+    bench_app.command("gas")(bench_gas)
 
 
 
@@ -138,6 +142,15 @@ def bench_chain(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--qu
     from bench import chain as bench_mod
 
     emit(bench_mod.run(quick=quick), True)
+
+
+@bench_app.command("route")
+def bench_route(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick", help="a short smoke run")) -> None:
+    """Convergence layer: SPF at 10k/100k nodes (and networkx), incremental updates, LSA decode and
+    verify rates, flooding convergence across five peer processes."""
+    from bench import flood, lsa, route
+
+    emit({**route.run(quick=quick), **lsa.run(quick=quick), **flood.run(quick=quick)}, True)
 
 
 @bench_app.command("zk")

@@ -11,11 +11,14 @@ import importlib
 
 import pytest
 
+from bench.gas import TRANSITIONS
+
 pytestmark = pytest.mark.bench
 
 PROMISED = {
     "chain": {"embedded_tx_per_s", "anvil_tx_per_s", "anvil_batched_tx_per_s", "anvil_p50_ms", "anvil_p99_ms",
-              "anvil_web3_transact_tx_per_s"},
+              "anvil_web3_transact_tx_per_s", "lifecycle_per_s", "lifecycle_tx_per_order"},
+    "gas": {f"eth.{key}" for key, _ in TRANSITIONS} | {"eth.lifecycle"},
 }
 
 
@@ -27,3 +30,14 @@ def test_benchmark_runs_and_reports_its_keys(name: str):
     assert not missing, f"bench {name} lacks {sorted(missing)}"
     for key in PROMISED[name]:
         assert isinstance(figures[key], (int, float)) and figures[key] > 0, (key, figures[key])
+
+
+def test_gas_table_renders_every_transition():
+    from bench.gas import LIFECYCLE, render_markdown, run
+
+    figures = run(quick=True)
+    table = render_markdown(figures)
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(TRANSITIONS) and "gas (ERC-20)" not in table
+    assert figures["eth.lifecycle"] == sum(figures[f"eth.{k}"] for k in LIFECYCLE)
+    assert f"{figures['eth.settle']:,}" in table

@@ -1,0 +1,202 @@
+"""``cona audit``: order and provider histories and the escrow check, read from the chain only.
+
+Runs in a fresh process with no engine: it opens the chain (``--chain``/``--rpc-url``),
+finds the market in the deployment record of the state directory (or ``--market
+ADDR``), brings an event index up to the head and answers from logs and contract views
+(``marketplace.chain.audit``). The index is kept in ``<state dir>/index/`` so the next
+audit reads only new blocks; it is a cache, rebuilt from the chain when deleted.
+
+Exit status: 0 when the history replays to the contract's state (or the books balance),
+1 when the auditor found a discrepancy (printed), 2 on an error (unknown order, no
+deployment, chain unreachable).
+
+Wired into ``cona`` as ``app.add_typer(audit_app, name="audit")``; also runnable alone as
+``python -m marketplace.cli.audit``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator, Optional
+
+import typer
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+
+audit_app = typer.Typer(help="Audit the market from chain data alone: histories and the escrow check.",
+                        no_args_is_help=True)
+
+ChainOpt = typer.Option(None, "--chain", help="chain backend: embedded, anvil or rpc")
+RpcOpt = typer.Option(None, "--rpc-url", help="JSON-RPC URL (implies --chain rpc)")
+JsonOpt = typer.Option(False, "--json", help="print JSON for scripts")
+MarketOpt = typer.Option(None, "--market", help="ComputeMarket address (default: the deployment record)")
+FromOpt = typer.Option(0, "--from-block", min=0, help="first block to index (default 0: the whole chain)")
+NoCacheOpt = typer.Option(False, "--no-cache", help="index in memory instead of the state directory")
+
+
+@contextmanager
+def _auditor(chain: Optional[str], rpc_url: Optional[str], market: Optional[str], from_block: int,
+             no_cache: bool) -> Iterator[Any]:
+    from marketplace.chain.audit import Auditor, index_path
+    from marketplace.chain.contracts import Chain
+    from marketplace.chain.deploy import load_deployment
+    from marketplace.cli.main import settings
+
+    s = settings(chain, rpc_url)
+    ch = Chain.open(s)
+    auditor = None
+    try:
+        if market is None:
+            market = load_deployment(ch, s.state_dir).address("ComputeMarket")
+        genesis = ch.backend.request("eth_getBlockByNumber", ["0x0", False])["hash"]
+        db = None if no_cache else index_path(s.state_dir, ch.backend.chain_id, genesis, market)
+        auditor = Auditor.open(ch, market_address=market, db_path=db, start_block=from_block)
+        yield auditor
+    finally:
+        if auditor is not None:
+            auditor.close()
+        ch.close()
+
+
+def _when(ts: int) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _short(h: str) -> str:
+    return h[:10] + "…" if len(h) > 12 else h
+
+
+def _amounts(entry: Any) -> str:
+    return " ".join(f"{k}={v}" for k, v in entry.amounts.items())
+
+
+def _other_args(entry: Any) -> str:
+    from marketplace.chain.audit import AMOUNT_ARGS
+
+    skip = set(AMOUNT_ARGS) | {"order", "requirement", "digest", "result"}
+    return " ".join(f"{k}={_short(str(v))}" for k, v in entry.args.items() if k not in skip)
+
+
+def _events_table(title: str, entries: Any, with_state: bool) -> Table:
+    table = Table(title=title)
+    for col in ("block", "time (UTC)", "event", "tx", "log") + (("state",) if with_state else ()) + ("amounts",
+                                                                                                       "details"):
+        table.add_column(col, no_wrap=col in ("block", "tx", "log"))
+    for e in entries:
+        row = [str(e.block), _when(e.timestamp), e.event, _short(e.tx_hash), str(e.log_index)]
+        if with_state:
+            row.append(e.state or "")
+        table.add_row(*row, _amounts(e), _other_args(e))
+    return table
+
+
+def _verdict(ok: bool, mismatches: Any, what: str) -> None:
+    from marketplace.cli.main import out
+
+    if ok:
+        out.print(f"[green]{what}[/]")
+    else:
+        out.print("[red]discrepancies:[/]")
+        for m in mismatches:
+            out.print(f"  - {m}")
+
+
+@audit_app.command("order")
+def order(order_id: int = typer.Argument(..., help="the order id"), chain: Optional[str] = ChainOpt,
+          rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt, market: Optional[str] = MarketOpt,
+          from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
+    """Every transition of an order (block, time, tx, amounts), its state, and the replay check."""
+    from marketplace.cli.main import emit, out
+
+    with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
+        h = auditor.order(order_id)
+    if as_json:
+        emit(h.to_dict(), True)
+    else:
+        out.print(_events_table(f"order {h.order_id} on {h.market} (as of block {h.block})", h.transitions, True))
+        if h.slashes:
+            out.print(_events_table("slashes", h.slashes, False))
+        m = h.money
+        out.print(f"state {h.state.name} (events replay to {h.replayed_state.name});  buyer {h.order.buyer}")
+        out.print(f"escrow {m.escrow} = paid {m.paid} (fees {m.fees}) + refunded {m.refunded} + remaining "
+                  f"{m.remaining};  slashed to buyer {m.slashed_to_buyer}")
+        _verdict(h.consistent, h.mismatches, "the events replay to the contract's state")
+    raise typer.Exit(0 if h.consistent else 1)
+
+
+@audit_app.command("provider")
+def provider(address: str = typer.Argument(..., help="the provider's address"), chain: Optional[str] = ChainOpt,
+             rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt, market: Optional[str] = MarketOpt,
+             from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
+    """A provider's registration, stake changes, status, slashes, leases and earnings."""
+    from marketplace.cli.main import emit, out
+
+    with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
+        h = auditor.provider(address)
+    if as_json:
+        emit(h.to_dict(), True)
+    else:
+        out.print(_events_table(f"provider {h.address} (as of block {h.block})", h.events, False))
+        leases = Table(title="leases")
+        for col in ("order", "assigned at block", "outcome", "paid", "fee", "earned", "slashed"):
+            leases.add_column(col)
+        for x in h.leases:
+            leases.add_row(str(x.order_id), str(x.assigned_block), x.outcome, str(x.paid), str(x.fee),
+                           str(x.earned), str(x.slashed))
+        out.print(leases)
+        out.print(f"status {h.status.name}, stake {h.stake}, live leases {h.live_leases}, slashed {h.slashed}")
+        out.print(f"earned {h.earned}, withdrawn {h.withdrawn}, withdrawable {h.market_balance}")
+        _verdict(h.consistent, h.mismatches, "the events replay to the registry's record")
+    raise typer.Exit(0 if h.consistent else 1)
+
+
+@audit_app.command("escrow")
+def escrow(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
+           market: Optional[str] = MarketOpt, from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
+    """Whether the market and the registry hold what they owe, by their books and by their events."""
+    from marketplace.cli.main import emit, out
+
+    with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
+        a = auditor.escrow()
+    if as_json:
+        emit(a.to_dict(), True)
+    else:
+        table = Table(title=f"escrow as of block {a.block}")
+        for col in ("contract", "holds", "owes (its books)", "owes (its events)", "balanced"):
+            table.add_column(col)
+        table.add_row("ComputeMarket", str(a.market.held), str(a.market.owed), str(a.owed_from_events),
+                      "yes" if a.market.balanced else "NO")
+        table.add_row("ProviderRegistry", str(a.registry.held), str(a.registry.owed),
+                      str(a.staked_from_events + a.released_from_events), "yes" if a.registry.balanced else "NO")
+        out.print(table)
+        roles = Table(title="owed by role")
+        roles.add_column("to")
+        roles.add_column("amount")
+        for role, amount in a.owed_by_role.items():
+            roles.add_row(role, str(amount))
+        out.print(roles)
+        _verdict(a.balanced, a.mismatches, "balanced: each contract holds what it owes, and its events agree")
+    raise typer.Exit(0 if a.balanced else 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m marketplace.cli.audit ...``: the sub-app alone, with ``cona``'s error handling."""
+    from marketplace.cli.main import console
+    from marketplace.errors import ConaError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        audit_app(args=argv, prog_name="cona audit", standalone_mode=True)
+    except ConaError as exc:
+        console.print(f"[red]error:[/] {exc.message}")
+        if exc.hint:
+            console.print(f"[dim]hint:[/] {exc.hint}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
