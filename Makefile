@@ -9,6 +9,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.cona-installed
 NODE_STAMP := node_modules/.cona-installed
+# the dashboard's browser test drives Debian's Chromium (no browser download works here)
+CHROMIUM   := /usr/bin/chromium
 
 .PHONY: run test bootstrap bench lock clean
 
@@ -19,7 +21,7 @@ test: bootstrap
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bootstrap: $(PY_STAMP) $(NODE_STAMP)
+bootstrap: $(PY_STAMP) $(NODE_STAMP) $(CHROMIUM)
 
 $(PY_STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "CONA needs Python 3.11 or newer")'
@@ -31,6 +33,11 @@ $(PY_STAMP): pyproject.toml requirements.lock
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium (Debian package chromium) for the browser test"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium >/dev/null
 
 bench: bootstrap
 	$(BIN)/cona bench chain --json

@@ -318,8 +318,10 @@ class TransactionWriter:
                 if _has(msg, _KNOWN):
                     hashes[i] = h
                 elif _has(msg, _NONCE_LOW) or _has(msg, _FEE_LOW):
-                    if req.key is not None and self.journal.get(req.key) and self._mined(h):
-                        hashes[i] = h  # an earlier run of ours already landed it
+                    if self._known(h):
+                        # these very bytes already reached the node (an earlier run, or a transport
+                        # retry of a batch that partly landed): re-signing would send the intent twice
+                        hashes[i] = h
                         continue
                     retry.append((i, req, raw, h))
                 else:
@@ -343,9 +345,10 @@ class TransactionWriter:
                                 hint="is another process sending from the same account?")
         return [h for h in hashes if h is not None]
 
-    def _mined(self, tx_hash: str) -> bool:
+    def _known(self, tx_hash: str) -> bool:
+        """Whether the node has this exact signed transaction, mined or pending."""
         try:
-            return self.backend.request("eth_getTransactionReceipt", [tx_hash]) is not None
+            return self.backend.request("eth_getTransactionByHash", [tx_hash]) is not None
         except RpcError:
             return False
 

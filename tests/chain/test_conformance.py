@@ -203,3 +203,29 @@ def test_unfunded_sender_gets_a_clear_error_without_its_key(chain: Chain, probe,
 def test_unknown_method_is_an_rpc_error(chain: Chain):
     with pytest.raises(RpcError):
         chain.backend.request("eth_noSuchMethod", [])
+
+
+class _RetryingTransport:
+    """A node seen through a transport that retries every batch once after losing the first
+    answer (as an HTTP client does after a timeout): the first send lands, the caller only
+    sees the node's answers to the resend ("already known" or "nonce too low")."""
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def batch(self, calls):
+        calls = list(calls)
+        self._backend.batch(calls)
+        return self._backend.batch(calls)
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+
+def test_a_transport_retry_of_a_batch_that_landed_sends_nothing_twice(chain: Chain, probe, isolated):
+    signer = chain.signers[8]
+    writer = TransactionWriter(_RetryingTransport(chain.backend), chain.decoder)
+    before = probe.call("total", signer.address)
+    receipts = writer.transact_many(signer, [probe.request("bump", 1, gas=90_000) for _ in range(3)])
+    assert all(r.ok for r in receipts)
+    assert probe.call("total", signer.address) == before + 3  # not 6: no intent re-signed and re-sent
