@@ -1,13 +1,20 @@
 """``cona-agent``: the provider agent's command line (thin: parse, call the library, format).
 
-Commands: ``discover`` (this machine, or a captured dump with ``--from DIR``). Other agent
-commands join ``app`` as further ``@app.command()`` functions.
+Commands: ``discover`` (this machine, or a captured dump with ``--from DIR``); the account
+commands ``init``, ``register``, ``stake``, ``status``, ``pause``, ``resume``, ``unbond``,
+``withdraw``; and ``run``, the daemon (``provider_agent.daemon``).
+
+Every command takes ``--json`` (one JSON object on stdout). Any ``ConaError`` - a decoded
+custom error from the chain included - is one line on stderr (``error: ...``, then the
+hint) and exit status 2. Passphrases come from ``--passphrase-file`` or a prompt, never
+from an argument.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,9 +23,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketplace.errors import ConaError
+from marketplace.errors import ConaError, InputError
 from marketplace.resources.model import NodeDescriptor
-from provider_agent import probe
+from provider_agent import account as account_mod
+from provider_agent import keystore, probe
 from provider_agent.discovery import Discovery
 
 log = logging.getLogger(__name__)
@@ -82,8 +90,275 @@ def discover(
     _print(result, as_json)
 
 
+# ---------------------------------------------------------------------------- account commands
+
+DEFAULT_HOME = Path(os.environ.get("CONA_AGENT_HOME", str(Path.home() / ".cona-agent")))
+
+KeystoreOpt = typer.Option(DEFAULT_HOME / "keystore.json", "--keystore", help="the agent's V3 keystore file")
+PassFileOpt = typer.Option(None, "--passphrase-file", help="read the passphrase from this file (else a prompt)")
+RpcOpt = typer.Option("http://127.0.0.1:8545", "--rpc-url", envvar="CONA_RPC_URL",
+                      help="JSON-RPC URL of the market's chain (the engine's /rpc or a node)")
+EngineOpt = typer.Option(None, "--engine", envvar="CONA_ENGINE_URL", help="engine URL (serves /v1/deployment)")
+DeploymentOpt = typer.Option(None, "--deployment", help="a deployment record file instead of asking the engine")
+StateOpt = typer.Option(DEFAULT_HOME / "state", "--state-dir", help="the agent's state directory (journals)")
+JsonOpt = typer.Option(False, "--json", help="print one JSON object")
+
+
+def _fail(exc: ConaError, as_json: bool) -> typer.Exit:
+    if as_json:
+        typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
+    else:
+        err = getattr(exc, "error", None)
+        hint = exc.hint or (account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None)
+        typer.echo(f"error: {exc.message}" + (f" (hint: {hint})" if hint else ""), err=True)
+    return typer.Exit(2)
+
+
+def _emit(as_json: bool, payload: dict, text: str) -> None:
+    typer.echo(json.dumps(payload, sort_keys=True) if as_json else text)
+
+
+def _deployment(engine: Optional[str], deployment: Optional[Path]):
+    if deployment is not None:
+        return account_mod.load_deployment_file(deployment)
+    if engine is not None:
+        return account_mod.fetch_deployment(engine)
+    raise InputError("where is the market? pass --engine URL or --deployment FILE", field="engine")
+
+
+def _open(keystore_path: Path, passphrase_file: Optional[Path], rpc_url: str, engine: Optional[str],
+          deployment: Optional[Path], state_dir: Optional[Path]) -> account_mod.Account:
+    ident = keystore.unlock(keystore_path, keystore.read_passphrase(passphrase_file))
+    dep = _deployment(engine, deployment)
+    journal = state_dir / "writer.jsonl" if state_dir is not None else None
+    return account_mod.Account.open(rpc_url=rpc_url, key=ident.key, deployment=dep, journal_path=journal)
+
+
+def _tx_payload(tx, **extra) -> dict:
+    return {"ok": True, "tx": tx.tx_hash, "gas_used": tx.gas_used, **extra}
+
+
+@app.command()
+def init(
+    keystore_path: Path = KeystoreOpt,
+    passphrase_file: Optional[Path] = PassFileOpt,
+    import_key_file: Optional[Path] = typer.Option(None, "--import-key-file",
+                                                   help="wrap an existing key (a file holding its 64 hex digits)"),
+    light: bool = typer.Option(False, "--light", help="scrypt N=2^14 (geth's light setting; for test keys)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Create the agent's encrypted keystore (a new key, or an imported one)."""
+    try:
+        key = None
+        if import_key_file is not None:
+            text = import_key_file.read_text().strip().removeprefix("0x")
+            try:
+                key = bytes.fromhex(text)
+            except ValueError:
+                raise InputError(f"{import_key_file} does not hold a hex private key", field="import_key_file") \
+                    from None
+        phrase = keystore.read_passphrase(passphrase_file, confirm=passphrase_file is None)
+        kw = {"scrypt_n": 2**14} if light else {}
+        ident = keystore.create(keystore_path, phrase, key=key, **kw)
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    _emit(as_json, {"address": ident.address, "keystore": str(keystore_path)},
+          f"created {keystore_path} for {ident.address}")
+
+
+@app.command()
+def register(
+    profile: Optional[Path] = typer.Option(None, "--profile", help="discover from a captured dump directory"),
+    live: bool = typer.Option(False, "--live", help="discover this machine"),
+    domain: int = typer.Option(..., "--domain", help="the network domain (AS) the node sits in"),
+    attachment: str = typer.Option(..., "--attachment", help="the network node the machine attaches to"),
+    price: list[str] = typer.Option(..., "--price", help="CLASS=WEI per unit-hour, repeatable"),
+    stake: int = typer.Option(..., "--stake", help="stake in wei (at least the registry's minimum)"),
+    keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt, rpc_url: str = RpcOpt,
+    engine: Optional[str] = EngineOpt, deployment: Optional[Path] = DeploymentOpt,
+    state_dir: Path = StateOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Register this provider: the discovered hardware's digest, domain, prices and stake."""
+    try:
+        if (profile is None) == (not live):
+            raise InputError("give exactly one of --profile DIR or --live", field="profile")
+        prices = account_mod.parse_prices(price)
+        found = probe.discover_dump(profile) if profile is not None else probe.discover_live()
+        acct = _open(keystore_path, passphrase_file, rpc_url, engine, deployment, state_dir)
+        try:
+            hw = found.descriptor.digest()
+            tx = acct.registry.register(acct.signer, hardware=hw, domain=domain, prices=prices, stake=stake,
+                                        metadata=account_mod.attachment_digest(attachment))
+        finally:
+            acct.close()
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    _emit(as_json, _tx_payload(tx, address=acct.address, hardware="0x" + hw.hex(), stake=str(stake)),
+          f"registered {acct.address} hardware 0x{hw.hex()} stake {stake} wei (tx {tx.tx_hash})")
+
+
+def _simple(fn_name: str, done: str):
+    def command(keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt,
+                rpc_url: str = RpcOpt, engine: Optional[str] = EngineOpt,
+                deployment: Optional[Path] = DeploymentOpt, state_dir: Path = StateOpt,
+                as_json: bool = JsonOpt) -> None:
+        try:
+            acct = _open(keystore_path, passphrase_file, rpc_url, engine, deployment, state_dir)
+            try:
+                tx = getattr(acct.registry, fn_name)(acct.signer)
+            finally:
+                acct.close()
+        except ConaError as exc:
+            raise _fail(exc, as_json) from None
+        _emit(as_json, _tx_payload(tx, address=acct.address), f"{done} {acct.address} (tx {tx.tx_hash})")
+    return command
+
+
+app.command("pause", help="Stop taking new leases (running ones continue).")(_simple("pause", "paused"))
+app.command("resume", help="Take new leases again after a pause.")(_simple("resume", "resumed"))
+
+
+@app.command()
+def stake(
+    amount: int = typer.Option(..., "--amount", help="wei to add to the stake"),
+    keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt, rpc_url: str = RpcOpt,
+    engine: Optional[str] = EngineOpt, deployment: Optional[Path] = DeploymentOpt,
+    state_dir: Path = StateOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Add stake."""
+    try:
+        if amount <= 0:
+            raise InputError("--amount must be positive", field="amount")
+        acct = _open(keystore_path, passphrase_file, rpc_url, engine, deployment, state_dir)
+        try:
+            tx = acct.registry.top_up(acct.signer, amount)
+            total = acct.registry.provider(acct.address).stake
+        finally:
+            acct.close()
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    _emit(as_json, _tx_payload(tx, address=acct.address, stake=str(total)),
+          f"staked {amount} wei; stake now {total} wei (tx {tx.tx_hash})")
+
+
+@app.command()
+def unbond(
+    finish: bool = typer.Option(False, "--finish", help="finish unbonding after the period (releases the stake)"),
+    keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt, rpc_url: str = RpcOpt,
+    engine: Optional[str] = EngineOpt, deployment: Optional[Path] = DeploymentOpt,
+    state_dir: Path = StateOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Begin unbonding (no new leases; the stake is released after the period), or --finish it."""
+    try:
+        acct = _open(keystore_path, passphrase_file, rpc_url, engine, deployment, state_dir)
+        try:
+            if finish:
+                tx = acct.registry.finish_unbond(acct.signer)
+                info = {"released": str(acct.registry.released(acct.address))}
+                text = f"unbonded {acct.address}: {info['released']} wei to withdraw (tx {tx.tx_hash})"
+            else:
+                tx = acct.registry.begin_unbond(acct.signer)
+                info = {"unbond_at": acct.registry.provider(acct.address).unbond_at}
+                text = f"unbonding {acct.address} until {info['unbond_at']} (tx {tx.tx_hash})"
+        finally:
+            acct.close()
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    _emit(as_json, _tx_payload(tx, address=acct.address, **info), text)
+
+
+@app.command()
+def withdraw(
+    keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt, rpc_url: str = RpcOpt,
+    engine: Optional[str] = EngineOpt, deployment: Optional[Path] = DeploymentOpt,
+    state_dir: Path = StateOpt, as_json: bool = JsonOpt,
+) -> None:
+    """Withdraw everything withdrawable: earnings from the market, released stake from the registry."""
+    try:
+        acct = _open(keystore_path, passphrase_file, rpc_url, engine, deployment, state_dir)
+        try:
+            out = account_mod.withdraw_all(acct)
+        finally:
+            acct.close()
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    _emit(as_json, {"ok": True, "address": acct.address, **out},
+          f"withdrew {out['market']} wei from the market and {out['registry']} wei from the registry")
+
+
+@app.command()
+def status(
+    keystore_path: Path = KeystoreOpt, rpc_url: str = RpcOpt,
+    engine: Optional[str] = EngineOpt, deployment: Optional[Path] = DeploymentOpt,
+    address: Optional[str] = typer.Option(None, "--address", help="another provider (default: the keystore's)"),
+    as_json: bool = JsonOpt,
+) -> None:
+    """On-chain provider info: status, stake, leases, withdrawable balances (no passphrase needed)."""
+    try:
+        who = address or keystore.address(keystore_path)
+        dep = _deployment(engine, deployment)
+        # reads only: a throwaway key signs nothing
+        acct = account_mod.Account.open(rpc_url=rpc_url, key=b"\x01" * 32, deployment=dep)
+        try:
+            info = acct.status(who)
+        finally:
+            acct.close()
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    if as_json:
+        typer.echo(json.dumps(info, sort_keys=True))
+        return
+    for k, v in info.items():
+        typer.echo(f"{k:22} {v}")
+
+
+@app.command()
+def run(
+    keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt,
+    profile: Optional[Path] = typer.Option(None, "--profile", help="advertise a captured dump's hardware"),
+    live: bool = typer.Option(False, "--live", help="advertise this machine"),
+    engine: str = typer.Option(..., "--engine", envvar="CONA_ENGINE_URL", help="engine URL"),
+    rpc_url: str = RpcOpt,
+    attachment: str = typer.Option(..., "--attachment", help="the network node the machine attaches to"),
+    domain: int = typer.Option(..., "--domain", help="the network domain (AS)"),
+    price: list[str] = typer.Option(..., "--price", help="CLASS=WEI per unit-hour, repeatable"),
+    stake_wei: Optional[int] = typer.Option(None, "--stake", help="stake to register with when not registered"),
+    state_dir: Path = StateOpt,
+    heartbeat_interval: float = typer.Option(1.0, "--heartbeat-interval", help="seconds between heartbeats"),
+    poll_interval: float = typer.Option(0.25, "--poll-interval", help="seconds between chain polls"),
+    lsa_lifetime: int = typer.Option(3600, "--lsa-lifetime", help="seconds an LSA lives (refreshed at 3/4)"),
+    withdraw_every: float = typer.Option(60.0, "--withdraw-every", help="seconds between withdrawals (0: never)"),
+    deployment: Optional[Path] = DeploymentOpt,
+) -> None:
+    """The provider daemon: advertise, heartbeat, accept, run, complete, settle, withdraw."""
+    from provider_agent import daemon
+
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per heartbeat would drown the log
+    try:
+        if (profile is None) == (not live):
+            raise InputError("give exactly one of --profile DIR or --live", field="profile")
+        ident = keystore.unlock(keystore_path, keystore.read_passphrase(passphrase_file))
+        found = probe.discover_dump(profile) if profile is not None else probe.discover_live()
+        cfg = daemon.AgentConfig(
+            engine=engine, rpc_url=rpc_url, attachment=attachment, domain=domain,
+            prices=tuple(account_mod.parse_prices(price)), stake=stake_wei, state_dir=state_dir,
+            heartbeat_interval=heartbeat_interval, poll_interval=poll_interval, lsa_lifetime=lsa_lifetime,
+            withdraw_every=withdraw_every, deployment_file=deployment)
+        agent = daemon.Agent(cfg, ident.key, found.descriptor)
+    except ConaError as exc:
+        raise _fail(exc, False) from None
+    try:
+        agent.run_forever()
+    except ConaError as exc:
+        raise _fail(exc, False) from None
+    finally:
+        agent.close()
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app(args=argv)
 
 

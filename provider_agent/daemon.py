@@ -1,0 +1,466 @@
+"""The provider daemon (``cona-agent run``): advertise, heartbeat, serve leases, get paid.
+
+One process, three activities:
+- a heartbeat thread signs and posts a heartbeat every ``heartbeat_interval`` seconds,
+  listing the leases it is running, so the engine notices a dead provider within
+  ``miss_limit x interval`` seconds (``marketplace.convergence.heartbeat``);
+- the LSA: a signed Compute LSA is posted on start, on every change of availability (a
+  lease starting or ending changes ``free_milli``; each instance has a new sequence
+  number, persisted in the journal so a restart never reuses one), and before expiry
+  (``Originator.refresh_due``: at 3/4 of the lifetime);
+- the lease loop polls the market's logs from its journaled cursor for ``Assigned``,
+  ``AcceptanceTimedOut`` and ``OrderFailed`` events that name this provider (the latter
+  two hand an order to the next backup), then advances every open lease one step.
+
+A lease: ``seen`` -> (spec fetched and checked against the order's on-chain requirement
+digest) ``spec`` -> ``accepted`` (before the acceptance deadline) -> ``ran`` (the workload
+under the metered wasm runtime; result bytes stored content-addressed) -> ``completed``
+(result hash and usage on chain) -> ``uploaded`` (result bytes to the engine) ->
+``settled`` (after the dispute window; anyone may settle, we do). Earnings are withdrawn
+every ``withdraw_every`` seconds.
+
+Crash safety (invariants):
+- the chain is the truth and the journal our memory: each step first reads the order on
+  chain and acts only on what the chain says is still to do (an order that is already
+  ``Running`` is never accepted again, a ``Completed`` one never completed again);
+- every chain write carries an idempotency key derived from (order, step, the chain's own
+  timestamps of that attempt), kept by the writer's journal in the state directory, so a
+  write interrupted between signing and journaling is re-sent as the very same bytes;
+- result bytes are durable before ``complete`` is sent, so a completed result is never lost;
+- re-running a workload after a crash gives the same bytes and the same fuel (the runtime
+  is deterministic), so a crash before ``ran`` costs time, not correctness.
+
+Usage calibration: the contract bills ``usage`` unit-seconds at the order's price. The
+agent derives it from metered fuel only, so anyone re-running the workload gets the same
+bill: ``usage = max(1, ceil(fuel / FUEL_PER_UNIT_SECOND))``, capped at what the contract
+allows (``units x (duration - served)``). ``FUEL_PER_UNIT_SECOND`` is 2e9: this runtime
+executes 2.3-4.1e9 fuel per second on this machine's cores (nbody, matmul, sha256
+measured); taking the low end rounds the bill in the buyer's favour on faster cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from eth_utils import keccak, to_checksum_address
+
+from marketplace.chain.market import Order, OrderState, ProviderStatus
+from marketplace.convergence.heartbeat import sign as sign_heartbeat
+from marketplace.convergence.lsa import Availability, LsaContent
+from marketplace.convergence.lsdb import Originator
+from marketplace.engine.spec import Spec
+from marketplace.errors import AgentError, ChainError, ConaError, TransactionReverted
+from marketplace.resources.model import DeviceClass, NodeDescriptor
+from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
+from provider_agent.journal import Journal, Lease
+from provider_agent.runtime.wasm import Limits, RunResult, WasmRuntime
+from provider_agent.workloads import NAMES, load_workload
+
+log = logging.getLogger(__name__)
+
+FUEL_PER_UNIT_SECOND = 2_000_000_000
+WATCHED = ("Assigned", "AcceptanceTimedOut", "OrderFailed")
+#: test hook: ``after:<step>`` or ``before:<step>`` SIGKILLs the agent at that point of any lease,
+#: so crash recovery is tested with a real kill at an exact place (never set in production)
+CRASH_ENV = "CONA_AGENT_CRASH_AT"
+LOG_CHUNK = 5_000
+
+
+def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
+    """Unit-seconds billed for ``fuel``: ceil(fuel / FUEL_PER_UNIT_SECOND), at least 1, at most
+    ``units x remaining_seconds`` (the contract's ``UsageTooHigh`` bound)."""
+    used = max(1, -(-fuel // FUEL_PER_UNIT_SECOND))
+    return min(used, units * remaining_seconds)
+
+
+def result_bytes(run: RunResult) -> bytes:
+    """The bytes a provider uploads; their keccak is ``RunResult.result_hash`` (what goes on chain):
+    status, a zero byte, the exit code (int32 big-endian), then the workload's stdout."""
+    data = run.status.encode() + b"\x00" + run.exit_code.to_bytes(4, "big", signed=True) + run.output
+    assert keccak(data) == run.result_hash
+    return data
+
+
+class SpecError(AgentError):
+    code = "agent-spec"
+
+
+def check_spec(raw: Any, order: Order) -> Spec:
+    """Parse an order document (``marketplace.engine.spec``) and check it is the one the buyer
+    signed: its digest must equal the order's on-chain ``requirement``."""
+    try:
+        spec = Spec.from_dict(raw, modules=NAMES)
+    except ConaError as exc:
+        raise SpecError(f"order {order.id}: {exc.message}", hint=exc.hint) from None
+    if spec.digest() != order.requirement:
+        raise SpecError(f"order {order.id}: the spec's digest 0x{spec.digest().hex()} is not the order's "
+                        f"requirement 0x{order.requirement.hex()}", hint="the engine served another document")
+    return spec
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    engine: str
+    rpc_url: str
+    attachment: str
+    domain: int
+    prices: tuple[int, ...]
+    state_dir: Path
+    stake: int | None = None
+    heartbeat_interval: float = 1.0
+    poll_interval: float = 0.25
+    lsa_lifetime: int = 3600
+    withdraw_every: float = 60.0
+    deployment_file: Path | None = None
+    max_wall_seconds: float = 600.0
+    engine_wait: float = 60.0
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig, key: bytes, descriptor: NodeDescriptor) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.descriptor = descriptor
+        self.journal = Journal(cfg.state_dir)
+        self.http = httpx.Client(base_url=cfg.engine.rstrip("/"), timeout=10.0)
+        dep = load_deployment_file(cfg.deployment_file) if cfg.deployment_file else self._wait_deployment()
+        self.acct = Account.open(rpc_url=cfg.rpc_url, key=key, deployment=dep,
+                                 journal_path=Path(cfg.state_dir) / "writer.jsonl")
+        self.me = self.acct.address
+        self.market = self.acct.market
+        self.dispute_window = int(self.market.contract.call("disputeWindow"))
+        self.originator = Originator(key, time.time, max_age=cfg.lsa_lifetime,
+                                     sequence=int(self.journal.meta("lsa_sequence", 0)))
+        self.runtime = WasmRuntime()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
+        self.runs: dict[int, Future] = {}
+        self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
+        self._advertised: tuple | None = None
+        self._lock = threading.Lock()
+        self.stop = threading.Event()
+        self._hb_seq = 0
+        self._retry_at: dict[tuple[int, str], float] = {}
+        self._last_withdraw = time.monotonic()
+        self._crash_at = os.environ.get(CRASH_ENV, "")
+        log.info("agent %s on chain %d, state %s", self.me, dep.chain_id, cfg.state_dir)
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _wait_deployment(self):
+        deadline = time.monotonic() + self.cfg.engine_wait
+        while True:
+            try:
+                return fetch_deployment(self.cfg.engine)
+            except ConaError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("waiting for the engine: %s", exc)
+                time.sleep(1.0)
+
+    def ensure_registered(self) -> None:
+        info = self.acct.registry.provider(self.me)
+        hw = self.descriptor.digest()
+        meta = attachment_digest(self.cfg.attachment)
+        if info.status == ProviderStatus.NONE:
+            if self.cfg.stake is None:
+                raise AgentError(f"{self.me} is not registered", hint="pass --stake WEI to register on start")
+            tx = self.acct.registry.register(self.acct.signer, hardware=hw, domain=self.cfg.domain,
+                                             prices=list(self.cfg.prices), stake=self.cfg.stake, metadata=meta)
+            log.info("registered %s hardware 0x%s stake %d (tx %s)", self.me, hw.hex(), self.cfg.stake, tx.tx_hash)
+            return
+        if (info.hardware, info.domain, info.prices, info.metadata) != (hw, self.cfg.domain, self.cfg.prices, meta):
+            try:
+                self.acct.registry.update(self.acct.signer, hardware=hw, domain=self.cfg.domain,
+                                          prices=list(self.cfg.prices), metadata=meta)
+                log.info("updated %s's registration to hardware 0x%s", self.me, hw.hex())
+            except TransactionReverted as exc:
+                log.warning("could not update %s's registration: %s", self.me, exc)
+        if info.status != ProviderStatus.ACTIVE:
+            log.warning("provider %s is %s: no new leases will come", self.me, info.status.name.lower())
+
+    def close(self) -> None:
+        self.stop.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.http.close()
+        self.acct.close()
+        self.journal.close()
+
+    def _crash(self, where: str) -> None:
+        if self._crash_at == where:
+            log.warning("%s=%s: killing myself", CRASH_ENV, where)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _record(self, order: int, step: str, **data: Any) -> Lease:
+        self._crash(f"before:{step}")
+        lease = self.journal.record(order, step, **data)
+        self._crash(f"after:{step}")
+        return lease
+
+    # -- advertising -------------------------------------------------------------------
+
+    def availability(self) -> tuple[Availability, ...]:
+        with self._lock:
+            busy = dict(self.busy)
+        out = []
+        for dc in sorted({d.device_class for d in self.descriptor.devices}):
+            total = sum(d.count * d.share_milli for d in self.descriptor.of_class(dc))
+            used = sum(units * 1000 for c, units in busy.values() if c == int(dc))
+            free = max(0, total - used)
+            load = min(10000, (total - free) * 10000 // total) if total else 0
+            out.append(Availability(DeviceClass(dc), free, load))
+        return tuple(out)
+
+    def advertise(self, force: bool = False) -> None:
+        avail = self.availability()
+        if not force and avail == self._advertised and not self.originator.refresh_due():
+            return
+        content = LsaContent(
+            self.descriptor, avail,
+            tuple((DeviceClass(i + 1), p) for i, p in enumerate(self.cfg.prices) if p),
+            self.cfg.domain, self.cfg.attachment)
+        raw = self.originator.next(content)
+        self.journal.set_meta("lsa_sequence", self.originator.sequence)
+        self._advertised = avail
+        try:
+            resp = self.http.post("/v1/lsas", content=raw, headers={"content-type": "application/octet-stream"})
+            log.info("LSA seq %d (%s) -> %d %s", self.originator.sequence,
+                     " ".join(f"{a.device_class.name}:{a.free_milli}" for a in avail), resp.status_code,
+                     resp.text[:200])
+        except httpx.HTTPError as exc:
+            log.warning("LSA seq %d not delivered: %s", self.originator.sequence, exc)
+            self._advertised = None  # try again on the next tick
+
+    def _heartbeats(self) -> None:
+        while not self.stop.is_set():
+            with self._lock:
+                leases = sorted(self.busy)
+            # sequences strictly increase across restarts too: milliseconds since the epoch
+            self._hb_seq = max(self._hb_seq + 1, time.time_ns() // 1_000_000)
+            hb = sign_heartbeat(self.key, sequence=self._hb_seq, timestamp=int(time.time()), leases=leases)
+            try:
+                self.http.post("/v1/heartbeats", json=hb.to_dict())
+            except httpx.HTTPError as exc:
+                log.debug("heartbeat %d not delivered: %s", self._hb_seq, exc)
+            self.stop.wait(self.cfg.heartbeat_interval)
+
+    # -- chain watching ------------------------------------------------------------------
+
+    def poll_chain(self) -> None:
+        backend = self.acct.chain.backend
+        latest = backend.block_number()
+        start = int(self.journal.meta("next_block", self.acct.deployment.block))
+        abi = self.market.contract.abi
+        while start <= latest:
+            end = min(latest, start + LOG_CHUNK - 1)
+            raw = backend.request("eth_getLogs", [{
+                "address": self.market.address, "fromBlock": hex(start), "toBlock": hex(end),
+                "topics": [[abi.topic(name) for name in WATCHED]]}])
+            for ev in self.market.contract.decode_logs(raw):
+                who = ev.args.get("provider") if ev.name == "Assigned" else ev.args.get("next")
+                if who is not None and to_checksum_address(who) == self.me:
+                    order = int(ev.args["order"])
+                    if self.journal.lease(order) is None:
+                        self._record(order, "seen", event=ev.name, block=ev.block_number, tx=ev.tx_hash)
+            self.journal.set_meta("next_block", end + 1)
+            start = end + 1
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def _due(self, order: int, what: str) -> bool:
+        return time.monotonic() >= self._retry_at.get((order, what), 0.0)
+
+    def _later(self, order: int, what: str, seconds: float) -> None:
+        self._retry_at[(order, what)] = time.monotonic() + seconds
+
+    def step_leases(self) -> None:
+        for lease in self.journal.open_leases():
+            try:
+                self.advance(lease)
+            except (ChainError, httpx.HTTPError) as exc:
+                log.warning("lease %d: %s (will retry)", lease.order, exc)
+                self._later(lease.order, "any", 1.0)
+
+    def advance(self, lease: Lease) -> None:
+        oid = lease.order
+        if not self._due(oid, "any"):
+            return
+        o = self.market.order(oid)
+        mine = o.provider == self.me
+        ran = lease.data("ran")
+        if mine and o.state in (OrderState.COMPLETED, OrderState.SETTLED, OrderState.DISPUTED,
+                                OrderState.RESOLVED) and ran and o.result.hex() == ran["result_hash"][2:]:
+            self._after_completion(lease, o)
+            return
+        if mine and o.state == OrderState.ASSIGNED:
+            self._accept(lease, o)
+            return
+        if mine and o.state == OrderState.RUNNING:
+            self._run_or_complete(lease, o)
+            return
+        # the chain moved the order away from us (timed out, failed over, cancelled, refunded)
+        if oid in self.runs and not self.runs[oid].done():
+            return  # let the run end first: the thread cannot be interrupted mid-module
+        self._set_busy(oid, None)
+        self._record(oid, "lost", state=o.state.name, provider=o.provider)
+
+    def _accept(self, lease: Lease, o: Order) -> None:
+        now = self.market.chain_time()
+        if now > o.accept_deadline:
+            log.warning("lease %d: acceptance deadline %d passed (chain time %d)", o.id, o.accept_deadline, now)
+            self._later(o.id, "any", 2.0)
+            return
+        if not lease.has("spec"):
+            if not self._due(o.id, "spec"):
+                return
+            try:
+                resp = self.http.get(f"/v1/orders/{o.id}/spec")
+                if resp.status_code != 200:
+                    raise SpecError(f"order {o.id}: the engine answered {resp.status_code} for the spec")
+                spec = resp.json()
+                check_spec(spec, o)
+            except (ConaError, ValueError) as exc:
+                # not accepting is the safe answer to a spec we cannot verify; retry until the deadline
+                log.error("lease %d: %s", o.id, exc)
+                self._later(o.id, "spec", 1.0)
+                return
+            lease = self._record(o.id, "spec", spec=spec)
+        tx = self.market.accept(self.acct.signer, o.id, key=self._key(o, "accept", o.accept_deadline))
+        self._record(o.id, "accepted", tx=tx.tx_hash, started_at=tx.event("Accepted").args["startedAt"])
+
+    def _run_or_complete(self, lease: Lease, o: Order) -> None:
+        if not lease.has("accepted"):  # accepted on chain, the journal line was lost in a crash
+            self._record(o.id, "accepted", tx="", started_at=o.started_at, reconciled=True)
+        if lease.has("ran"):
+            ran = lease.data("ran")
+            self.journal.result(ran["result_hash"])  # refuse to complete a result we could not upload
+            tx = self.market.complete(self.acct.signer, o.id, bytes.fromhex(ran["result_hash"][2:]), ran["usage"],
+                                      key=self._key(o, "complete", o.started_at))
+            self._record(o.id, "completed", tx=tx.tx_hash)
+            self._set_busy(o.id, None)
+            return
+        fut = self.runs.get(o.id)
+        if fut is None:
+            if not lease.has("spec"):  # accepted before the spec line was journaled cannot happen, but be safe
+                resp = self.http.get(f"/v1/orders/{o.id}/spec")
+                spec = resp.json()
+                check_spec(spec, o)
+                self._record(o.id, "spec", spec=spec)
+                lease = self.journal.lease(o.id)
+            spec = check_spec(lease.data("spec")["spec"], o)
+            name, data, fuel = spec.module, spec.input, spec.fuel
+            self._set_busy(o.id, (o.device_class, o.units))
+            remaining = max(1, o.duration - o.served)
+            limits = Limits(fuel=fuel, wall_seconds=min(float(remaining), self.cfg.max_wall_seconds))
+            log.info("lease %d: running %s (%d input bytes, fuel %d)", o.id, name, len(data), fuel)
+            self.runs[o.id] = self.pool.submit(self.runtime.run, load_workload(name), data, limits)
+            return
+        if not fut.done():
+            return
+        run: RunResult = fut.result()
+        del self.runs[o.id]
+        blob = result_bytes(run)
+        digest = self.journal.put_result(blob)
+        usage = usage_for(run.fuel_used, o.units, o.duration - o.served)
+        if not run.ok:
+            log.warning("lease %d: workload stopped: %s %s (fuel %d); reporting it", o.id, run.status, run.detail,
+                        run.fuel_used)
+        self._record(o.id, "ran", result_hash=digest, usage=usage, fuel=run.fuel_used, status=run.status,
+                     exit_code=run.exit_code, detail=run.detail, wall_ms=round(run.wall_ms, 1))
+
+    def _after_completion(self, lease: Lease, o: Order) -> None:
+        self._set_busy(o.id, None)
+        if not lease.has("completed"):
+            self._record(o.id, "completed", tx="", reconciled=True)
+        if not lease.has("uploaded"):
+            if not self._due(o.id, "upload"):
+                return
+            blob = self.journal.result(lease.data("ran")["result_hash"])
+            try:
+                resp = self.http.post(f"/v1/orders/{o.id}/result", content=blob,
+                                      headers={"content-type": "application/octet-stream"})
+            except httpx.HTTPError as exc:
+                log.warning("lease %d: result upload failed: %s", o.id, exc)
+                self._later(o.id, "upload", 2.0)
+                return
+            if resp.status_code >= 300:
+                log.warning("lease %d: the engine refused the result: %d %s", o.id, resp.status_code,
+                            resp.text[:200])
+                self._later(o.id, "upload", 5.0)
+                return
+            self._record(o.id, "uploaded", status=resp.status_code)
+        if o.state == OrderState.COMPLETED:
+            # the next block's timestamp: a node that mines on demand (anvil) leaves the latest
+            # block's time behind the wall clock; a settle sent too early is refused by gas
+            # estimation, before it is signed or journaled, and retried
+            if max(self.market.chain_time(), int(time.time())) < o.completed_at + self.dispute_window:
+                self._later(o.id, "any", 1.0)
+                return
+            tx = self.market.settle(self.acct.signer, o.id, key=self._key(o, "settle", o.completed_at))
+            paid = tx.event("Settled").args["paid"]
+            self._record(o.id, "settled", tx=tx.tx_hash, paid=str(paid))
+        elif o.state in (OrderState.SETTLED, OrderState.RESOLVED):
+            self._record(o.id, "settled", tx="", state=o.state.name, reconciled=True)
+        # DISPUTED: the arbiter decides; keep watching
+
+    def _key(self, o: Order, step: str, stamp: int) -> str:
+        return f"{self.acct.deployment.chain_id}:{self.market.address}:{o.id}:{step}:{stamp}"
+
+    def _set_busy(self, order: int, value: tuple[int, int] | None) -> None:
+        with self._lock:
+            if value is None:
+                self.busy.pop(order, None)
+            else:
+                self.busy[order] = value
+
+    def reconcile(self) -> None:
+        """After a restart: what was running is running again (availability), everything else
+        is settled by ``advance`` against the chain."""
+        for lease in self.journal.open_leases():
+            if lease.has("accepted") and not lease.has("completed"):
+                try:
+                    o = self.market.order(lease.order)
+                except ChainError as exc:
+                    log.warning("lease %d: cannot read the order: %s", lease.order, exc)
+                    continue
+                if o.state == OrderState.RUNNING and o.provider == self.me:
+                    self._set_busy(o.id, (o.device_class, o.units))
+        log.info("reconciled %d open lease(s) from the journal", len(self.journal.open_leases()))
+
+    def maybe_withdraw(self) -> None:
+        if self.cfg.withdraw_every <= 0 or time.monotonic() - self._last_withdraw < self.cfg.withdraw_every:
+            return
+        self._last_withdraw = time.monotonic()
+        bal = self.market.balance(self.me)
+        if bal > 0:
+            tx = self.market.withdraw(self.acct.signer, bal)
+            log.info("withdrew %d wei (tx %s)", bal, tx.tx_hash)
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def run_forever(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+        self.ensure_registered()
+        self.reconcile()
+        self.advertise(force=True)
+        hb = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        hb.start()
+        while not self.stop.is_set():
+            try:
+                self.poll_chain()
+                self.step_leases()
+                self.advertise()
+                self.maybe_withdraw()
+            except ChainError as exc:
+                log.warning("chain: %s (retrying)", exc)
+            self.stop.wait(self.cfg.poll_interval)
+        log.info("agent %s stopping", self.me)
