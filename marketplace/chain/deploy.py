@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,14 @@ class Deployment:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "Deployment":
-        return cls(**raw)
+        """From a record or the API's ``/v1/deployment`` (which adds fields such as ``rpc``:
+        those are not part of the record and are ignored)."""
+        known = {f.name for f in fields(cls)}
+        missing = sorted(f.name for f in fields(cls) if f.name not in raw and f.name != "params")
+        if missing:
+            raise ChainMismatch(f"the deployment record lacks {', '.join(missing)}",
+                                hint="redeploy with `cona deploy`, or point at the market's API")
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     def address(self, name: str) -> str:
         try:

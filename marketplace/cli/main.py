@@ -34,11 +34,15 @@ def _add_subcommands() -> None:
     """Command groups that live in their own modules (one module per group, as brownie did)."""
     from bench.gas import bench_gas
     from marketplace.cli.audit import audit_app
+    from marketplace.cli.engine import replay
     from marketplace.cli.tier import tier_app
+    from marketplace.peering.cli import peer_app
 
     app.add_typer(tier_app, name="tier", help="VIP tier credentials and zero-knowledge tier proofs.")
     app.add_typer(audit_app, name="audit", help="Auditor: order, provider and escrow history from chain data alone.")
     bench_app.command("gas")(bench_gas)
+    audit_app.command("replay")(replay)
+    app.add_typer(peer_app, name="peer", help="Engine peers: flood Compute LSAs between processes (IS-IS style).")
 
 
 
@@ -113,20 +117,39 @@ def _deployment_table(data: dict[str, Any]) -> Table:
 @app.command()
 def up(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
        port: Optional[int] = typer.Option(None, "--port", help="API port (default CONA_API_PORT, 8000)"),
+       providers: int = typer.Option(5, "--providers", min=0, max=5,
+                                     help="demo provider agents to start (real hardware profiles)"),
        once: bool = typer.Option(False, "--once", help="bring everything up, print, and stop")) -> None:
-    """Start the market: the chain, the contracts and the API (the engine and demo agents as they land)."""
+    """Start the market: the chain, the contracts, the engine with its API, and demo provider agents."""
+    from marketplace import demo
     from marketplace.cli.up import start, wait_for_signal
 
-    running = start(settings(chain, rpc_url), port=port)
+    chosen = demo.DEMO_PROVIDERS[:providers]
+    addresses: list[str] = []
+    running = start(settings(chain, rpc_url), port=port,
+                    agents=[lambda r: addresses.extend(demo.launch(r, chosen))] if chosen else [])
     try:
         dep = running.deployment.to_dict()
-        info = {**dep, "api": running.api_url, "rpc": f"{running.api_url}/rpc",
-                "docs": f"{running.api_url}/docs"}
+        api = running.api_url
+        info = {**dep, "api": api, "rpc": f"{api}/rpc", "docs": f"{api}/docs", "dashboard": f"{api}/",
+                "providers": [{"name": p.name, "address": a, "attachment": p.attachment, "domain": p.domain}
+                              for p, a in zip(chosen, addresses)],
+                "logs": str(running.supervisor.log_dir)}
         emit(info, as_json, _deployment_table(dep))
         if not as_json:
-            out.print(f"API      {running.api_url}   (OpenAPI at {running.api_url}/docs)")
-            out.print(f"JSON-RPC {running.api_url}/rpc")
-            out.print("Try:     curl -s " + running.api_url + "/v1/deployment")
+            table = Table(title="demo providers (real hardware profiles)")
+            for col in ("profile", "address", "node", "domain"):
+                table.add_column(col)
+            for p, a in zip(chosen, addresses):
+                table.add_row(p.name, a, p.attachment, str(p.domain))
+            out.print(table)
+            out.print(f"Dashboard {api}/")
+            out.print(f"API       {api}   (OpenAPI at {api}/docs)")
+            out.print(f"JSON-RPC  {api}/rpc")
+            out.print("Try:")
+            out.print(f"  curl -s {api}/v1/providers")
+            out.print(f"  .venv/bin/cona quote --api {api} --device-class gpu --count 1 --min-memory-mib 40000")
+            out.print(f"  .venv/bin/cona audit escrow --rpc-url {api}/rpc")
         if once:
             return
         console.print("[green]CONA is up.[/] Ctrl-C stops everything.")
