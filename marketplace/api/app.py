@@ -25,6 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from marketplace.api.audit import router as audit_router
+from marketplace.api.dashboard import router as dashboard_router
+from marketplace.api.views import PROBLEMS, router as views_router
 from marketplace.chain.contracts import Chain
 from marketplace.errors import ConaError, InputError
 
@@ -43,6 +45,8 @@ class ApiState:
     started: float = field(default_factory=time.time)
     #: the engine service (``marketplace.engine.service.Engine``) when this process runs it
     engine: Any = None
+    #: the network the market runs on (the engine's wins when an engine runs)
+    topology: Any = None
 
 
 def problem(status: int, title: str, detail: str, *, code: str, instance: str | None = None,
@@ -71,6 +75,7 @@ def create_app(state: ApiState) -> FastAPI:
         title="CONA",
         version="0.1.0",
         description="An open market for computing power, settled on an Ethereum chain.",
+        responses=PROBLEMS,
     )
     metrics = Metrics()
     app.state.cona = state
@@ -126,7 +131,8 @@ def create_app(state: ApiState) -> FastAPI:
             return problem(503, "Not ready", "contracts are not deployed yet", code="not-ready")
         return JSONResponse({"status": "ready", "block": block, "chain_id": state.chain.backend.chain_id})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics",
+             responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}})
     def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -153,6 +159,8 @@ def create_app(state: ApiState) -> FastAPI:
         return JSONResponse(answer)
 
     app.include_router(audit_router)
+    app.include_router(views_router)
+    app.include_router(dashboard_router)
     if state.engine is not None:
         from marketplace.api.engine import router as engine_router
 
