@@ -8,7 +8,7 @@ and paid with a development account of the local chain. It talks to the market o
 way any contributor's agent would: JSON-RPC to ``<api>/rpc`` and HTTP to the engine.
 
 Invariants:
-- dev accounts 0 (deployer: operator, orchestrator, arbiter) and 1 (the README's buyer) are
+- dev accounts 0 and 1 (the deployer and the orchestrator) and 3 and 5 (the README's buyers) are
   never given to a provider; providers take accounts 10 and up;
 - an agent's keystore and passphrase live in ``<state>/demo/<name>/`` (0600), and the
   passphrase reaches the process through ``--passphrase-file``, never its arguments;

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from marketplace.api.audit import router as audit_router
 from marketplace.api.dashboard import router as dashboard_router
+from marketplace.api.relay import router as relay_router
 from marketplace.api.views import PROBLEMS, router as views_router
 from marketplace.chain.contracts import Chain
 from marketplace.errors import ConaError, InputError
@@ -160,6 +161,7 @@ def create_app(state: ApiState) -> FastAPI:
 
     app.include_router(audit_router)
     app.include_router(views_router)
+    app.include_router(relay_router)
     app.include_router(dashboard_router)
     if state.engine is not None:
         from marketplace.api.engine import router as engine_router

@@ -33,8 +33,10 @@ app.add_typer(bench_app, name="bench")
 def _add_subcommands() -> None:
     """Command groups that live in their own modules (one module per group, as brownie did)."""
     from bench.gas import bench_gas
+    from marketplace.cli import buyer
     from marketplace.cli.audit import audit_app
     from marketplace.cli.engine import replay
+    from marketplace.cli.serve import serve
     from marketplace.cli.tier import tier_app
     from marketplace.peering.cli import peer_app
 
@@ -42,6 +44,11 @@ def _add_subcommands() -> None:
     app.add_typer(audit_app, name="audit", help="Auditor: order, provider and escrow history from chain data alone.")
     bench_app.command("gas")(bench_gas)
     audit_app.command("replay")(replay)
+    app.command("quote")(buyer.quote)
+    app.command("providers")(buyer.providers)
+    app.add_typer(buyer.order_app, name="order", help="Buyers: place, watch, explain, cancel and dispute orders.")
+    app.add_typer(buyer.dev_app, name="dev", help="Local development chains only: advance time, fund accounts.")
+    app.command("serve")(serve)
     app.add_typer(peer_app, name="peer", help="Engine peers: flood Compute LSAs between processes (IS-IS style).")
 
 
@@ -174,6 +181,15 @@ def bench_route(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--qu
     from bench import flood, lsa, route
 
     emit({**route.run(quick=quick), **lsa.run(quick=quick), **flood.run(quick=quick)}, True)
+
+
+@bench_app.command("match")
+def bench_match(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick", help="a short smoke run")) -> None:
+    """Matching on the Alibaba GPU trace at 1k/10k/100k providers against first fit, and order placed to
+    lease on chain through the engine (embedded chain), with the heartbeat failure-detection time."""
+    from bench import lease, match
+
+    emit({**match.run(quick=quick), **lease.run(quick=quick)}, True)
 
 
 @bench_app.command("zk")

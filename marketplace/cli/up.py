@@ -1,4 +1,9 @@
-"""``cona up``: the main job. Chain, contracts and API now; the engine and demo agents as they land.
+"""``cona up``: the main job. Chain, contracts, the engine (its loop in a thread) and the API.
+
+The engine runs on a real topology (``marketplace/data/topologies/Geant2012.graphml``); its
+state (event index, specs, batch inputs, results) lives in ``<state dir>/engine``. Demo agents
+are started through the ``agents`` hook: callables that get the ``Running`` market once the
+API listens (e.g. to launch agent processes under ``running.supervisor``).
 
 The embedded chain lives in this process and is served to other processes at ``/rpc``;
 ``--chain anvil`` starts a managed anvil; ``--rpc-url`` uses any node. Ctrl-C (or
@@ -8,11 +13,13 @@ SIGTERM) stops everything in reverse order: the children, the API, then the chai
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import uvicorn
 
@@ -20,11 +27,14 @@ from marketplace.api.app import ApiState, create_app
 from marketplace.chain.backends import free_port
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment, deploy_market
+from marketplace.engine.service import Engine
 from marketplace.errors import ChainUnavailable
 from marketplace.settings import ConaSettings
 from marketplace.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+TOPOLOGY = Path(__file__).resolve().parent.parent / "data" / "topologies" / "Geant2012.graphml"
 
 
 @dataclass
@@ -38,19 +48,39 @@ class Running:
     thread: threading.Thread
     supervisor: Supervisor
     api_url: str
+    engine: Engine | None = None
+    engine_stop: threading.Event | None = None
+    engine_thread: threading.Thread | None = None
 
     def stop(self) -> None:
         self.supervisor.stop_all()
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        if self.engine_stop is not None:
+            self.engine_stop.set()
+        if self.engine_thread is not None:
+            self.engine_thread.join(timeout=10)
+        if self.engine is not None:
+            self.engine.close()
         self.chain.close()
 
 
-def start(settings: ConaSettings, *, port: int | None = None) -> Running:
+def start(settings: ConaSettings, *, port: int | None = None, agents: Sequence[Callable[[Running], Any]] = (),
+          topology: Path = TOPOLOGY, engine_period: float = 0.05) -> Running:
+    """Bring the market up; ``agents`` are called with the running market once the API listens."""
     chain = Chain.open(settings)
+    stop_engine = threading.Event()
+    engine = None
     try:
         deployment = deploy_market(chain, state_dir=settings.state_dir)
-        app = create_app(ApiState(chain=chain, deployment=deployment.to_dict()))
+        engine_dir = settings.state_dir / "engine" / str(deployment.chain_id)
+        if settings.chain == "embedded" and engine_dir.exists():
+            shutil.rmtree(engine_dir)  # the embedded chain starts afresh: its old index and leases are void
+        engine = Engine(chain, deployment, topology=topology, state_dir=engine_dir)
+        engine_thread = threading.Thread(target=engine.run, args=(stop_engine, engine_period), name="cona-engine",
+                                         daemon=True)
+        engine_thread.start()
+        app = create_app(ApiState(chain=chain, deployment=deployment.to_dict(), engine=engine))
         port = settings.api_port if port is None else port
         if port == 0:
             port = free_port()
@@ -65,9 +95,13 @@ def start(settings: ConaSettings, *, port: int | None = None) -> Running:
                                        hint="is the port in use? set CONA_API_PORT or pass --port")
             time.sleep(0.02)
         supervisor = Supervisor(settings.state_dir / "logs")
-        return Running(settings, chain, deployment, server, thread, supervisor,
-                       f"http://{settings.api_host}:{port}")
+        running = Running(settings, chain, deployment, server, thread, supervisor,
+                          f"http://{settings.api_host}:{port}", engine, stop_engine, engine_thread)
+        for agent in agents:
+            agent(running)
+        return running
     except BaseException:
+        stop_engine.set()
         chain.close()
         raise
 

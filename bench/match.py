@@ -1,0 +1,111 @@
+"""``cona bench match``: orders matched per second, and GPU packing, on the Alibaba trace.
+
+Workload (docs/matching.md, "Benchmark"): providers are the trace's 1,213 GPU nodes
+(``openb_node_list_gpu_node.csv``) replicated to 1k, 10k and 100k and attached to the nodes
+of the real Cogentco topology; orders are the trace's pods (``openb_pod_list_default.csv``)
+in creation order, qos mapped to tiers (``marketplace.matching.trace``); the fragmentation
+score's workload distribution is the pod list's 40 most popular (count, share) shapes.
+
+- ``orders_per_s_{1k,10k,100k}``: the full pipeline (submit/queue, filter, score, reserve,
+  permit, bind with the in-memory binder) for a fixed number of orders that all fit, from
+  the first submit to the last decision; index construction is excluded (done once per
+  market, then kept up to date incrementally);
+- ``gpu_alloc_ratio``: on the trace's own cluster (1,213 nodes; quick mode: the first 300),
+  orders in trace order (the list cycled), one per round, nothing released: the share of
+  the cluster's GPU capacity allocated when the first order cannot be placed;
+- ``baseline_*``: the same with ``first_fit`` (first feasible provider in id order, no
+  scoring), in the same run.
+Each placement is checked against the provider's capacity by the index (negative free
+capacity is a bug that stops the run), and every order must end bound.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.stats import rnd
+from marketplace.matching import MatchingConfig, Outcome, Scheduler, WorkloadDistribution
+from marketplace.matching import trace
+from marketplace.resources.model import DeviceClass
+from marketplace.routing.spf import RoutingTable
+from marketplace.routing.topology import load_topology
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+TRACES = DATA / "traces"
+TOPOLOGY = DATA / "topologies" / "Cogentco.gml"
+
+
+def _load():
+    nodes = trace.load_nodes(TRACES / "openb_node_list_gpu_node.csv")
+    pods = trace.load_pods(TRACES / "openb_pod_list_default.csv")
+    topo = load_topology(TOPOLOGY)
+    return nodes, pods, RoutingTable(topo), list(topo.nodes)
+
+
+def throughput(nodes, pods, routing, attach, n_providers: int, n_orders: int, workload,
+               config: MatchingConfig | None = None) -> float:
+    s = Scheduler(trace.providers(nodes, n_providers, attach), config=config, routing=routing, workload=workload)
+    orders = trace.orders(pods, n_orders, attach)
+    now = orders[-1].submitted_at
+    start = time.perf_counter()
+    for o in orders:
+        s.submit(o)
+    bound = 0
+    while len(s.queue):
+        r = s.schedule_round(now)
+        got = r.count(Outcome.BOUND)
+        if got == 0:
+            raise RuntimeError(f"{n_providers} providers: a round bound nothing with {len(s.queue)} orders left")
+        bound += got
+    elapsed = time.perf_counter() - start
+    if bound != n_orders:
+        raise RuntimeError(f"{n_providers} providers: {bound} of {n_orders} orders bound")
+    return n_orders / elapsed
+
+
+def alloc_ratio(nodes, pods, workload, config: MatchingConfig | None = None) -> tuple[float, int]:
+    """GPU share allocated before the first order (trace order, cycled) that cannot be placed."""
+    s = Scheduler(trace.providers(nodes, len(nodes)), config=config, workload=workload)
+    capacity = s.index.capacity_milli(DeviceClass.GPU)
+    k = 0
+    stream = trace.orders(pods, 4 * len(pods))
+    while True:
+        o = stream[k]
+        s.submit(o)
+        d = s.schedule_round(o.submitted_at).decisions[0]
+        if d.outcome != Outcome.BOUND:
+            return s.index.used_milli(DeviceClass.GPU) / capacity, k
+        k += 1
+
+
+def run(quick: bool = False) -> dict:
+    nodes, pods, routing, attach = _load()
+    workload = WorkloadDistribution.from_requirements([p.requirement for p in pods], device_class=DeviceClass.GPU,
+                                                  top=40)
+    sizes = {"1k": (1_000, 400 if quick else 3_000), "10k": (10_000, 300 if quick else 3_000),
+             "100k": (100_000, 100 if quick else 1_000)}
+    out: dict = {}
+    for key, (n, m) in sizes.items():
+        out[f"orders_per_s_{key}"] = rnd(throughput(nodes, pods, routing, attach, n, m, workload))
+    n_base, m_base = sizes["10k"]
+    base_cfg = MatchingConfig(first_fit=True)
+    out["baseline_orders_per_s_10k"] = rnd(throughput(nodes, pods, routing, attach, n_base, m_base, workload,
+                                                      base_cfg))
+    cluster = nodes[:300] if quick else nodes
+    ratio, placed = alloc_ratio(cluster, pods, workload)
+    base_ratio, base_placed = alloc_ratio(cluster, pods, workload, base_cfg)
+    out.update({
+        "gpu_alloc_ratio": round(ratio, 4), "orders_placed_before_first_failure": placed,
+        "baseline_gpu_alloc_ratio": round(base_ratio, 4), "baseline_orders_placed_before_first_failure": base_placed,
+        "alloc_cluster_nodes": len(cluster), "providers_sizes": [1_000, 10_000, 100_000],
+        "orders_per_size": [m for _, m in sizes.values()],
+    })
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -1,0 +1,236 @@
+"""The provider index: every provider's capacity as numpy arrays, one row per provider.
+
+Filtering thousands of providers per order in Python would be the bottleneck, so the
+index keeps what filters and scores read as columns (struct of arrays): free device parts
+per slot (``free[cls]``, shape (n, G), milli-devices, slot order = ``NodeDescriptor.of_class``
+order as ``fit`` expects), derived ``n_full`` (devices entirely free) and ``max_free`` (the
+largest free part), free host CPU (milli) and memory (MiB), price, domain, status, load,
+LSA time, reliability and the attachment node's topology index. Filters are then a few
+vectorized comparisons, and static per-hardware verdicts of ``fit`` are computed once per
+distinct hardware shape (``group``), not per provider.
+
+Invariants:
+- rows are sorted by ``provider_id``: the input order of providers never matters;
+- ``0 <= free <= cap`` everywhere; ``n_full``/``max_free``/``frag`` always agree with ``free``
+  (``take``/``give`` recompute the row they touch);
+- ``version`` changes whenever anything but free capacity changes, so caches keyed on it
+  are never stale.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+import numpy as np
+
+from marketplace.matching.errors import InvalidProvider
+from marketplace.matching.fragmentation import FragmentationModel
+from marketplace.matching.model import Placement, Provider, ProviderStatus
+from marketplace.resources.fit import NodeView, view_of
+from marketplace.resources.model import DeviceClass
+
+log = logging.getLogger(__name__)
+
+STATUS_CODE = {s: i for i, s in enumerate(ProviderStatus)}
+
+
+class ClassSlots:
+    """Per-slot free capacity of one accelerator class over all providers."""
+
+    __slots__ = ("cap", "free", "n_full", "max_free", "total")
+
+    def __init__(self, n: int, width: int) -> None:
+        self.cap = np.zeros((n, width), dtype=np.int32)
+        self.free = np.zeros((n, width), dtype=np.int32)
+        self.n_full = np.zeros(n, dtype=np.int32)
+        self.max_free = np.zeros(n, dtype=np.int32)
+        self.total = np.zeros(n, dtype=np.int32)
+
+    def refresh(self, rows: np.ndarray | slice) -> None:
+        f = self.free[rows]
+        self.n_full[rows] = (f >= 1000).sum(axis=1)
+        self.max_free[rows] = f.max(axis=1) if f.shape[-1] else 0
+
+
+class ProviderIndex:
+    """Columns over the providers; see the module docstring."""
+
+    def __init__(self, providers: Iterable[Provider], *, routing=None) -> None:
+        plist = sorted(providers, key=lambda p: p.provider_id)
+        for a, b in zip(plist, plist[1:]):
+            if a.provider_id == b.provider_id:
+                raise InvalidProvider(f"provider {a.provider_id!r} is listed twice", field="provider_id")
+        self.providers: list[Provider] = plist
+        self.ids: list[str] = [p.provider_id for p in plist]
+        self.pos: dict[str, int] = {pid: i for i, pid in enumerate(self.ids)}
+        self.n = n = len(plist)
+        self.routing = routing
+        self.version = 0
+        # hardware shapes: providers with equal devices and memory share fit's static verdict
+        shapes: dict[tuple, int] = {}
+        self.group = np.zeros(n, dtype=np.int32)
+        self.group_views: list[NodeView] = []
+        self.views: list[NodeView] = []
+        width: dict[DeviceClass, int] = {}
+        for i, p in enumerate(plist):
+            d = p.descriptor
+            key = (d.devices, d.memory_mib)
+            g = shapes.get(key)
+            if g is None:
+                g = shapes[key] = len(self.group_views)
+                self.group_views.append(view_of(d))
+            self.group[i] = g
+            view = self.group_views[g]
+            self.views.append(view)
+            for cls, k in view.slots.items():
+                if cls != DeviceClass.CPU and k > width.get(cls, 0):
+                    width[cls] = k
+        self.slots: dict[DeviceClass, ClassSlots] = {c: ClassSlots(n, w) for c, w in sorted(width.items())}
+        # per-group slot capacities, then broadcast (far fewer groups than providers)
+        self.cpu_cap = np.zeros(n, dtype=np.int64)
+        self.mem_cap = np.zeros(n, dtype=np.int64)
+        for g, view in enumerate(self.group_views):
+            rows = np.flatnonzero(self.group == g)
+            self.cpu_cap[rows] = view.cpu_milli
+            self.mem_cap[rows] = view.memory_mib or 0
+            for cls, cs in self.slots.items():
+                caps: list[int] = []
+                for d in view.descriptor.of_class(cls):
+                    caps.extend([d.share_milli] * d.count)
+                if caps:
+                    cs.cap[np.ix_(rows, np.arange(len(caps)))] = caps
+        for cs in self.slots.values():
+            cs.free[:] = cs.cap
+            cs.total[:] = (cs.cap > 0).sum(axis=1)
+            cs.refresh(slice(None))
+        self.cpu_free = self.cpu_cap.copy()
+        self.mem_free = self.mem_cap.copy()
+        self.price = np.full(n, np.nan)
+        self.domain = np.full(n, -1, dtype=np.int64)
+        self.status = np.zeros(n, dtype=np.int8)
+        self.stake = np.zeros(n, dtype=np.float64)
+        self.load = np.zeros(n)
+        self.lsa_at = np.full(n, np.nan)
+        self.reliability = np.ones(n)
+        self.attach = np.full(n, -1, dtype=np.int64)
+        for i, p in enumerate(plist):
+            self._set_market(i, p)
+        # interned state ids: equal (shape, free parts, CPU, memory) -> equal id, so scores of
+        # identical candidates are computed once (most providers of a large market are alike)
+        self._intern: dict[tuple, int] = {}
+        self.state = np.zeros(n, dtype=np.int64)
+        for g in range(len(self.group_views)):
+            rows = np.flatnonzero(self.group == g)
+            if len(rows):
+                self.state[rows] = self._state_id(int(rows[0]))
+        self._frag_memo: dict[int, float] = {}
+        self.frag_model: FragmentationModel | None = None
+        self.frag_class: DeviceClass | None = None
+        self.frag = np.zeros(n)
+        log.info("provider index: %d providers, %d hardware shapes, classes %s", n, len(self.group_views),
+                 [c.name for c in self.slots])
+
+    # ------------------------------------------------------------------ market facts
+
+    def _set_market(self, i: int, p: Provider) -> None:
+        if p.price is not None:
+            self.price[i] = p.price
+        self.domain[i] = -1 if p.domain is None else p.domain
+        self.status[i] = STATUS_CODE[p.status]
+        self.stake[i] = p.stake
+        self.load[i] = p.load
+        self.lsa_at[i] = np.nan if p.lsa_at is None else p.lsa_at
+        self.reliability[i] = p.reliability
+        if p.attach_node is not None and self.routing is not None:
+            self.attach[i] = self.routing.index(p.attach_node)  # raises UnknownNode, naming it
+        else:
+            self.attach[i] = -1
+
+    def update_market(self, p: Provider) -> None:
+        """A new LSA or registry fact for a known provider (its hardware must not change)."""
+        i = self.pos.get(p.provider_id)
+        if i is None:
+            raise InvalidProvider(f"provider {p.provider_id!r} is not in the index", field="provider_id")
+        old = self.providers[i]
+        if p.descriptor.devices != old.descriptor.devices or p.descriptor.memory_mib != old.descriptor.memory_mib:
+            raise InvalidProvider(f"provider {p.provider_id!r} changed its hardware; re-register it",
+                                  field="descriptor")
+        self.providers[i] = p
+        self._set_market(i, p)
+        self.version += 1
+
+    # ------------------------------------------------------------------ fragmentation
+
+    def _state_id(self, i: int) -> int:
+        key = (int(self.group[i]), int(self.cpu_free[i]), int(self.mem_free[i]),
+               *(cs.free[i].tobytes() for cs in self.slots.values()))
+        sid = self._intern.get(key)
+        if sid is None:
+            sid = self._intern[key] = len(self._intern)
+        return sid
+
+    def set_fragmentation(self, model: FragmentationModel | None) -> None:
+        self.frag_model = model
+        self.frag_class = None if model is None else model.dist.device_class
+        self._frag_memo = {}
+        if model is None:
+            self.frag = np.zeros(self.n)
+            return
+        uniq, first, inv = np.unique(self.state, return_index=True, return_inverse=True)
+        vals = self.frag_of(first)
+        self._frag_memo = dict(zip(uniq.tolist(), vals.tolist()))
+        self.frag = vals[inv]
+
+    def frag_of(self, rows: np.ndarray, free: np.ndarray | None = None, cpu: np.ndarray | None = None,
+                mem: np.ndarray | None = None) -> np.ndarray:
+        if self.frag_model is None:
+            return np.zeros(len(rows))
+        cs = self.slots.get(self.frag_class)  # type: ignore[arg-type]
+        f = (cs.free[rows] if cs is not None else np.zeros((len(rows), 0), dtype=np.int32)) if free is None else free
+        return self.frag_model.node_frag(f, self.cpu_free[rows] if cpu is None else cpu,
+                                         self.mem_free[rows] if mem is None else mem)
+
+    # ------------------------------------------------------------------ capacity
+
+    def free_for_fit(self, i: int) -> dict[DeviceClass, object]:
+        """Row ``i``'s free capacity in the form ``fit(free=...)`` takes."""
+        out: dict[DeviceClass, object] = {DeviceClass.CPU: int(self.cpu_free[i])}
+        for cls, cs in self.slots.items():
+            k = self.views[i].slots.get(cls, 0)
+            if k:
+                out[cls] = [int(x) for x in cs.free[i, :k]]
+        return out
+
+    def take(self, i: int, pl: Placement) -> None:
+        self._apply(i, pl, -1)
+
+    def give(self, i: int, pl: Placement) -> None:
+        self._apply(i, pl, +1)
+
+    def _apply(self, i: int, pl: Placement, sign: int) -> None:
+        if pl.device_class == DeviceClass.CPU:
+            pass  # a CPU job's logical CPUs are in pl.cpu_milli
+        else:
+            cs = self.slots[pl.device_class]
+            for j, milli in pl.slots:
+                cs.free[i, j] += sign * milli
+            if cs.free[i].min() < 0 or (cs.free[i] > cs.cap[i]).any():
+                raise AssertionError(f"slot accounting broken on {self.ids[i]}")  # a bug, not an input error
+            cs.refresh(slice(i, i + 1))
+        self.cpu_free[i] += sign * pl.cpu_milli
+        self.mem_free[i] += sign * pl.memory_mib
+        sid = self.state[i] = self._state_id(i)
+        if self.frag_model is not None:
+            f = self._frag_memo.get(sid)
+            if f is None:
+                f = self._frag_memo[sid] = float(self.frag_of(np.array([i]))[0])
+            self.frag[i] = f
+
+    def used_milli(self, cls: DeviceClass) -> int:
+        cs = self.slots.get(cls)
+        return 0 if cs is None else int((cs.cap.astype(np.int64) - cs.free).sum())
+
+    def capacity_milli(self, cls: DeviceClass) -> int:
+        cs = self.slots.get(cls)
+        return 0 if cs is None else int(cs.cap.astype(np.int64).sum())

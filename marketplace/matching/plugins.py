@@ -1,0 +1,439 @@
+"""The plugins of the matching pipeline: filters, scores, permits (by extension point).
+
+Every filter has two faces that must agree:
+- ``mask(st)``: a vectorized verdict over ALL providers (bool array, True = passes; ``None``
+  when the order asks nothing of this filter, so every provider passes). This is the hot path.
+- ``check(st, i)``: the verdict on provider ``i`` as a ``Rejection`` (plugin, status code,
+  stable reason code, message with numbers), or ``None``. This is what ``explain`` shows.
+and ``ever(st)`` says which providers could EVER pass (``None``: every failure of this filter
+is resolvable). An order whose ``ever`` masks leave no provider is refused at once.
+
+Hardware checks (device class and count, VRAM and memory, precision, FLOPS, features,
+share, host CPU) are delegated to ``marketplace.resources.fit.fit``: its static verdict is
+computed once per distinct hardware shape and broadcast, and its ``free=`` verdict explains
+the capacity filter. Scores return raw values over candidate rows (higher is better);
+``normalize`` maps them to 0..100 (min-max over the candidates; all equal -> 100).
+
+Reason codes (stable; docs/matching.md lists them): HardwareFit passes fit's codes through
+(device-class, count, share, vram, memory, precision, flops, features, cpu); FreeCapacity:
+free, system-memory-free; DomainLatency: domain, latency, unreachable, no-buyer-node;
+PriceCeiling: price, no-price; ProviderStatus: retired, draining, offline, stake;
+ProviderLoad: overloaded, stale-lsa; StakeCoversLeases: stake-cover.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+import numpy as np
+
+from marketplace.matching.config import MatchingConfig
+from marketplace.matching.index import STATUS_CODE, ProviderIndex
+from marketplace.matching.model import Code, Order, ProviderStatus, Rejection
+from marketplace.resources.fit import TRANSIENT_CODES, fit
+from marketplace.resources.model import DeviceClass
+from marketplace.resources.requirement import Requirement
+
+log = logging.getLogger(__name__)
+
+ACTIVE = STATUS_CODE[ProviderStatus.ACTIVE]
+RETIRED = STATUS_CODE[ProviderStatus.RETIRED]
+
+
+def hardware_key(req: Requirement) -> tuple:
+    """The part of a requirement that depends on hardware only (what fit judges statically)."""
+    return (req.device_class, req.count, req.share_milli, req.min_memory_mib, req.min_system_memory_mib,
+            req.precision, req.min_flops, req.features, req.cpu_milli)
+
+
+class CycleState:
+    """Per-order scratch data shared by the plugins of one scheduling cycle (k8s CycleState)."""
+
+    __slots__ = ("order", "req", "ix", "config", "now", "hw_key", "caches", "_dist")
+
+    def __init__(self, order: Order, ix: ProviderIndex, config: MatchingConfig, now: float, caches: dict) -> None:
+        self.order = order
+        self.req = order.requirement
+        self.ix = ix
+        self.config = config
+        self.now = now
+        self.hw_key = hardware_key(order.requirement)
+        self.caches = caches
+        self._dist: np.ndarray | None = None
+
+    def distances(self) -> np.ndarray | None:
+        """Latency (ms) from the buyer's node to every topology node, or None if unknown."""
+        if self._dist is None and self.order.buyer_node is not None and self.ix.routing is not None:
+            self._dist = self.ix.routing.distances_from(self.order.buyer_node)
+        return self._dist
+
+    def latency_of(self, rows: np.ndarray) -> np.ndarray:
+        """Path latency from the buyer to each row's attachment node (inf: unknown/unreachable)."""
+        dist = self.distances()
+        if dist is None:
+            return np.full(len(rows), np.inf)
+        att = self.ix.attach[rows]
+        return np.where(att >= 0, dist[np.maximum(att, 0)], np.inf)
+
+
+# ============================================================================ filters
+
+
+class FilterPlugin:
+    name: ClassVar[str]
+    #: depends on free capacity (never cached across orders)
+    dynamic: ClassVar[bool] = False
+
+    def mask(self, st: CycleState) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def ever(self, st: CycleState) -> np.ndarray | None:
+        return None
+
+    def check(self, st: CycleState, i: int) -> Rejection | tuple[Rejection, ...] | None:
+        raise NotImplementedError
+
+    def _reject(self, st: CycleState, i: int, code: Code, reason: str, message: str) -> Rejection:
+        return Rejection(st.ix.ids[i], self.name, code, reason, message)
+
+
+class HardwareFit(FilterPlugin):
+    """Static hardware fit (fit() with the node empty), once per hardware shape."""
+
+    name = "HardwareFit"
+
+    def _groups(self, st: CycleState) -> tuple[np.ndarray, list]:
+        key = ("hw", st.hw_key, st.ix.version)
+        hit = st.caches.get(key)
+        if hit is None:
+            req = st.req
+            verdicts = [fit(req, v) for v in st.ix.group_views]
+            ok = np.array([f.ok for f in verdicts], dtype=bool)
+            hit = st.caches[key] = (ok, verdicts, ok[st.ix.group])
+        return hit[0], hit[1], hit[2]  # type: ignore[return-value]
+
+    def mask(self, st: CycleState) -> np.ndarray:
+        return self._groups(st)[2]
+
+    def ever(self, st: CycleState) -> np.ndarray:
+        return self.mask(st)
+
+    def check(self, st: CycleState, i: int):
+        f = self._groups(st)[1][st.ix.group[i]]
+        if f.ok:
+            return None
+        return tuple(self._reject(st, i, Code.UNRESOLVABLE, r.code, r.message) for r in f.reasons)
+
+
+class FreeCapacity(FilterPlugin):
+    """Free devices (whole or fractional share), free host CPU and free memory, now."""
+
+    name = "FreeCapacity"
+    dynamic = True
+
+    def mask(self, st: CycleState) -> np.ndarray:
+        ix, req = st.ix, st.req
+        if req.device_class == DeviceClass.CPU:
+            m = ix.cpu_free >= req.count * req.share_milli
+        else:
+            cs = ix.slots.get(req.device_class)
+            if cs is None:
+                return np.zeros(ix.n, dtype=bool)
+            if req.count == 1:
+                m = cs.max_free >= req.share_milli
+            elif req.share_milli >= 1000:
+                m = cs.n_full >= req.count
+            else:
+                m = (cs.free >= req.share_milli).sum(axis=1) >= req.count
+            if req.cpu_milli:
+                m &= ix.cpu_free >= req.cpu_milli
+        if req.min_system_memory_mib:
+            m &= ix.mem_free >= req.min_system_memory_mib
+        return m
+
+    def check(self, st: CycleState, i: int):
+        ix = st.ix
+        f = fit(st.req, ix.views[i], free=ix.free_for_fit(i), free_memory_mib=int(ix.mem_free[i]))
+        out = tuple(self._reject(st, i, Code.UNSCHEDULABLE, r.code, r.message)
+                    for r in f.reasons if r.code in TRANSIENT_CODES)
+        return out or None
+
+
+class DomainLatency(FilterPlugin):
+    """The order's domain, and its latency bound over the routing layer's shortest paths."""
+
+    name = "DomainLatency"
+
+    def mask(self, st: CycleState) -> np.ndarray | None:
+        req = st.req
+        if req.domain is None and req.max_latency_ms is None:
+            return None
+        key = ("lat", st.order.buyer_node, req.domain, req.max_latency_ms, st.ix.version)
+        hit = st.caches.get(key)
+        if hit is None:
+            ix = st.ix
+            m = np.ones(ix.n, dtype=bool)
+            if req.domain is not None:
+                m &= ix.domain == req.domain
+            if req.max_latency_ms is not None:
+                m &= st.latency_of(np.arange(ix.n)) <= req.max_latency_ms
+            hit = st.caches[key] = m
+        return hit
+
+    def ever(self, st: CycleState) -> np.ndarray | None:
+        return self.mask(st)
+
+    def check(self, st: CycleState, i: int):
+        req, ix = st.req, st.ix
+        out = []
+        if req.domain is not None and ix.domain[i] != req.domain:
+            where = "no domain" if ix.domain[i] < 0 else f"domain {int(ix.domain[i])}"
+            out.append(self._reject(st, i, Code.UNRESOLVABLE, "domain", f"needs domain {req.domain}, provider is in {where}"))
+        if req.max_latency_ms is not None:
+            if st.order.buyer_node is None or ix.routing is None:
+                out.append(self._reject(st, i, Code.UNRESOLVABLE, "no-buyer-node",
+                                        f"needs <= {req.max_latency_ms:g} ms but the order names no buyer node"))
+            else:
+                lat = float(st.latency_of(np.array([i]))[0])
+                if ix.attach[i] < 0:
+                    out.append(self._reject(st, i, Code.UNRESOLVABLE, "unreachable",
+                                            "provider names no attachment node, so no path latency is known"))
+                elif lat == np.inf:
+                    out.append(self._reject(st, i, Code.UNRESOLVABLE, "unreachable",
+                                            f"no path from {st.order.buyer_node} to "
+                                            f"{ix.providers[i].attach_node}"))
+                elif lat > req.max_latency_ms:
+                    out.append(self._reject(st, i, Code.UNRESOLVABLE, "latency",
+                                            f"needs <= {req.max_latency_ms:g} ms, path {st.order.buyer_node} -> "
+                                            f"{ix.providers[i].attach_node} has {lat:.3f} ms"))
+        return tuple(out) or None
+
+
+class PriceCeiling(FilterPlugin):
+    name = "PriceCeiling"
+
+    def mask(self, st: CycleState) -> np.ndarray | None:
+        if st.req.max_price is None:
+            return None
+        key = ("price", st.req.max_price, st.ix.version)
+        hit = st.caches.get(key)
+        if hit is None:
+            with np.errstate(invalid="ignore"):
+                hit = st.caches[key] = st.ix.price <= float(st.req.max_price)
+        return hit
+
+    def ever(self, st: CycleState) -> np.ndarray | None:
+        return self.mask(st)
+
+    def check(self, st: CycleState, i: int):
+        cap = st.req.max_price
+        if cap is None:
+            return None
+        price = st.ix.providers[i].price
+        if price is None:
+            return self._reject(st, i, Code.UNRESOLVABLE, "no-price", f"pays at most {cap} per unit-hour, "
+                                "provider publishes no price")
+        if price > cap:
+            return self._reject(st, i, Code.UNRESOLVABLE, "price", f"pays at most {cap} per unit-hour, asks {price}")
+        return None
+
+
+class ProviderStatusFilter(FilterPlugin):
+    """Registration status (active only) and stake (at least ``min_stake``)."""
+
+    name = "ProviderStatus"
+
+    def mask(self, st: CycleState) -> np.ndarray:
+        key = ("status", st.ix.version)
+        hit = st.caches.get(key)
+        if hit is None:
+            hit = st.caches[key] = (st.ix.status == ACTIVE) & (st.ix.stake >= st.config.min_stake)
+        return hit
+
+    def ever(self, st: CycleState) -> np.ndarray:
+        return st.ix.status != RETIRED
+
+    def check(self, st: CycleState, i: int):
+        p = st.ix.providers[i]
+        out = []
+        if p.status == ProviderStatus.RETIRED:
+            out.append(self._reject(st, i, Code.UNRESOLVABLE, "retired", "provider has left the market"))
+        elif p.status != ProviderStatus.ACTIVE:
+            out.append(self._reject(st, i, Code.UNSCHEDULABLE, p.status.value,
+                                    f"provider is {p.status.value}, takes no new leases now"))
+        if p.stake < st.config.min_stake:
+            out.append(self._reject(st, i, Code.UNSCHEDULABLE, "stake",
+                                    f"stake {p.stake} is below the minimum {st.config.min_stake}"))
+        return tuple(out) or None
+
+
+class ProviderLoad(FilterPlugin):
+    """Load from the provider's latest LSA (at most ``max_load``), and that LSA's age."""
+
+    name = "ProviderLoad"
+
+    def mask(self, st: CycleState) -> np.ndarray:
+        cfg = st.config
+        key = ("load", st.ix.version, st.now if cfg.max_lsa_age_s is not None else None)
+        hit = st.caches.get(key)
+        if hit is None:
+            m = st.ix.load <= cfg.max_load
+            if cfg.max_lsa_age_s is not None:
+                with np.errstate(invalid="ignore"):
+                    m &= (st.now - st.ix.lsa_at) <= cfg.max_lsa_age_s
+            hit = st.caches[key] = m
+        return hit
+
+    def check(self, st: CycleState, i: int):
+        p, cfg = st.ix.providers[i], st.config
+        out = []
+        if p.load > cfg.max_load:
+            out.append(self._reject(st, i, Code.UNSCHEDULABLE, "overloaded",
+                                    f"latest LSA reports load {p.load:.2f}, above {cfg.max_load:.2f}"))
+        if cfg.max_lsa_age_s is not None:
+            if p.lsa_at is None:
+                out.append(self._reject(st, i, Code.UNSCHEDULABLE, "stale-lsa", "no LSA heard from the provider"))
+            elif st.now - p.lsa_at > cfg.max_lsa_age_s:
+                out.append(self._reject(st, i, Code.UNSCHEDULABLE, "stale-lsa",
+                                        f"latest LSA is {st.now - p.lsa_at:.1f} s old, limit {cfg.max_lsa_age_s:g} s"))
+        return tuple(out) or None
+
+
+# ============================================================================ placement
+
+
+class Sim:
+    """The candidates' state after the placement, computed once per distinct state.
+
+    ``reps`` are representative rows (one per distinct provider state), ``inv`` maps each
+    candidate to its representative; ``free`` (R, G) / ``cpu`` / ``mem`` are the reps' state after."""
+
+    __slots__ = ("reps", "inv", "free", "cpu", "mem")
+
+    def __init__(self, ix: ProviderIndex, req: Requirement, rows: np.ndarray) -> None:
+        uniq, first, inv = np.unique(ix.state[rows], return_index=True, return_inverse=True)
+        self.reps = rows[first]
+        self.inv = inv
+        self.free, _, self.cpu, self.mem = simulate(ix, req, self.reps)
+
+
+def simulate(ix: ProviderIndex, req: Requirement, rows: np.ndarray
+             ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+    """Free state of ``rows`` after placing ``req`` by the placement rule (best fit in node).
+
+    Returns (free after (K, G) of the request's class or None, slot order (K, count) or None,
+    cpu after, memory after)."""
+    mem = ix.mem_free[rows] - (req.min_system_memory_mib or 0)
+    if req.device_class == DeviceClass.CPU:
+        return None, None, ix.cpu_free[rows] - req.count * req.share_milli, mem
+    cs = ix.slots[req.device_class]
+    free = cs.free[rows].copy()
+    # best fit inside the node: the devices with the least free part that still fits, lowest index first
+    keyed = np.where(free >= req.share_milli, free, np.iinfo(np.int32).max)
+    order = np.argsort(keyed, axis=1, kind="stable")[:, : req.count]
+    np.subtract.at(free, (np.arange(len(rows))[:, None], order), req.share_milli)
+    return free, order, ix.cpu_free[rows] - req.cpu_milli, mem
+
+
+# ============================================================================ scores
+
+
+class ScorePlugin:
+    name: ClassVar[str]
+
+    def score(self, st: CycleState, rows: np.ndarray, sim: Sim) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def normalize(raw: np.ndarray) -> np.ndarray:
+        """NormalizeScore: min-max to 0..100 over the candidates; non-finite -> 0; all equal -> 100."""
+        lo, hi = raw.min(), raw.max()
+        if np.isfinite(lo) and np.isfinite(hi):  # the common case: one pass each
+            if hi - lo <= 1e-12:
+                return np.full(len(raw), 100.0)
+            return np.clip((raw - lo) * (100.0 / (hi - lo)), 0.0, 100.0)
+        finite = np.isfinite(raw)
+        if not finite.any():
+            return np.zeros(len(raw))
+        lo, hi = raw[finite].min(), raw[finite].max()
+        if hi - lo <= 1e-12:
+            return np.where(finite, 100.0, 0.0)
+        return np.where(finite, np.clip((raw - lo) * (100.0 / (hi - lo)), 0.0, 100.0), 0.0)
+
+
+class Fragmentation(ScorePlugin):
+    """-(F_n'(M) - F_n(M)): the fragmentation gradient of the placement (fragmentation.py)."""
+
+    name = "Fragmentation"
+
+    def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
+        ix = st.ix
+        if ix.frag_model is None:
+            return np.zeros(len(rows))
+        free = sim.free
+        if st.req.device_class != ix.frag_class:
+            free = None  # the request takes no device of the fragmentation class
+        after = ix.frag_of(sim.reps, free=free, cpu=sim.cpu, mem=sim.mem)
+        return -(after - ix.frag[sim.reps])[sim.inv]
+
+
+class BestFit(ScorePlugin):
+    """Share of the node's capacity of the requested class in use after the placement."""
+
+    name = "BestFit"
+
+    def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
+        ix = st.ix
+        reps = sim.reps
+        if sim.free is None:
+            cap = ix.cpu_cap[reps].astype(float)
+            return (1.0 - sim.cpu / np.maximum(cap, 1))[sim.inv]
+        cap = ix.slots[st.req.device_class].cap[reps].sum(axis=1).astype(float)
+        return (1.0 - sim.free.sum(axis=1) / np.maximum(cap, 1))[sim.inv]
+
+
+class Price(ScorePlugin):
+    name = "Price"
+
+    def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
+        p = st.ix.price[rows]
+        return np.where(np.isnan(p), -np.inf, -p)
+
+
+class PathLatency(ScorePlugin):
+    name = "PathLatency"
+
+    def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
+        return -st.latency_of(rows)
+
+
+class LoadBalance(ScorePlugin):
+    """Spread: the lower of the LSA load and the class's share in use, the better."""
+
+    name = "LoadBalance"
+
+    def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
+        ix = st.ix
+        cs = ix.slots.get(st.req.device_class)
+        if cs is None:
+            used = 1.0 - ix.cpu_free[rows] / np.maximum(ix.cpu_cap[rows], 1)
+        else:
+            cap = cs.cap[rows].sum(axis=1)
+            used = 1.0 - cs.free[rows].sum(axis=1) / np.maximum(cap, 1)
+        return -np.maximum(ix.load[rows], used)
+
+
+class Reliability(ScorePlugin):
+    name = "Reliability"
+
+    def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
+        return st.ix.reliability[rows].copy()
+
+
+FILTERS: dict[str, type[FilterPlugin]] = {
+    c.name: c for c in (HardwareFit, FreeCapacity, DomainLatency, PriceCeiling, ProviderStatusFilter, ProviderLoad)
+}
+SCORES: dict[str, type[ScorePlugin]] = {
+    c.name: c for c in (Fragmentation, BestFit, Price, PathLatency, LoadBalance, Reliability)
+}

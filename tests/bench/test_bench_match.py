@@ -1,0 +1,20 @@
+"""bench.match runs in quick mode and reports the keys issue 6 promises (no timing asserted)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import match
+
+pytestmark = pytest.mark.bench
+
+KEYS = {"orders_per_s_1k", "orders_per_s_10k", "orders_per_s_100k", "gpu_alloc_ratio",
+        "baseline_orders_per_s_10k", "baseline_gpu_alloc_ratio"}
+
+
+def test_match_bench_quick():
+    figures = match.run(quick=True)
+    assert KEYS <= set(figures)
+    for key in KEYS:
+        assert isinstance(figures[key], (int, float)) and figures[key] > 0, (key, figures[key])
+    assert 0 < figures["gpu_alloc_ratio"] <= 1 and 0 < figures["baseline_gpu_alloc_ratio"] <= 1

@@ -1,0 +1,110 @@
+"""The engine routes through FastAPI's TestClient: agents' LSAs and buyers' orders over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from eth_utils import keccak
+from fastapi.testclient import TestClient
+
+from marketplace.api.app import ApiState, create_app
+from marketplace.chain.market import OrderState
+from tests.chain.test_engine import HW, make_engine, w, world  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.chain
+
+
+@pytest.fixture
+def api(w, tmp_path):  # noqa: F811
+    engine = make_engine(w, tmp_path)
+    client = TestClient(create_app(ApiState(chain=w.chain, deployment=w.dep.to_dict(), engine=engine)))
+    for i in HW:
+        w.register(i)
+    return w, engine, client
+
+
+def _order_body(w, buyer=6, **req):
+    spec = w.spec(**req)
+    it, sig = w.signed(buyer, spec)
+    return {"intent": it.to_dict(), "signature": "0x" + sig.hex(), "spec": spec}
+
+
+def test_lsas_orders_and_reads_over_http(api):
+    w, engine, client = api
+    for i in HW:
+        r = client.post("/v1/lsas", content=w.lsa(i), headers={"content-type": "application/octet-stream"})
+        assert r.status_code == 202 and r.json()["outcome"] == "installed", r.text
+    assert len(client.get("/v1/providers").json()) == 3
+    q = client.post("/v1/quotes", json={"requirement": {"device_class": "gpu", "min_memory_mib": 40960},
+                                        "attachment": "1"}).json()
+    assert [p["feasible"] for p in q["providers"]].count(True) == 2
+    body = _order_body(w, min_memory_mib=40960)
+    r = client.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+    assert r.status_code == 201, r.text
+    oid = r.json()["id"]
+    again = client.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+    assert again.status_code == 201 and again.json()["id"] == oid
+    assert w.market.order_count == oid  # one order, not two
+    engine.step()
+    view = client.get(f"/v1/orders/{oid}").json()
+    assert view["state"] == "assigned" and view["engine"]["status"] == "assigned"
+    assert client.get(f"/v1/orders/{oid}/spec").json() == body["spec"] | {
+        "requirement": view["spec"]["requirement"]}
+    ex = client.get(f"/v1/orders/{oid}/explain").json()
+    assert ex["best"] not in (None, view["provider"])  # its provider's only GPU is taken now: the other one
+    # the provider runs it and uploads the result: only bytes hashing to the on-chain result are kept
+    o = w.market.order(oid)
+    idx = next(i for i in HW if w.signers[i].address == o.provider)
+    w.market.accept(w.signers[idx], oid)
+    w.market.complete(w.signers[idx], oid, keccak(b"the answer"), 60)
+    bad = client.post(f"/v1/orders/{oid}/result", content=b"another answer",
+                      headers={"content-type": "application/octet-stream"})
+    assert bad.status_code == 409 and bad.json()["reason"] == "hash-mismatch"
+    assert client.get(f"/v1/orders/{oid}/result").status_code == 404
+    ok = client.post(f"/v1/orders/{oid}/result", content=b"the answer",
+                     headers={"content-type": "application/octet-stream"})
+    assert ok.status_code == 201
+    assert client.get(f"/v1/orders/{oid}/result").content == b"the answer"
+
+
+def test_problem_details_name_the_field(api):
+    w, engine, client = api
+    r = client.post("/v1/lsas", content=w.lsa(3, descriptor=w.desc[5]),
+                    headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 409 and r.json()["reason"] == "contradicts-registration"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = _order_body(w)
+    body["spec"]["workload"]["module"] = "bitcoin-miner"
+    r = client.post("/v1/orders", json=body)
+    assert r.status_code == 422 and r.json()["field"] == "spec.workload.module"
+    body = _order_body(w)
+    body["spec"]["requirement"]["count"] = 0
+    r = client.post("/v1/orders", json=body)
+    assert r.status_code == 422 and r.json()["field"] == "spec.requirement.count"
+    body = _order_body(w)
+    body["intent"]["units"] = 2
+    r = client.post("/v1/orders", json=body)
+    assert r.status_code == 422 and r.json()["field"] == "intent.units"
+    body = _order_body(w)
+    r = client.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-2"})
+    assert r.status_code == 201
+    other = _order_body(w, buyer=7)
+    r = client.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-2"})
+    assert r.status_code == 409 and r.json()["field"] == "Idempotency-Key"
+    assert client.get("/v1/orders/999").status_code == 404
+    hb = {"provider": w.signers[3].address, "sequence": 1, "timestamp": 1, "leases": [], "signature": "0x00"}
+    r = client.post("/v1/heartbeats", json=hb)
+    assert r.status_code == 400 and r.json()["field"] == "signature"
+
+
+def test_an_order_placed_by_the_buyers_own_transaction(api):
+    w, engine, client = api
+    for i in HW:
+        engine.submit_lsa(w.lsa(i))
+    spec = w.spec()
+    it, _ = w.signed(6, spec)
+    tx = w.market.place_tx(w.signers[6], it)
+    r = client.post("/v1/orders", json={"tx_hash": tx.tx_hash, "spec": spec})
+    assert r.status_code == 201, r.text
+    oid = r.json()["id"]
+    engine.step()
+    assert w.market.state(oid) == OrderState.ASSIGNED
