@@ -17,7 +17,6 @@ Wired into ``cona`` as ``app.add_typer(audit_app, name="audit")``; also runnable
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator, Optional
@@ -183,20 +182,7 @@ def escrow(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_
     raise typer.Exit(0 if a.balanced else 1)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m marketplace.cli.audit ...``: the sub-app alone, with ``cona``'s error handling."""
-    from marketplace.cli.main import console
-    from marketplace.errors import ConaError
+if __name__ == "__main__":  # ``python -m marketplace.cli.audit ...``: the group alone, with cona's error handling
+    from marketplace.cli.main import main
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        audit_app(args=argv, prog_name="cona audit", standalone_mode=True)
-    except ConaError as exc:
-        console.print(f"[red]error:[/] {exc.message}")
-        if exc.hint:
-            console.print(f"[dim]hint:[/] {exc.hint}")
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    main(command=audit_app, prog_name="cona audit")

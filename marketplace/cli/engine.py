@@ -81,4 +81,6 @@ def replay(batch: str = typer.Argument(..., help="batch id (0x + 64 hex), from a
 
 
 if __name__ == "__main__":  # pragma: no cover
-    engine_app()
+    from marketplace.cli.main import main
+
+    main(command=engine_app, prog_name="cona audit")

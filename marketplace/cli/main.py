@@ -203,10 +203,12 @@ def bench_zk(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick
 _add_subcommands()
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, command: typer.Typer | None = None, prog_name: str | None = None) -> None:
+    """Run ``cona`` (or one of its command groups alone, for ``python -m marketplace.cli.<group>``):
+    a ``ConaError`` becomes one line with its hint and exit status 2, never a traceback."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=True)
+        (command or app)(args=argv, prog_name=prog_name, standalone_mode=True)
     except ConaError as exc:
         console.print(f"[red]error:[/] {exc.message}")
         if exc.hint:

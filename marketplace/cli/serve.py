@@ -234,4 +234,6 @@ def serve(chain_kind: Optional[str] = typer.Option(None, "--chain", help="anvil 
 
 
 if __name__ == "__main__":  # pragma: no cover
-    serve_app()
+    from marketplace.cli.main import main
+
+    main(command=serve_app, prog_name="cona serve")
