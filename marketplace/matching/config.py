@@ -37,15 +37,19 @@ class MatchingConfig:
     ``score`` pairs a plugin with its weight. ``ageing_s`` is the wait that earns an order
     one tier (queue ageing, see ``queue.py``). ``percentage_of_providers_to_score``: 0 means
     adaptive as kube-scheduler (50% - n/125, at least 5%), else a fixed 1..100;
-    ``min_feasible_to_score`` is the floor (100 in kube-scheduler).
+    ``min_feasible_to_score`` is the floor (100 in kube-scheduler). ``tie_break`` orders
+    providers whose weighted totals are equal (lexicographically, by raw score).
     """
 
     filter: tuple[str, ...] = KNOWN["filter"]
     post_filter: tuple[str, ...] = ("ReservationPreemption",)
     score: tuple[tuple[str, float], ...] = (
         # LoadBalance (spreading) is available but off: on the Alibaba trace it strands GPUs
-        ("Fragmentation", 10.0), ("BestFit", 10.0), ("Price", 2.0), ("PathLatency", 2.0), ("Reliability", 1.0),
+        ("Fragmentation", 10.0), ("Price", 2.0), ("PathLatency", 2.0), ("Reliability", 1.0),
     )
+    #: score plugins whose raw value (higher wins) breaks ties of the weighted total, in order,
+    #: before the seeded hash: FGD's "smallest fragmentation increase, then best fit"
+    tie_break: tuple[str, ...] = ("BestFit",)
     permit: tuple[str, ...] = ("StakeCoversLeases",)
     ageing_s: float = 60.0
     percentage_of_providers_to_score: int = 0
@@ -73,6 +77,11 @@ class MatchingConfig:
                 _known(point, name)
             if len(set(names)) != len(names):
                 raise MatchingConfigError(f"{point} lists a plugin twice: {list(names)}", field=point)
+        object.__setattr__(self, "tie_break", tuple(self.tie_break))
+        for name in self.tie_break:
+            _known("score", name)
+        if len(set(self.tie_break)) != len(self.tie_break):
+            raise MatchingConfigError(f"tie_break lists a plugin twice: {list(self.tie_break)}", field="tie_break")
         if not self.filter:
             raise MatchingConfigError("at least one filter must run", field="filter")
         score: list[tuple[str, float]] = []
@@ -119,7 +128,7 @@ class MatchingConfig:
                                           hint=f"did you mean {close[0]!r}?" if close else None)
             if key == "score" and isinstance(value, dict):
                 value = tuple(value.items())
-            elif key in ("filter", "post_filter", "permit", "score") and value is not None:
+            elif key in ("filter", "post_filter", "permit", "score", "tie_break") and value is not None:
                 if isinstance(value, str) or not isinstance(value, (list, tuple)):
                     raise MatchingConfigError(f"{key} must be a list", field=key)
                 value = tuple(tuple(v) if isinstance(v, list) else v for v in value)

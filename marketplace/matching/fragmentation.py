@@ -4,16 +4,23 @@
 measures a node's fragmentation *with respect to the workload*: for a task type m, the free
 accelerator capacity of node n that m cannot use is fragmented:
 
-    F_n(m) = sum_g R_g                      if m cannot run on n at all (too few free devices,
-                                            too little free CPU or memory): every free bit is stranded
+    F_n(m) = sum_g R_g                      if m cannot run on n at all (too few devices with a
+                                            free part >= d_m, or too little free CPU): every
+                                            free bit is stranded for m
     F_n(m) = sum_g R_g * [R_g < d_m]        otherwise: devices whose free part is smaller than
                                             m's per-device demand d_m (its share, 1000 for whole devices)
+    F_n(m) = sum_g R_g                      for a task type with no accelerator (a CPU-only
+                                            task can use no device part at all)
 
 and the node's expected fragmentation over the workload's distribution of task types M
 (popularity p_m) is ``F_n(M) = sum_m p_m F_n(m)``. Fragmentation Gradient Descent places a
-task where it increases F the least: ``delta = F_n'(M) - F_n(M)``. ``Fragmentation`` in
-``plugins.py`` scores ``-delta``. Task types with no accelerator (CPU-only pods) count their
-node as fragmented only when they cannot run there (they use no device part).
+task where it increases F the least: ``delta = F_n'(M) - F_n(M)``; ``Fragmentation`` in
+``plugins.py`` scores ``-delta``. This follows the authors' simulator
+(hkust-adsl/kubernetes-scheduler-simulator, ``NodeGpuShareFragAmountScore``: every class but
+"Q3 satisfied" counts, including a CPU-only task's "XL"). Task types are the trace's own
+(count, share, CPU) shapes, weighted by how often they occur; like the paper, the measure
+has CPU and GPU dimensions only (``memory_mib`` of a type is checked when a caller gives one;
+``from_requirements`` leaves it 0).
 
 Invariants: everything here is a pure, vectorized function of integer arrays (milli-devices,
 milli-CPU, MiB); the distribution is built deterministically (types sorted by popularity,
@@ -52,30 +59,23 @@ class WorkloadDistribution:
 
     @classmethod
     def from_requirements(cls, reqs: Iterable[Requirement], *, device_class: DeviceClass = DeviceClass.GPU,
-                          top: int = 12) -> WorkloadDistribution:
-        """The ``top`` most popular (count, share) shapes of ``reqs``; each shape's CPU and memory
-        are the lower medians of its members (the paper's types are the trace's pod shapes)."""
-        members: dict[tuple[int, int], list[tuple[int, int]]] = {}
+                          top: int | None = None) -> WorkloadDistribution:
+        """The workload's task types: distinct (device count, share, CPU) shapes of ``reqs``
+        with their frequencies (the paper's "typical pods"); ``top`` keeps only the most
+        popular ones (weights renormalized), None keeps all. CPU-only requirements are type
+        (0, 0, logical CPUs * 1000)."""
+        freq: Counter[tuple[int, int, int]] = Counter()
         for r in reqs:
             if r.device_class == device_class:
-                key = (r.count, r.share_milli)
-                cpu = r.cpu_milli
+                freq[(r.count, r.share_milli, r.cpu_milli)] += 1
             elif r.device_class == DeviceClass.CPU:
-                key = (0, 0)
-                cpu = r.count * r.share_milli
-            else:
-                continue
-            members.setdefault(key, []).append((cpu, r.min_system_memory_mib or 0))
-        freq = Counter({k: len(v) for k, v in members.items()})
-        kept = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+                freq[(0, 0, r.count * r.share_milli)] += 1
+        kept = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
+        if top is not None:
+            kept = kept[:top]
         total = sum(n for _, n in kept)
-        types = []
-        for (count, share), n in kept:
-            cpus = sorted(c for c, _ in members[(count, share)])
-            mems = sorted(m for _, m in members[(count, share)])
-            mid = (len(cpus) - 1) // 2
-            types.append(TaskType(count, share, cpus[mid], mems[mid], n / total))
-        return cls(device_class, tuple(types))
+        types = tuple(TaskType(count, share, cpu, 0, n / total) for (count, share, cpu), n in kept)
+        return cls(device_class, types)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         t = self.types
@@ -124,8 +124,8 @@ class FragmentationModel:
         np.cumsum(cnts, axis=1, out=cnts)
         total = sums[:, -1:]
         # parts below threshold t are those in buckets 0..t
-        stranded = np.where(self._none, 0.0, sums[:, self._col])
+        stranded = sums[:, self._col]
         usable = cnts[:, -1:] - cnts[:, self._col]
-        gpu_ok = self._none | (usable >= self._cnt)
-        host = gpu_ok & (cpu_free[:, None] >= self._cpu) & (mem_free[:, None] >= self._mem)
-        return np.where(host, stranded, total) @ self._w
+        # a CPU-only type can use no device part: all free milli is stranded for it (the paper's "XL")
+        runs = ~self._none & (usable >= self._cnt) & (cpu_free[:, None] >= self._cpu) & (mem_free[:, None] >= self._mem)
+        return np.where(runs, stranded, total) @ self._w

@@ -125,6 +125,8 @@ class ProviderIndex:
             if len(rows):
                 self.state[rows] = self._state_id(int(rows[0]))
         self._frag_memo: dict[int, float] = {}
+        #: plugins.PlacementMemo per requirement shape (valid while the fragmentation model is)
+        self.memos: dict[tuple, object] = {}
         self.frag_model: FragmentationModel | None = None
         self.frag_class: DeviceClass | None = None
         self.frag = np.zeros(n)
@@ -174,6 +176,7 @@ class ProviderIndex:
         self.frag_model = model
         self.frag_class = None if model is None else model.dist.device_class
         self._frag_memo = {}
+        self.memos = {}
         if model is None:
             self.frag = np.zeros(self.n)
             return
@@ -190,6 +193,30 @@ class ProviderIndex:
         f = (cs.free[rows] if cs is not None else np.zeros((len(rows), 0), dtype=np.int32)) if free is None else free
         return self.frag_model.node_frag(f, self.cpu_free[rows] if cpu is None else cpu,
                                          self.mem_free[rows] if mem is None else mem)
+
+    def fgd_slot(self, free: np.ndarray, eligible: np.ndarray, cpu_after: np.ndarray, mem_after: np.ndarray,
+                 share: int) -> np.ndarray:
+        """The device a one-device fractional task takes on each row, as FGD chooses it: the
+        eligible slot whose use leaves the node's fragmentation lowest, then the least free
+        part (best fit), then the lowest index. ``free`` (R, G) and ``eligible`` (R, G) are
+        before the placement; rows without an eligible slot get -1."""
+        r, g = free.shape
+        if self.frag_model is None or r == 0:
+            keyed = np.where(eligible, free, np.iinfo(np.int32).max)
+            out = np.argmin(keyed, axis=1)
+            return np.where(eligible.any(axis=1), out, -1)
+        rr, jj = np.nonzero(eligible)
+        after = free[rr].copy()
+        after[np.arange(len(rr)), jj] -= share
+        f = np.round(self.frag_model.node_frag(after, cpu_after[rr], mem_after[rr]), 6)
+        # lexicographic (row, frag, free part, slot): the first entry of each row wins
+        order = np.lexsort((jj, free[rr, jj], f, rr))
+        rr_sorted = rr[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = rr_sorted[1:] != rr_sorted[:-1]
+        out = np.full(r, -1, dtype=np.int64)
+        out[rr_sorted[first]] = jj[order][first]
+        return out
 
     # ------------------------------------------------------------------ capacity
 

@@ -303,19 +303,86 @@ class ProviderLoad(FilterPlugin):
 # ============================================================================ placement
 
 
+def shape_key(req: Requirement) -> tuple:
+    """What a placement's effect on a provider state depends on (simulate's inputs)."""
+    return (req.device_class, req.count, req.share_milli, req.cpu_milli, req.min_system_memory_mib or 0)
+
+
+class PlacementMemo:
+    """Per requirement shape: FGD delta, best-fit raw and chosen device of each provider STATE.
+
+    State ids are interned (index.py): equal (hardware, free parts, CPU, memory) -> equal id,
+    and ids are never reused, so a value computed for a state stays right for as long as the
+    fragmentation model is unchanged (``ProviderIndex.set_fragmentation`` drops all memos).
+    Arrays are indexed by state id and filled on demand, so scoring a candidate whose state
+    was seen before is an array read, not a simulation."""
+
+    __slots__ = ("known", "delta", "fit", "slot")
+
+    def __init__(self) -> None:
+        self.known = np.zeros(0, dtype=bool)
+        self.delta = np.zeros(0)
+        self.fit = np.zeros(0)
+        self.slot = np.zeros(0, dtype=np.int64)
+
+    def _grow(self, size: int) -> None:
+        new = max(size, 2 * len(self.known), 64)
+        for name, fill in (("known", False), ("delta", 0.0), ("fit", 0.0), ("slot", -1)):
+            old = getattr(self, name)
+            arr = np.full(new, fill, dtype=old.dtype)
+            arr[: len(old)] = old
+            setattr(self, name, arr)
+
+    def fill(self, ix: ProviderIndex, req: Requirement, rows: np.ndarray) -> np.ndarray:
+        """The state ids of ``rows``, after computing the values of states not seen before."""
+        sid = ix.state[rows]
+        top = int(sid.max()) + 1 if len(sid) else 0
+        if top > len(self.known):
+            self._grow(top)
+        miss = ~self.known[sid]
+        if miss.any():
+            uniq, first = np.unique(sid[miss], return_index=True)
+            reps = rows[miss][first]
+            free, order, cpu, mem = simulate(ix, req, reps)
+            if ix.frag_model is None:
+                delta = np.zeros(len(reps))
+            else:
+                after = ix.frag_of(reps, free=free if req.device_class == ix.frag_class else None, cpu=cpu, mem=mem)
+                # rounded to a micro-milli so that equal increases tie exactly (float sums differ in the last bits)
+                delta = np.round(after - ix.frag[reps], 6)
+            if free is None:
+                fit = 1.0 - cpu / np.maximum(ix.cpu_cap[reps], 1)
+            else:
+                cap = ix.slots[req.device_class].cap[reps].sum(axis=1)
+                fit = 1.0 - free.sum(axis=1) / np.maximum(cap, 1)
+            self.delta[uniq] = delta
+            self.fit[uniq] = fit
+            if order is not None and req.count == 1:
+                self.slot[uniq] = order[:, 0]
+            self.known[uniq] = True
+        return sid
+
+
 class Sim:
-    """The candidates' state after the placement, computed once per distinct state.
+    """The candidates' placement effects (FGD delta, best-fit raw), read from the shape's memo."""
 
-    ``reps`` are representative rows (one per distinct provider state), ``inv`` maps each
-    candidate to its representative; ``free`` (R, G) / ``cpu`` / ``mem`` are the reps' state after."""
-
-    __slots__ = ("reps", "inv", "free", "cpu", "mem")
+    __slots__ = ("sid", "memo")
 
     def __init__(self, ix: ProviderIndex, req: Requirement, rows: np.ndarray) -> None:
-        uniq, first, inv = np.unique(ix.state[rows], return_index=True, return_inverse=True)
-        self.reps = rows[first]
-        self.inv = inv
-        self.free, _, self.cpu, self.mem = simulate(ix, req, self.reps)
+        key = shape_key(req)
+        memo = ix.memos.get(key)
+        if memo is None:
+            memo = ix.memos[key] = PlacementMemo()
+        self.memo = memo
+        self.sid = memo.fill(ix, req, rows)
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.memo.delta[self.sid]
+
+    @property
+    def fit(self) -> np.ndarray:
+        return self.memo.fit[self.sid]
 
 
 def simulate(ix: ProviderIndex, req: Requirement, rows: np.ndarray
@@ -329,11 +396,17 @@ def simulate(ix: ProviderIndex, req: Requirement, rows: np.ndarray
         return None, None, ix.cpu_free[rows] - req.count * req.share_milli, mem
     cs = ix.slots[req.device_class]
     free = cs.free[rows].copy()
-    # best fit inside the node: the devices with the least free part that still fits, lowest index first
-    keyed = np.where(free >= req.share_milli, free, np.iinfo(np.int32).max)
-    order = np.argsort(keyed, axis=1, kind="stable")[:, : req.count]
+    cpu = ix.cpu_free[rows] - req.cpu_milli
+    if req.count == 1 and req.share_milli < 1000 and ix.frag_class == req.device_class:
+        # a fractional device: FGD also picks the device inside the node (index.fgd_slot)
+        slot = ix.fgd_slot(free, free >= req.share_milli, cpu, mem, req.share_milli)
+        order = slot[:, None]
+    else:
+        # best fit inside the node: the devices with the least free part that still fits, lowest index first
+        keyed = np.where(free >= req.share_milli, free, np.iinfo(np.int32).max)
+        order = np.argsort(keyed, axis=1, kind="stable")[:, : req.count]
     np.subtract.at(free, (np.arange(len(rows))[:, None], order), req.share_milli)
-    return free, order, ix.cpu_free[rows] - req.cpu_milli, mem
+    return free, order, cpu, mem
 
 
 # ============================================================================ scores
@@ -349,6 +422,8 @@ class ScorePlugin:
     def normalize(raw: np.ndarray) -> np.ndarray:
         """NormalizeScore: min-max to 0..100 over the candidates; non-finite -> 0; all equal -> 100."""
         lo, hi = raw.min(), raw.max()
+        if lo == hi:  # all equal (e.g. no provider publishes a price): nothing to rank by
+            return np.full(len(raw), 100.0 if np.isfinite(lo) else 0.0)
         if np.isfinite(lo) and np.isfinite(hi):  # the common case: one pass each
             if hi - lo <= 1e-12:
                 return np.full(len(raw), 100.0)
@@ -368,14 +443,7 @@ class Fragmentation(ScorePlugin):
     name = "Fragmentation"
 
     def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
-        ix = st.ix
-        if ix.frag_model is None:
-            return np.zeros(len(rows))
-        free = sim.free
-        if st.req.device_class != ix.frag_class:
-            free = None  # the request takes no device of the fragmentation class
-        after = ix.frag_of(sim.reps, free=free, cpu=sim.cpu, mem=sim.mem)
-        return -(after - ix.frag[sim.reps])[sim.inv]
+        return -sim.delta
 
 
 class BestFit(ScorePlugin):
@@ -384,13 +452,7 @@ class BestFit(ScorePlugin):
     name = "BestFit"
 
     def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
-        ix = st.ix
-        reps = sim.reps
-        if sim.free is None:
-            cap = ix.cpu_cap[reps].astype(float)
-            return (1.0 - sim.cpu / np.maximum(cap, 1))[sim.inv]
-        cap = ix.slots[st.req.device_class].cap[reps].sum(axis=1).astype(float)
-        return (1.0 - sim.free.sum(axis=1) / np.maximum(cap, 1))[sim.inv]
+        return sim.fit
 
 
 class Price(ScorePlugin):

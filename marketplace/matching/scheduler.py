@@ -42,7 +42,7 @@ from marketplace.matching.fragmentation import FragmentationModel, TaskType, Wor
 from marketplace.matching.index import ProviderIndex
 from marketplace.matching.model import (Code, Decision, Explanation, Order, Outcome, Placement, Provider,
                                         ProviderVerdict, Rejection, Reservation, ReservationState, ScoreLine)
-from marketplace.matching.plugins import FILTERS, SCORES, CycleState, FilterPlugin, Sim
+from marketplace.matching.plugins import FILTERS, SCORES, CycleState, FilterPlugin, Sim, shape_key
 from marketplace.matching.queue import TierQueue
 from marketplace.resources.fit import fit
 from marketplace.resources.model import DeviceClass
@@ -96,11 +96,12 @@ class Scheduler:
         self.binder: Binder = binder if binder is not None else InMemoryBinder()
         self.filters: list[FilterPlugin] = [FILTERS[n]() for n in self.config.filter]
         self.scores = [(SCORES[n](), w) for n, w in self.config.score if w > 0]
+        self.tie_break = [SCORES[n]() for n in self.config.tie_break]
         if workload is None:
             # without the edge's workload history, one whole device is the only type assumed
             workload = WorkloadDistribution(DeviceClass.GPU, (TaskType(1, 1000, 0, 0, 1.0),))
         self.workload = workload
-        if any(p.name == "Fragmentation" for p, _ in self.scores):
+        if any(p.name == "Fragmentation" for p in [q for q, _ in self.scores] + self.tie_break):
             self.index.set_fragmentation(FragmentationModel(workload))
         self.queue = TierQueue(self.config.ageing_s)
         self.orders: dict[str, Order] = {}
@@ -221,7 +222,8 @@ class Scheduler:
 
     def explain(self, order: Order | str, *, now: float | None = None) -> Explanation:
         """Per provider: why it is filtered out (every failing filter), or how it scores (per
-        plugin: raw, normalized 0..100, weight) over the whole feasible set."""
+        plugin: raw, normalized 0..100, weight; then each tie-break plugin's raw with weight 0)
+        over the whole feasible set."""
         if isinstance(order, str):
             if order not in self.orders:
                 raise UnknownOrder(order)
@@ -235,10 +237,12 @@ class Scheduler:
         totals = np.zeros(len(rows))
         best = None
         if len(rows):
-            totals, per = self._score(st, rows)
+            totals, per, ties = self._score(st, rows)
+            tie_names = [p.name for p in self.tie_break]
             for k, i in enumerate(rows.tolist()):
-                lines[i] = [ScoreLine(name, float(raw[k]), float(norm[k]), w) for name, raw, norm, w in per]
-            best = self.index.ids[int(rows[self._pick(order, totals)])]
+                lines[i] = [ScoreLine(name, float(raw[k]), float(norm[k]), w) for name, raw, norm, w in per] + \
+                           [ScoreLine(name, float(raw[k]), 0.0, 0.0) for name, raw in zip(tie_names, ties)]
+            best = self.index.ids[int(rows[self._pick(order, totals, ties)])]
         pos = {int(i): k for k, i in enumerate(rows.tolist())}
         verdicts = []
         for i in range(n):
@@ -304,6 +308,7 @@ class Scheduler:
         return np.sort(picked), examined
 
     def _score(self, st: CycleState, rows: np.ndarray):
+        """(weighted totals 0..100, per-plugin (name, raw, normalized, weight), tie-break raws)."""
         sim = Sim(self.index, st.req, rows)
         total = np.zeros(len(rows))
         wsum = sum(w for _, w in self.scores) or 1.0
@@ -313,14 +318,22 @@ class Scheduler:
             norm = plugin.normalize(raw)
             total += w * norm
             per.append((plugin.name, raw, norm, w))
-        return np.round(total / wsum, 9), per
+        ties = [np.round(plugin.score(st, rows, sim), 9) for plugin in self.tie_break]
+        return np.round(total / wsum, 9), per, ties
 
-    def _pick(self, order: Order, totals: np.ndarray) -> int:
-        ties = np.flatnonzero(totals == totals.max())
-        if len(ties) == 1:
-            return int(ties[0])
+    def _pick(self, order: Order, totals: np.ndarray, ties: list[np.ndarray] = ()) -> int:
+        """The highest total; among equal totals the highest raw of each tie-break plugin in
+        turn; then keccak(seed, order id) among what is still tied."""
+        cand = np.flatnonzero(totals == totals.max())
+        for raw in ties:
+            if len(cand) == 1:
+                break
+            sub = raw[cand]
+            cand = cand[sub == sub.max()]
+        if len(cand) == 1:
+            return int(cand[0])
         h = int.from_bytes(keccak(self._tie_seed + order.order_id.encode())[:8], "big")
-        return int(ties[h % len(ties)])
+        return int(cand[h % len(cand)])
 
     def _place(self, st: CycleState, i: int) -> Placement | None:
         """The exact slots on row ``i``: fit() with its free capacity picks the eligible device
@@ -341,6 +354,21 @@ class Scheduler:
             for j in range(g.index, g.index + g.slots):
                 if free[j] >= req.share_milli:
                     cand.append((int(free[j]), j))
+        if req.count == 1 and req.share_milli < 1000 and ix.frag_class == req.device_class and cand:
+            # a fractional device: the same FGD choice as the score's simulation (index.fgd_slot),
+            # read from the shape's memo when this provider state was scored
+            memo = ix.memos.get(shape_key(req))
+            sid = int(ix.state[i])
+            ok = [j for _, j in cand]
+            j = -1
+            if memo is not None and sid < len(memo.known) and memo.known[sid]:
+                j = int(memo.slot[sid])
+            if j not in ok:
+                eligible = np.zeros((1, len(free)), dtype=bool)
+                eligible[0, ok] = True
+                j = int(ix.fgd_slot(free[None, :], eligible, ix.cpu_free[i:i + 1] - req.cpu_milli,
+                                    ix.mem_free[i:i + 1] - mem, req.share_milli)[0])
+            return Placement(pid, req.device_class, ((j, req.share_milli),), req.cpu_milli, mem)
         cand.sort()
         chosen = sorted(j for _, j in cand[: req.count])
         return Placement(pid, req.device_class, tuple((j, req.share_milli) for j in chosen), req.cpu_milli, mem)
@@ -498,10 +526,10 @@ class Scheduler:
             rows, examined = self._candidates(mask)
             examined_total += examined
             self.next_start = (self.next_start + examined) % max(self.index.n, 1)
-            totals, _ = self._score(st, rows)
+            totals, _, ties = self._score(st, rows)
             placed = None
             while len(rows):
-                k = self._pick(order, totals)
+                k = self._pick(order, totals, ties)
                 pl = self._place(st, int(rows[k]))
                 if pl is not None:
                     placed = (int(rows[k]), pl, float(totals[k]))
@@ -509,6 +537,7 @@ class Scheduler:
                 # fit() disagrees with the mask (mixed device groups): skip that provider
                 rows = np.delete(rows, k)
                 totals = np.delete(totals, k)
+                ties = [np.delete(t, k) for t in ties]
             if placed is None:
                 decisions.append(Decision(order.order_id, Outcome.PENDING, reasons=(("HardwareFit:groups", 1),)))
                 requeue.append(order)

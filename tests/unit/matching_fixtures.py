@@ -30,7 +30,7 @@ def routing() -> RoutingTable:
     return RoutingTable(load_topology(FIX / "Cogentco.gml"))
 
 
-def workload(top: int = 40) -> WorkloadDistribution:
+def workload(top: int | None = 40) -> WorkloadDistribution:
     return WorkloadDistribution.from_requirements([p.requirement for p in pods()], top=top)
 
 

@@ -26,7 +26,7 @@ def test_explain_agrees_with_the_vectorized_filters_on_real_orders():
         assert feasible == {s.index.ids[i] for i in np.flatnonzero(mask)}
         for v in e.verdicts:
             if v.feasible:
-                assert [line.plugin for line in v.scores] == [n for n, _ in s.config.score]
+                assert [line.plugin for line in v.scores] == [n for n, _ in s.config.score] + list(s.config.tie_break)
                 assert all(0.0 <= line.normalized <= 100.0 for line in v.scores)
                 assert 0.0 <= v.total <= 100.0
             else:
@@ -39,3 +39,25 @@ def test_explain_gives_numbers():
     v = e.by_provider()
     assert "needs 4 GPU, has 2" in " ".join(r.message for r in v["openb-node-0000"].rejections)
     assert v["openb-node-0022"].feasible and e.best == "openb-node-0022"
+
+
+def test_explain_picks_what_the_fast_path_binds():
+    """With every feasible provider scored, explain's pick and per-plugin raws are the round's
+    own: the memoized placement effects (FGD delta, best fit) agree with a fresh simulation."""
+    from marketplace.matching.plugins import simulate
+    cfg = MatchingConfig(batch_size=1, percentage_of_providers_to_score=100)
+    s = Scheduler(trace.providers(nodes()[:150], 150), workload=workload(), config=cfg)
+    for o in trace.orders(pods(), 400)[::2]:
+        e = s.explain(o)
+        s.submit(o)
+        d = s.schedule_round(o.submitted_at).decisions[0]
+        assert d.provider_id == e.best, o.order_id
+    # a fresh simulation of the last state gives the memo's numbers
+    o = trace.orders(pods(), 402)[401]
+    rows = np.flatnonzero(s._feasible(s._state_for(o, 0.0)))
+    free, _, cpu, mem = simulate(s.index, o.requirement, rows)
+    after = s.index.frag_of(rows, free=free, cpu=cpu, mem=mem)
+    e = s.explain(o).by_provider()
+    for k, i in enumerate(rows.tolist()):
+        got = {line.plugin: line.raw for line in e[s.index.ids[i]].scores}
+        assert abs(got["Fragmentation"] + (after[k] - s.index.frag[i])) < 1e-5
