@@ -7,7 +7,11 @@ One process, three activities:
 - the LSA: a signed Compute LSA is posted on start, on every change of availability (a
   lease starting or ending changes ``free_milli``; each instance has a new sequence
   number, persisted in the journal so a restart never reuses one), and before expiry
-  (``Originator.refresh_due``: at 3/4 of the lifetime);
+  (``Originator.refresh_due``: at 3/4 of the lifetime). An instance the engine did not take
+  is sent again: "too-soon" (its MinLSArrival of 1 s; a lease shorter than that would
+  otherwise leave the engine showing the node busy until the next refresh) after 1 s, a
+  refusal after 30 s, an unreachable engine after 5 s; a heartbeat refused with "unknown-provider"
+  (an engine that restarted without our LSA) makes the main loop advertise at once;
 - the lease loop polls the market's logs from its journaled cursor for ``Assigned``,
   ``AcceptanceTimedOut`` and ``OrderFailed`` events that name this provider (the latter
   two hand an order to the next backup), then advances every open lease one step.
@@ -73,6 +77,13 @@ WATCHED = ("Assigned", "AcceptanceTimedOut", "OrderFailed")
 #: so crash recovery is tested with a real kill at an exact place (never set in production)
 CRASH_ENV = "CONA_AGENT_CRASH_AT"
 LOG_CHUNK = 5_000
+#: outcomes of ``POST /v1/lsas`` that mean the engine holds this instance (or an equal one)
+LSA_TAKEN = ("installed", "duplicate")
+#: resend delays: after "too-soon" (the engine's MinLSArrival is 1 s), after an unreachable engine,
+#: and after a refusal (e.g. while paused: not eligible; every resend costs a sequence number)
+LSA_RETRY_TOO_SOON = 1.0
+LSA_RETRY_AWAY = 5.0
+LSA_RETRY_REFUSED = 30.0
 
 
 def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
@@ -88,6 +99,33 @@ def result_bytes(run: RunResult) -> bytes:
     data = run.status.encode() + b"\x00" + run.exit_code.to_bytes(4, "big", signed=True) + run.output
     assert keccak(data) == run.result_hash
     return data
+
+
+def _lsa_answer(resp: httpx.Response) -> tuple[str, str | None]:
+    """(outcome, reason) of the engine's answer to an LSA: its JSON on 2xx, the problem detail's
+    ``reason`` on a refusal."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    if resp.is_success:
+        return str(body.get("outcome", "")), body.get("reason")
+    return "rejected", body.get("reason") or body.get("detail") or resp.text[:200]
+
+
+def _unknown_provider(resp: httpx.Response) -> bool:
+    """Whether the engine refused a heartbeat because it holds no LSA of this provider."""
+    if resp.status_code != 409:
+        return False
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    # "unknown-provider" since the engine persists its LSDB; earlier engines said "unknown-originator"
+    return isinstance(body, dict) and body.get("type") == "/problems/engine-heartbeat-rejected" and \
+        body.get("reason") in ("unknown-provider", "unknown-originator")
 
 
 class SpecError(AgentError):
@@ -145,6 +183,11 @@ class Agent:
         self.runs: dict[int, Future] = {}
         self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
         self._advertised: tuple | None = None
+        self._lsa_retry_at = 0.0
+        #: set by the heartbeat thread when the engine answers "unknown provider"; the main loop
+        #: (which owns the originator) then advertises at once, and ``wake`` cuts its sleep short
+        self._readvertise = threading.Event()
+        self.wake = threading.Event()
         self._lock = threading.Lock()
         self.stop = threading.Event()
         self._hb_seq = 0
@@ -189,6 +232,7 @@ class Agent:
 
     def close(self) -> None:
         self.stop.set()
+        self.wake.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.http.close()
         self.acct.close()
@@ -220,9 +264,14 @@ class Agent:
         return tuple(out)
 
     def advertise(self, force: bool = False) -> None:
+        if self._readvertise.is_set():
+            self._readvertise.clear()
+            force = True
         avail = self.availability()
         if not force and avail == self._advertised and not self.originator.refresh_due():
             return
+        if not force and time.monotonic() < self._lsa_retry_at:
+            return  # the engine said "too soon" (or was away): resend once its interval has passed
         content = LsaContent(
             self.descriptor, avail,
             tuple((DeviceClass(i + 1), p) for i, p in enumerate(self.cfg.prices) if p),
@@ -232,12 +281,30 @@ class Agent:
         self._advertised = avail
         try:
             resp = self.http.post("/v1/lsas", content=raw, headers={"content-type": "application/octet-stream"})
-            log.info("LSA seq %d (%s) -> %d %s", self.originator.sequence,
-                     " ".join(f"{a.device_class.name}:{a.free_milli}" for a in avail), resp.status_code,
-                     resp.text[:200])
         except httpx.HTTPError as exc:
             log.warning("LSA seq %d not delivered: %s", self.originator.sequence, exc)
-            self._advertised = None  # try again on the next tick
+            self._lsa_not_taken(LSA_RETRY_AWAY)
+            return
+        outcome, reason = _lsa_answer(resp)
+        log.info("LSA seq %d (%s) -> %d %s%s", self.originator.sequence,
+                 " ".join(f"{a.device_class.name}:{a.free_milli}" for a in avail), resp.status_code, outcome,
+                 f" ({reason})" if reason else "")
+        if outcome in LSA_TAKEN:
+            self._lsa_retry_at = 0.0
+        elif outcome == "too-soon":
+            # RFC 2328 MinLSArrival: the engine dropped this instance without installing it, so it
+            # still holds the previous one (e.g. "busy" after a lease that already ended); the
+            # originator must send again once the interval has passed, or the engine keeps a
+            # stale availability until the next refresh, 45 minutes later
+            self._lsa_not_taken(LSA_RETRY_TOO_SOON)
+        else:
+            log.warning("LSA seq %d not installed: %d %s %s", self.originator.sequence, resp.status_code, outcome,
+                        reason or "")
+            self._lsa_not_taken(LSA_RETRY_REFUSED if resp.status_code < 500 else LSA_RETRY_AWAY)
+
+    def _lsa_not_taken(self, seconds: float) -> None:
+        self._advertised = None
+        self._lsa_retry_at = time.monotonic() + seconds
 
     def _heartbeats(self) -> None:
         while not self.stop.is_set():
@@ -247,7 +314,16 @@ class Agent:
             self._hb_seq = max(self._hb_seq + 1, time.time_ns() // 1_000_000)
             hb = sign_heartbeat(self.key, sequence=self._hb_seq, timestamp=int(time.time()), leases=leases)
             try:
-                self.http.post("/v1/heartbeats", json=hb.to_dict())
+                resp = self.http.post("/v1/heartbeats", json=hb.to_dict())
+                if _unknown_provider(resp):
+                    # the engine holds no LSA of ours (it restarted, or our LSA aged out): an engine
+                    # that does not know us never matches us, and declares our leases failed once
+                    # its heartbeat bound passes; advertise again now, not at the next refresh
+                    if not self._readvertise.is_set():
+                        log.warning("heartbeat %d: the engine does not know %s; advertising again",
+                                    self._hb_seq, self.me)
+                    self._readvertise.set()
+                    self.wake.set()
             except httpx.HTTPError as exc:
                 log.debug("heartbeat %d not delivered: %s", self._hb_seq, exc)
             self.stop.wait(self.cfg.heartbeat_interval)
@@ -447,8 +523,12 @@ class Agent:
     # -- main loop -------------------------------------------------------------------------
 
     def run_forever(self) -> None:
+        def _stop(*_: Any) -> None:
+            self.stop.set()
+            self.wake.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop.set())
+            signal.signal(sig, _stop)
         self.ensure_registered()
         self.reconcile()
         self.advertise(force=True)
@@ -462,5 +542,6 @@ class Agent:
                 self.maybe_withdraw()
             except ChainError as exc:
                 log.warning("chain: %s (retrying)", exc)
-            self.stop.wait(self.cfg.poll_interval)
+            self.wake.wait(self.cfg.poll_interval)
+            self.wake.clear()
         log.info("agent %s stopping", self.me)

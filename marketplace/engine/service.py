@@ -24,13 +24,20 @@ Invariants:
   stays Open on chain: the buyer cancels it (``cancel``) to get the escrow back;
 - an LSA is installed only if its originator is a registered, eligible provider and its
   descriptor hashes to the provider's on-chain hardware hash; otherwise it is counted and
-  logged under ``unknown-originator`` / ``contradicts-registration``.
+  logged under ``unknown-originator`` / ``contradicts-registration``;
+- the LSDB survives a restart: every installed LSA is kept raw with its arrival time in
+  ``state_dir/lsdb/<provider>.json`` and reinstalled on start through the same checks, its
+  remaining lifetime aged by the time elapsed (expired ones are dropped), so a restarted engine
+  matches on what its providers last said instead of waiting for their 45-minute refresh; a
+  heartbeat from a provider it holds no LSA of is refused with reason ``unknown-provider``,
+  on which the agent advertises again at once.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -48,7 +55,7 @@ from marketplace.chain.market import ProviderStatus as ChainStatus
 from marketplace.chain.writer import Receipt, Signer
 from marketplace.convergence.errors import LsaDecodeError
 from marketplace.convergence.heartbeat import Heartbeat, HeartbeatMonitor
-from marketplace.convergence.lsa import ComputeLsa, decode_lsa
+from marketplace.convergence.lsa import ComputeLsa, decode_header, decode_lsa, with_lifetime
 from marketplace.convergence.lsdb import InstallResult, Lsdb
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
 from marketplace.engine import batch as B
@@ -226,7 +233,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.clock = clock
         self.state_dir = Path(state_dir)
-        for sub in ("specs", "batches", "results"):
+        for sub in ("specs", "batches", "results", "lsdb"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
         self.market = Market.from_deployment(chain, deployment)
         self.registry = self.market.registry
@@ -270,6 +277,7 @@ class Engine:
             "ProviderRegistry": (self.registry.address, abis["ProviderRegistry"]),
         }, db_path=self.state_dir / "index.sqlite", start_block=deployment.block,
             reorg_depth=self.config.reorg_depth)
+        self._restore_lsdb()
         self._recover()
 
     # ================================================================== providers: LSAs and heartbeats
@@ -286,8 +294,9 @@ class Engine:
             self.chain_info[addr] = info
         return self.chain_info.get(addr)
 
-    def submit_lsa(self, raw: bytes) -> InstallResult:
-        """Install a provider's signed Compute LSA (see the module docstring for the checks)."""
+    def submit_lsa(self, raw: bytes, *, persist: bool = True) -> InstallResult:
+        """Install a provider's signed Compute LSA (see the module docstring for the checks); an
+        installed one is kept in ``state_dir/lsdb`` (``persist``) so a restart reinstalls it."""
         raw = bytes(raw)
         try:
             lsa = decode_lsa(raw)
@@ -304,11 +313,59 @@ class Engine:
                     "contradicts-registration",
                     f"{addr}: descriptor digest 0x{lsa.descriptor.digest().hex()} is not the registered hardware "
                     f"0x{info.hardware.hex()}", lsa)
+            arrived = self.clock()
             res = self.lsdb.install(raw)
             if res.outcome == LsdbOutcome.INSTALLED and res.lsa is not None and res.lsa.header.lifetime > 0:
                 self.lsas[addr] = res.lsa
                 self._refresh_provider(addr)
+                if persist:
+                    self._persist_lsa(addr, raw, arrived)
             return res
+
+    # -- the LSDB on disk: what an IS-IS router would lose on a restart, we keep
+
+    def _persist_lsa(self, addr: str, raw: bytes, arrived: float) -> None:
+        """Keep the raw LSA as it arrived, with its arrival time, in ``state_dir/lsdb/<addr>.json``
+        (atomically replaced: one file per originator, the newest installed instance)."""
+        path = self.state_dir / "lsdb" / f"{addr}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"raw": raw.hex(), "arrived": arrived}))
+        tmp.replace(path)
+
+    def _restore_lsdb(self) -> None:
+        """Reinstall the LSAs kept by an earlier run, each aged by the time elapsed since it arrived
+        (its remaining lifetime then minus the seconds since), through the same checks as a fresh
+        one (registered, eligible, hardware hash). Expired ones and ones the chain no longer
+        vouches for are dropped, files included."""
+        now = self.clock()
+        kept = dropped = 0
+        for path in sorted((self.state_dir / "lsdb").glob("*.json")):
+            try:
+                doc = json.loads(path.read_text())
+                raw = bytes.fromhex(doc["raw"])
+                header = decode_header(raw)
+                remaining = header.lifetime - int(math.ceil(now - float(doc["arrived"])))
+            except (OSError, ValueError, KeyError, TypeError, LsaDecodeError) as exc:
+                log.warning("stored LSA %s unreadable (%s); dropped", path.name, exc)
+                path.unlink(missing_ok=True)
+                dropped += 1
+                continue
+            if remaining <= 0:
+                log.info("stored LSA of %s seq %d expired %d s ago; dropped", path.stem, header.sequence, -remaining)
+                path.unlink(missing_ok=True)
+                dropped += 1
+                continue
+            res = self.submit_lsa(with_lifetime(raw, min(remaining, header.lifetime)), persist=False)
+            if res.outcome == LsdbOutcome.INSTALLED:
+                kept += 1
+            else:
+                log.info("stored LSA of %s seq %d not reinstalled (%s); dropped", path.stem, header.sequence,
+                         res.reason or res.outcome.value)
+                path.unlink(missing_ok=True)
+                dropped += 1
+        if kept or dropped:
+            log.info("LSDB restored from %s: %d LSAs reinstalled with their aged lifetimes, %d dropped",
+                     self.state_dir / "lsdb", kept, dropped)
 
     def _reject_lsa(self, reason: str, message: str, lsa: ComputeLsa) -> InstallResult:
         self.rejected[reason] += 1
@@ -321,9 +378,17 @@ class Engine:
         with self.lock:
             addr = to_checksum_address(hb.provider)
             if addr not in self.lsas:
+                if self.monitor.last_seen(addr) is not None:
+                    # a provider running a lease is watched whether or not we hold its LSA (after a
+                    # restart that lost it): its signed heartbeat still proves it alive, so the
+                    # lease is not failed while it re-advertises
+                    self.monitor.observe(hb, self.clock())
+                # "unknown-provider", not "unknown-originator": the remedy is the agent's, to
+                # advertise again at once (e.g. after a restart that found no stored LSA of it)
                 self.rejected["heartbeat-unknown-provider"] += 1
                 raise HeartbeatRejected(f"heartbeat from {addr}, which has no installed LSA",
-                                        reason="unknown-originator", field="provider")
+                                        reason="unknown-provider", field="provider",
+                                        hint="post a signed Compute LSA to /v1/lsas")
             self.monitor.observe(hb, self.clock())
             if addr in self.offline:
                 self.offline.discard(addr)
