@@ -261,6 +261,7 @@ class Engine:
         self.specs: dict[bytes, Spec] = {}
         self.chain_info: dict[str, ProviderInfo] = {}
         self.lsas: dict[str, ComputeLsa] = {}
+        self._aged_at = float("-inf")
         self.offline: set[str] = set()
         self.batches: dict[str, dict[str, Any]] = {}
         self._providers: dict[str, Provider] = {}
@@ -366,6 +367,22 @@ class Engine:
         if kept or dropped:
             log.info("LSDB restored from %s: %d LSAs reinstalled with their aged lifetimes, %d dropped",
                      self.state_dir / "lsdb", kept, dropped)
+
+    def _age(self, now: float) -> None:
+        """Age the LSDB (at most once a second): a provider whose LSA ran out of lifetime without a
+        refresh is no longer offered to the matcher, and its stored copy is dropped. A lease it is
+        running is not touched here: heartbeats decide about those."""
+        if now - self._aged_at < 1.0:
+            return
+        self._aged_at = now
+        for raw in self.lsdb.tick():
+            addr = to_checksum_address(decode_header(raw).originator)
+            if self.lsas.pop(addr, None) is None:
+                continue
+            self._providers.pop(addr, None)
+            self._rebuild = True
+            (self.state_dir / "lsdb" / f"{addr}.json").unlink(missing_ok=True)
+            log.warning("provider %s: its LSA expired without a refresh; no longer matched", addr)
 
     def _reject_lsa(self, reason: str, message: str, lsa: ComputeLsa) -> InstallResult:
         self.rejected[reason] += 1
@@ -769,6 +786,7 @@ class Engine:
         now = self.clock() if now is None else now
         with self.lock:
             self._sync()
+            self._age(now)
             self._timeouts()
             self._failures(now)
             if not self._providers:

@@ -152,6 +152,30 @@ def test_lsas_survive_a_restart_aged_by_the_downtime_and_match_at_once(w, tmp_pa
     third.close()
 
 
+def test_an_lsa_that_expires_while_the_engine_runs_takes_its_provider_out_of_matching(w, tmp_path):
+    clock = Clock()
+    engine = engine_at(w, tmp_path, clock)
+    providers_up(w, engine)
+    clock.offset += LIFETIME / 2
+    assert engine.submit_lsa(lsa(w, 3, seq=2)).outcome == LsdbOutcome.INSTALLED  # provider 3 refreshes
+    clock.offset += LIFETIME / 2 + 1  # provider 4 never did: its LSA has run out
+    engine.step()
+    assert {p["address"] for p in engine.providers()} == {w.chain.signers[3].address}
+    assert sorted(p.name for p in (tmp_path / "lsdb").glob("*.json")) == [f"{w.chain.signers[3].address}.json"]
+    # an order is matched on what is still advertised, never on the expired provider
+    spec = {"requirement": {"device_class": "gpu", "count": 1, "duration_s": 600},
+            "workload": {"module": "sha256", "input": "6869", "fuel": 10**6}, "attachment": "1"}
+    buyer = w.chain.signers[6]
+    it = w.market.intent(buyer.address, requirement=spec_digest(spec), device_class=GPU, units=1, duration=600,
+                         max_price=PRICE)
+    w.market.deposit(buyer, it.escrow())
+    oid = engine.place_order(it, w.market.sign(buyer, it), spec)
+    engine.step()
+    order = w.market.order(oid)
+    assert order.provider == w.chain.signers[3].address and w.chain.signers[4].address not in order.backups
+    engine.close()
+
+
 def test_expired_or_disowned_lsas_are_dropped_and_their_heartbeats_refused_as_unknown(w, tmp_path):
     clock = Clock()
     engine = engine_at(w, tmp_path, clock)
