@@ -8,9 +8,13 @@ always means "not computed".
 Invariants:
 - ``c0 = sum(b_i) mod 255`` and ``c1 = sum((n - i) * b_i) mod 255`` over a region of
   n bytes, exactly as the byte-at-a-time loop ``c0 += b; c1 += c0`` computes them;
-- no per-byte Python loop: ``c0`` and ``c1`` are computed with C-speed primitives
-  (``zlib.adler32`` gives exact sums of 256-byte blocks, and one big-integer reduction
-  modulo 255**2 gives the weighted sum, because 256**k = (1 + 255)**k = 1 + 255k mod 255**2).
+- no per-byte Python loop: ``c0`` and ``c1`` are computed with C-speed primitives. One
+  big-integer reduction ``r = int(data) mod 255**2`` gives ``S + 255 W`` (S the plain sum,
+  W the weighted sum), because 256**k = (1 + 255)**k = 1 + 255k mod 255**2; so r mod 255
+  is S mod 255. ``zlib.adler32`` gives S mod 65521 in one call, and since 65521 and 255
+  are coprime the two residues fix S exactly (Chinese remainder) whenever S < 255 * 65521,
+  i.e. for any region under 65521 bytes (an LSA is at most 1492). Longer regions take
+  exact sums of 256-byte blocks from adler32 instead.
 """
 
 from __future__ import annotations
@@ -18,18 +22,24 @@ from __future__ import annotations
 import zlib
 
 _MOD2 = 255 * 255
+_ADLER_MOD = 65521  # the largest prime under 2**16
+_INV_ADLER_MOD_255 = pow(_ADLER_MOD, -1, 255)
 
 
 def fletcher_sums(data: bytes) -> tuple[int, int]:
     """(c0, c1) of the Fletcher running sums over ``data``, each modulo 255."""
     data = bytes(data)
-    s0 = 0
-    # adler32's low half is 1 + sum mod 65521; a 256-byte block sums to at most 65280,
-    # so the block sum is exact.
-    for i in range(0, len(data), 256):
-        s0 += (zlib.adler32(data[i : i + 256]) & 0xFFFF) - 1
-    # int.from_bytes(data) = sum b_i * 256**(n-1-i) = s0 + 255 * sum b_i*(n-1-i)  (mod 255**2)
-    r = int.from_bytes(data, "big") % _MOD2
+    n = len(data)
+    r = int.from_bytes(data, "big") % _MOD2  # S + 255 * sum b_i*(n-1-i)  (mod 255**2)
+    if n < _ADLER_MOD:
+        # S = a + 65521 k with k in 0..254: k from S = r (mod 255)
+        a = ((zlib.adler32(data) & 0xFFFF) - 1) % _ADLER_MOD  # adler32's low half is 1 + S mod 65521
+        s0 = a + _ADLER_MOD * (((r - a) * _INV_ADLER_MOD_255) % 255)
+    else:
+        s0 = 0
+        # a 256-byte block sums to at most 65280 < 65521, so each block sum is exact
+        for i in range(0, n, 256):
+            s0 += (zlib.adler32(data[i : i + 256]) & 0xFFFF) - 1
     weighted = ((r - s0) % _MOD2) // 255  # sum b_i*(n-1-i) mod 255
     return s0 % 255, (weighted + s0) % 255  # sum b_i*(n-i) = weighted + s0
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Iterable
 
@@ -42,6 +42,7 @@ from marketplace.convergence.errors import (
     BadValue,
     ChecksumMismatch,
     DuplicateTlv,
+    LsaDecodeError,
     LsaEncodeError,
     MalformedTlv,
     MissingTlv,
@@ -205,6 +206,58 @@ class ComputeLsa:
         )
 
 
+# Decoded values are built from checked fields on every LSA received, so the three
+# classes above that the decoder makes get a direct constructor: object.__new__ then each
+# slot's member descriptor, which is what their frozen dataclass __init__ does (minus a
+# name lookup per field). None of them has a __post_init__, so the objects are identical.
+_new = object.__new__
+
+
+def _slot_setters(cls: type) -> tuple:
+    return tuple(cls.__dict__[f.name].__set__ for f in fields(cls))
+
+
+_HEADER_SLOTS = _slot_setters(LsaHeader)
+_AVAILABILITY_SLOTS = _slot_setters(Availability)
+_LSA_SLOTS = _slot_setters(ComputeLsa)
+
+
+def _new_header(lsa_type: int, originator: bytes, sequence: int, lifetime: int, checksum: int, length: int) -> LsaHeader:
+    s0, s1, s2, s3, s4, s5 = _HEADER_SLOTS
+    h = _new(LsaHeader)
+    s0(h, lsa_type)
+    s1(h, originator)
+    s2(h, sequence)
+    s3(h, lifetime)
+    s4(h, checksum)
+    s5(h, length)
+    return h
+
+
+def _new_availability(device_class: DeviceClass, free_milli: int, load_bp: int) -> Availability:
+    s0, s1, s2 = _AVAILABILITY_SLOTS
+    a = _new(Availability)
+    s0(a, device_class)
+    s1(a, free_milli)
+    s2(a, load_bp)
+    return a
+
+
+def _new_lsa(header, descriptor, availability, prices, domain, attachment, location, unknown_tlvs, raw) -> ComputeLsa:
+    s0, s1, s2, s3, s4, s5, s6, s7, s8 = _LSA_SLOTS
+    lsa = _new(ComputeLsa)
+    s0(lsa, header)
+    s1(lsa, descriptor)
+    s2(lsa, availability)
+    s3(lsa, prices)
+    s4(lsa, domain)
+    s5(lsa, attachment)
+    s6(lsa, location)
+    s7(lsa, unknown_tlvs)
+    s8(lsa, raw)
+    return lsa
+
+
 # --------------------------------------------------------------------------- header
 
 
@@ -228,7 +281,7 @@ def decode_header(data: bytes) -> LsaHeader:
         raise BadValue("sequence number 0 is reserved", offset=OFF_SEQUENCE)
     if checksum == 0:
         raise ChecksumMismatch("checksum field is 0 (never computed)", offset=OFF_CHECKSUM)
-    return LsaHeader(lsa_type, originator, sequence, lifetime, checksum, length)
+    return _new_header(lsa_type, originator, sequence, lifetime, checksum, length)
 
 
 def with_lifetime(raw: bytes, lifetime: int) -> bytes:
@@ -262,57 +315,111 @@ def newer(a: LsaHeader, b: LsaHeader) -> int:
 
 
 # --------------------------------------------------------------------------- decode
+#
+# The decoder is the hot path of flooding (every LSA received is decoded before anything
+# else), so it is written for CPython: one pass over the bytes, integers read by indexing,
+# struct formats compiled once, wire codes mapped to enum members through 256-entry tables
+# instead of enum construction, and the model's ``_trusted`` constructors for values that
+# this code has just validated (their ``__post_init__`` would check and sort them again).
+# Every check the spec asks for is still made, in the same order, with the same typed
+# error and offset.
+
+_INF = math.inf
+#: wire code -> member, None for codes that are not defined (so one index, no enum call)
+_CLASS_BY_CODE: tuple[DeviceClass | None, ...] = tuple(_CLASSES.get(i) for i in range(256))
+_PRECISION_BY_CODE: tuple[Precision | None, ...] = tuple(_PRECISIONS.get(i) for i in range(256))
+_NODE_TEXT = {1: "hostname", 2: "arch"}
+_DEVICE_TEXT = {2: "model", 3: "vendor", 9: "interconnect", 10: "feature"}
+_unpack_u32 = _U32.unpack_from
+_unpack_u64 = _U64.unpack_from
+_unpack_f64 = _F64.unpack_from
+_unpack_core = _CORE.unpack_from
+_unpack_flop = _FLOP.unpack_from
+_iter_flops = _FLOP.iter_unpack
+_unpack_avail = _AVAIL.unpack_from
+_unpack_tlv = _TLV.unpack_from
+_trusted_device = DeviceCapability._trusted
+_trusted_node = NodeDescriptor._trusted
 
 
-def _text(data: bytes, start: int, end: int, what: str) -> str:
-    try:
-        return data[start:end].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadValue(f"{what} is not valid UTF-8", offset=start + exc.start) from None
+# error builders: the hot loop tests inline and calls these only to raise
+def _not_finite(value: float, at: int, what: str) -> BadValue:
+    return BadValue(f"{what} must be a finite non-negative number, got {value!r}", offset=at)
 
 
-def _finite(value: float, at: int, what: str) -> float:
-    if not (math.isfinite(value) and value >= 0.0):
-        raise BadValue(f"{what} must be a finite non-negative number, got {value!r}", offset=at)
-    return value
+def _wrong_size(length: int, want: int, at: int, what: str) -> MalformedTlv:
+    return MalformedTlv(f"{what} sub-TLV has {length} bytes, expected {want}", offset=at)
 
 
-def _fixed(length: int, want: int, at: int, what: str) -> None:
-    if length != want:
-        raise MalformedTlv(f"{what} sub-TLV has {length} bytes, expected {want}", offset=at)
+def _decode_flops(data: bytes, v: int, nxt: int) -> tuple[tuple[Precision, float], ...]:
+    """The flops sub-TLV's value (a multiple of 9 bytes): (precision, FLOP/s) pairs in
+    strictly ascending precision order, each value finite and non-negative."""
+    pairs = []
+    last = 0
+    for code, value in _iter_flops(data[v:nxt]):
+        precision = _PRECISION_BY_CODE[code]
+        if precision is None or code <= last or not 0.0 <= value < _INF:  # NaN fails the range
+            raise _flops_error(data, v, nxt)
+        last = code
+        pairs.append((precision, value))
+    return tuple(pairs)
+
+
+def _flops_error(data: bytes, v: int, nxt: int) -> LsaDecodeError:
+    """The error of the first bad entry of a flops run (re-read with offsets, off the hot path)."""
+    last = 0
+    for i in range(v, nxt, 9):
+        code, value = _unpack_flop(data, i)
+        if _PRECISION_BY_CODE[code] is None:
+            return BadValue(f"unknown precision {code}", offset=i)
+        if code <= last:
+            return NonCanonical("flops are not in strictly ascending precision order", offset=i)
+        if not 0.0 <= value < _INF:
+            return _not_finite(value, i + 1, "flops")
+        last = code
+    raise AssertionError("_flops_error called on a valid run")  # pragma: no cover
 
 
 def _decode_node(data: bytes, pos: int, end: int) -> tuple[str, str | None, int | None, float | None, int | None]:
     hostname = arch = memory = disk = numa = None
     seen = 0
-    while pos < end:
-        if pos + 2 > end:
-            raise MalformedTlv("node sub-TLV header overruns the NODE TLV", offset=pos)
-        t = data[pos]
-        ln = data[pos + 1]
-        v = pos + 2
-        nxt = v + ln
-        if nxt > end:
-            raise MalformedTlv(f"node sub-TLV {t} of {ln} bytes overruns the NODE TLV", offset=pos)
-        if t <= 5:
-            bit = 1 << t
-            if seen & bit:
-                raise DuplicateTlv(f"node sub-TLV {t} appears twice", offset=pos)
-            seen |= bit
-            if t == 1:
-                hostname = _text(data, v, nxt, "hostname")
-            elif t == 2:
-                arch = _text(data, v, nxt, "arch")
-            elif t == 3:
-                _fixed(ln, 8, pos, "memory_mib")
-                memory = _U64.unpack_from(data, v)[0]
-            elif t == 4:
-                _fixed(ln, 8, pos, "disk_gib")
-                disk = _finite(_F64.unpack_from(data, v)[0], v, "disk_gib")
-            elif t == 5:
-                _fixed(ln, 4, pos, "numa_nodes")
-                numa = _U32.unpack_from(data, v)[0]
-        pos = nxt
+    t = v = 0
+    try:
+        while pos < end:
+            v = pos + 2
+            if v > end:
+                raise MalformedTlv("node sub-TLV header overruns the NODE TLV", offset=pos)
+            t = data[pos]
+            ln = data[pos + 1]
+            nxt = v + ln
+            if nxt > end:
+                raise MalformedTlv(f"node sub-TLV {t} of {ln} bytes overruns the NODE TLV", offset=pos)
+            if t <= 5:
+                bit = 1 << t
+                if seen & bit:
+                    raise DuplicateTlv(f"node sub-TLV {t} appears twice", offset=pos)
+                seen |= bit
+                if t == 1:
+                    hostname = data[v:nxt].decode()
+                elif t == 2:
+                    arch = data[v:nxt].decode()
+                elif t == 3:
+                    if ln != 8:
+                        raise _wrong_size(ln, 8, pos, "memory_mib")
+                    memory = _unpack_u64(data, v)[0]
+                elif t == 4:
+                    if ln != 8:
+                        raise _wrong_size(ln, 8, pos, "disk_gib")
+                    disk = _unpack_f64(data, v)[0]
+                    if not 0.0 <= disk < _INF:  # also false for NaN
+                        raise _not_finite(disk, v, "disk_gib")
+                elif t == 5:
+                    if ln != 4:
+                        raise _wrong_size(ln, 4, pos, "numa_nodes")
+                    numa = _unpack_u32(data, v)[0]
+            pos = nxt
+    except UnicodeDecodeError as exc:
+        raise BadValue(f"{_NODE_TEXT[t]} is not valid UTF-8", offset=v + exc.start) from None
     if hostname is None:
         raise MissingTlv("NODE TLV lacks its hostname sub-TLV", offset=end)
     return hostname, arch, memory, disk, numa
@@ -320,96 +427,92 @@ def _decode_node(data: bytes, pos: int, end: int) -> tuple[str, str | None, int 
 
 def _decode_device(data: bytes, pos: int, end: int) -> DeviceCapability:
     start = pos
-    core = model = vendor = units = clock = memory = bandwidth = interconnect = None
+    model = vendor = units = clock = memory = bandwidth = interconnect = None
+    device_class = share = count = None
     flops: tuple[tuple[Precision, float], ...] = ()
     features: list[str] = []
     seen = 0
-    while pos < end:
-        if pos + 2 > end:
-            raise MalformedTlv("device sub-TLV header overruns the DEVICE TLV", offset=pos)
-        t = data[pos]
-        ln = data[pos + 1]
-        v = pos + 2
-        nxt = v + ln
-        if nxt > end:
-            raise MalformedTlv(f"device sub-TLV {t} of {ln} bytes overruns the DEVICE TLV", offset=pos)
-        if t == 10:
-            feature = _text(data, v, nxt, "feature")
-            if feature != feature.lower():
-                raise NonCanonical(f"feature {feature!r} is not lower case", offset=v)
-            if features and feature <= features[-1]:
-                raise NonCanonical("features are not in strictly ascending order", offset=pos)
-            features.append(feature)
-        elif 1 <= t <= 9:
-            bit = 1 << t
-            if seen & bit:
-                raise DuplicateTlv(f"device sub-TLV {t} appears twice", offset=pos)
-            seen |= bit
-            if t == 1:
-                _fixed(ln, 7, pos, "device core")
-                cls, share, count = _CORE.unpack_from(data, v)
-                if cls not in _CLASSES:
-                    raise BadValue(f"unknown device class {cls}", offset=v)
-                if not 1 <= share <= 1000:
-                    raise BadValue(f"share_milli {share} is outside 1..1000", offset=v + 1)
-                if count < 1:
-                    raise BadValue("device count 0", offset=v + 3)
-                core = (_CLASSES[cls], share, count)
-            elif t == 2:
-                model = _text(data, v, nxt, "model")
-            elif t == 3:
-                vendor = _text(data, v, nxt, "vendor")
-            elif t == 4:
-                _fixed(ln, 4, pos, "compute_units")
-                units = _U32.unpack_from(data, v)[0]
-            elif t == 5:
-                _fixed(ln, 8, pos, "clock_mhz")
-                clock = _finite(_F64.unpack_from(data, v)[0], v, "clock_mhz")
-            elif t == 6:
-                if ln % 9:
-                    raise MalformedTlv(f"flops sub-TLV of {ln} bytes is not a multiple of 9", offset=pos)
-                pairs = []
-                last = 0
-                for i in range(v, nxt, 9):
-                    p, value = _FLOP.unpack_from(data, i)
-                    if p not in _PRECISIONS:
-                        raise BadValue(f"unknown precision {p}", offset=i)
-                    if p <= last:
-                        raise NonCanonical("flops are not in strictly ascending precision order", offset=i)
-                    last = p
-                    pairs.append((_PRECISIONS[p], _finite(value, i + 1, "flops")))
-                flops = tuple(pairs)
-            elif t == 7:
-                _fixed(ln, 8, pos, "memory_mib")
-                memory = _U64.unpack_from(data, v)[0]
-            elif t == 8:
-                _fixed(ln, 8, pos, "memory_bandwidth_gbps")
-                bandwidth = _finite(_F64.unpack_from(data, v)[0], v, "memory_bandwidth_gbps")
-            else:
-                interconnect = _text(data, v, nxt, "interconnect")
-        pos = nxt
-    if core is None:
+    t = v = 0
+    try:
+        while pos < end:
+            v = pos + 2
+            if v > end:
+                raise MalformedTlv("device sub-TLV header overruns the DEVICE TLV", offset=pos)
+            t = data[pos]
+            ln = data[pos + 1]
+            nxt = v + ln
+            if nxt > end:
+                raise MalformedTlv(f"device sub-TLV {t} of {ln} bytes overruns the DEVICE TLV", offset=pos)
+            if t == 10:
+                feature = data[v:nxt].decode()
+                if feature != feature.lower():
+                    raise NonCanonical(f"feature {feature!r} is not lower case", offset=v)
+                if features and feature <= features[-1]:
+                    raise NonCanonical("features are not in strictly ascending order", offset=pos)
+                features.append(feature)
+            elif 1 <= t <= 9:
+                bit = 1 << t
+                if seen & bit:
+                    raise DuplicateTlv(f"device sub-TLV {t} appears twice", offset=pos)
+                seen |= bit
+                # a small decision tree rather than a chain of nine comparisons
+                if t < 4:
+                    if t == 1:
+                        if ln != 7:
+                            raise _wrong_size(ln, 7, pos, "device core")
+                        code, share, count = _unpack_core(data, v)
+                        device_class = _CLASS_BY_CODE[code]
+                        if device_class is None:
+                            raise BadValue(f"unknown device class {code}", offset=v)
+                        if not 1 <= share <= 1000:
+                            raise BadValue(f"share_milli {share} is outside 1..1000", offset=v + 1)
+                        if count < 1:
+                            raise BadValue("device count 0", offset=v + 3)
+                    elif t == 2:
+                        model = data[v:nxt].decode()
+                    else:
+                        vendor = data[v:nxt].decode()
+                elif t < 7:
+                    if t == 4:
+                        if ln != 4:
+                            raise _wrong_size(ln, 4, pos, "compute_units")
+                        units = _unpack_u32(data, v)[0]
+                    elif t == 5:
+                        if ln != 8:
+                            raise _wrong_size(ln, 8, pos, "clock_mhz")
+                        clock = _unpack_f64(data, v)[0]
+                        if not 0.0 <= clock < _INF:
+                            raise _not_finite(clock, v, "clock_mhz")
+                    else:
+                        if ln % 9:
+                            raise MalformedTlv(f"flops sub-TLV of {ln} bytes is not a multiple of 9", offset=pos)
+                        flops = _decode_flops(data, v, nxt)
+                elif t == 7:
+                    if ln != 8:
+                        raise _wrong_size(ln, 8, pos, "memory_mib")
+                    memory = _unpack_u64(data, v)[0]
+                elif t == 8:
+                    if ln != 8:
+                        raise _wrong_size(ln, 8, pos, "memory_bandwidth_gbps")
+                    bandwidth = _unpack_f64(data, v)[0]
+                    if not 0.0 <= bandwidth < _INF:
+                        raise _not_finite(bandwidth, v, "memory_bandwidth_gbps")
+                else:
+                    interconnect = data[v:nxt].decode()
+            pos = nxt
+    except UnicodeDecodeError as exc:
+        raise BadValue(f"{_DEVICE_TEXT[t]} is not valid UTF-8", offset=v + exc.start) from None
+    if device_class is None:
         raise MissingTlv("DEVICE TLV lacks its core sub-TLV", offset=start)
     if model is None:
         raise MissingTlv("DEVICE TLV lacks its model sub-TLV", offset=start)
-    return DeviceCapability(
-        device_class=core[0],
-        model=model,
-        vendor=vendor,
-        count=core[2],
-        compute_units=units,
-        clock_mhz=clock,
-        flops=flops,
-        memory_mib=memory,
-        memory_bandwidth_gbps=bandwidth,
-        interconnect=interconnect,
-        features=frozenset(features),
-        share_milli=core[1],
+    # every value above is checked and in the form DeviceCapability.__post_init__ would
+    # produce (enum members, floats, flops in strictly ascending precision, lower-case
+    # features), so the trusted constructor builds the equal object without re-checking
+    return _trusted_device(
+        device_class, model, vendor, count, units, clock, flops, memory, bandwidth, interconnect,
+        frozenset(features), share,
     )
-
-
-def _device_key(d: DeviceCapability) -> tuple[int, str, int]:
-    return (int(d.device_class), d.model, d.share_milli)
 
 
 #: decoded descriptors by the exact bytes of their NODE and DEVICE TLVs. Decoding those
@@ -428,20 +531,23 @@ def clear_descriptor_cache() -> None:
 def _decode_descriptor(data: bytes, spans: list[tuple[int, int, int]]) -> NodeDescriptor:
     node = None
     devices: list[DeviceCapability] = []
+    last_key = None
     for t, pos, end in spans:
         if t == 1:
             node = _decode_node(data, pos + TLV_HEADER, end)
         else:
             device = _decode_device(data, pos + TLV_HEADER, end)
-            if devices and _device_key(device) < _device_key(devices[-1]):
+            key = (device.device_class, device.model, device.share_milli)  # IntEnum compares as int
+            if last_key is not None and key < last_key:
                 raise NonCanonical("DEVICE TLVs are not in (class, model, share) order", offset=pos)
+            last_key = key
             devices.append(device)
     if node is None:
         raise MissingTlv("the LSA has no NODE TLV", offset=len(data))
     hostname, arch, memory, disk, numa = node
-    return NodeDescriptor(
-        hostname=hostname, devices=tuple(devices), memory_mib=memory, disk_gib=disk, numa_nodes=numa, arch=arch
-    )
+    # devices are in non-decreasing (class, model, share) order (checked above), which is
+    # the order NodeDescriptor's stable sort would give, so the trusted constructor is exact
+    return _trusted_node(hostname, tuple(devices), memory, disk, numa, arch)
 
 
 def decode_lsa(data: bytes) -> ComputeLsa:
@@ -463,77 +569,85 @@ def decode_lsa(data: bytes) -> ComputeLsa:
     span_bytes = 0
     signed = False
     pos = HEADER_SIZE
-    while pos < end:
-        if signed:
-            raise BadSignatureTlv("the signature TLV is not the last TLV", offset=pos - SIG_TLV_SIZE)
-        if pos + TLV_HEADER > end:
-            raise MalformedTlv("TLV header overruns the LSA", offset=pos)
-        t, ln = _TLV.unpack_from(data, pos)
-        v = pos + TLV_HEADER
-        nxt = v + ln
-        if nxt > end:
-            raise MalformedTlv(f"TLV {t} of {ln} bytes overruns the LSA", offset=pos)
-        if 1 <= t <= 7:
-            # known TLVs come in ascending type order, each once but DEVICE; so the
-            # descriptor's TLVs are one contiguous span right after the header
-            if t < last_known:
-                raise NonCanonical(f"TLV {Tlv(t).name} comes after TLV {Tlv(last_known).name}", offset=pos)
-            if t == last_known and t != 2:
-                raise DuplicateTlv(f"TLV {Tlv(t).name} appears twice", offset=pos)
-            last_known = t
-            if t <= 2:
-                if t == 2 and not spans:
-                    raise MissingTlv("a DEVICE TLV comes before the NODE TLV", offset=pos)
-                spans.append((t, pos, nxt))
-                span_bytes += nxt - pos
-            elif t == 3:
-                if ln % 7:
-                    raise MalformedTlv(f"availability TLV of {ln} bytes is not a multiple of 7", offset=pos)
-                entries = []
-                last = 0
-                for i in range(v, nxt, 7):
-                    cls, free, load = _AVAIL.unpack_from(data, i)
-                    if cls not in _CLASSES:
-                        raise BadValue(f"unknown device class {cls}", offset=i)
-                    if cls <= last:
-                        raise NonCanonical("availability entries are not in ascending class order", offset=i)
-                    if load > 10000:
-                        raise BadValue(f"load {load} basis points exceeds 10000", offset=i + 5)
-                    last = cls
-                    entries.append(Availability(_CLASSES[cls], free, load))
-                availability = tuple(entries)
-            elif t == 4:
-                if ln % 33:
-                    raise MalformedTlv(f"price TLV of {ln} bytes is not a multiple of 33", offset=pos)
-                pairs = []
-                last = 0
-                for i in range(v, nxt, 33):
-                    cls = data[i]
-                    if cls not in _CLASSES:
-                        raise BadValue(f"unknown device class {cls}", offset=i)
-                    if cls <= last:
-                        raise NonCanonical("price entries are not in ascending class order", offset=i)
-                    last = cls
-                    pairs.append((_CLASSES[cls], int.from_bytes(data[i + 1 : i + 33], "big")))
-                prices = tuple(pairs)
-            elif t == 5:
-                _fixed(ln, 4, pos, "domain")
-                domain = _U32.unpack_from(data, v)[0]
-            elif t == 6:
-                attachment = _text(data, v, nxt, "attachment")
+    t = v = 0
+    try:
+        while pos < end:
+            if signed:
+                raise BadSignatureTlv("the signature TLV is not the last TLV", offset=pos - SIG_TLV_SIZE)
+            v = pos + TLV_HEADER
+            if v > end:
+                raise MalformedTlv("TLV header overruns the LSA", offset=pos)
+            t, ln = _unpack_tlv(data, pos)
+            nxt = v + ln
+            if nxt > end:
+                raise MalformedTlv(f"TLV {t} of {ln} bytes overruns the LSA", offset=pos)
+            if 1 <= t <= 7:
+                # known TLVs come in ascending type order, each once but DEVICE; so the
+                # descriptor's TLVs are one contiguous span right after the header
+                if t < last_known:
+                    raise NonCanonical(f"TLV {Tlv(t).name} comes after TLV {Tlv(last_known).name}", offset=pos)
+                if t == last_known and t != 2:
+                    raise DuplicateTlv(f"TLV {Tlv(t).name} appears twice", offset=pos)
+                last_known = t
+                if t <= 2:
+                    if t == 2 and not spans:
+                        raise MissingTlv("a DEVICE TLV comes before the NODE TLV", offset=pos)
+                    spans.append((t, pos, nxt))
+                    span_bytes += nxt - pos
+                elif t == 3:
+                    if ln % 7:
+                        raise MalformedTlv(f"availability TLV of {ln} bytes is not a multiple of 7", offset=pos)
+                    entries = []
+                    last = 0
+                    for i in range(v, nxt, 7):
+                        code, free, load = _unpack_avail(data, i)
+                        cls = _CLASS_BY_CODE[code]
+                        if cls is None:
+                            raise BadValue(f"unknown device class {code}", offset=i)
+                        if code <= last:
+                            raise NonCanonical("availability entries are not in ascending class order", offset=i)
+                        if load > 10000:
+                            raise BadValue(f"load {load} basis points exceeds 10000", offset=i + 5)
+                        last = code
+                        entries.append(_new_availability(cls, free, load))
+                    availability = tuple(entries)
+                elif t == 4:
+                    if ln % 33:
+                        raise MalformedTlv(f"price TLV of {ln} bytes is not a multiple of 33", offset=pos)
+                    pairs = []
+                    last = 0
+                    for i in range(v, nxt, 33):
+                        code = data[i]
+                        cls = _CLASS_BY_CODE[code]
+                        if cls is None:
+                            raise BadValue(f"unknown device class {code}", offset=i)
+                        if code <= last:
+                            raise NonCanonical("price entries are not in ascending class order", offset=i)
+                        last = code
+                        pairs.append((cls, int.from_bytes(data[i + 1 : i + 33], "big")))
+                    prices = tuple(pairs)
+                elif t == 5:
+                    if ln != 4:
+                        raise _wrong_size(ln, 4, pos, "domain")
+                    domain = _unpack_u32(data, v)[0]
+                elif t == 6:
+                    attachment = data[v:nxt].decode()
+                else:
+                    if ln != 16:
+                        raise _wrong_size(ln, 16, pos, "location")
+                    lat, lon = _LOCATION.unpack_from(data, v)
+                    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
+                        raise BadValue(f"location ({lat!r}, {lon!r}) is not a latitude/longitude", offset=v)
+                    location = (lat, lon)
+            elif t == 255:
+                if ln != SIGNATURE_SIZE:
+                    raise BadSignatureTlv(f"signature TLV has {ln} bytes, expected {SIGNATURE_SIZE}", offset=pos)
+                signed = True
             else:
-                _fixed(ln, 16, pos, "location")
-                lat, lon = _LOCATION.unpack_from(data, v)
-                if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
-                    raise BadValue(f"location ({lat!r}, {lon!r}) is not a latitude/longitude", offset=v)
-                location = (lat, lon)
-        elif t == 255:
-            if ln != SIGNATURE_SIZE:
-                raise BadSignatureTlv(f"signature TLV has {ln} bytes, expected {SIGNATURE_SIZE}", offset=pos)
-            signed = True
-        else:
-            unknown.append((t, data[v:nxt]))
-        pos = nxt
+                unknown.append((t, data[v:nxt]))
+            pos = nxt
+    except UnicodeDecodeError as exc:  # only the ATTACHMENT TLV is text at this level
+        raise BadValue("attachment is not valid UTF-8", offset=v + exc.start) from None
     if not signed:
         raise BadSignatureTlv("the LSA has no signature TLV", offset=end)
     if not spans:
@@ -554,9 +668,7 @@ def decode_lsa(data: bytes) -> ComputeLsa:
             for k in list(_DESCRIPTORS)[: DESCRIPTOR_CACHE_SIZE // 2]:
                 del _DESCRIPTORS[k]
         _DESCRIPTORS[span_key] = descriptor
-    return ComputeLsa(
-        header, descriptor, availability, prices, domain, attachment, location, tuple(unknown), data
-    )
+    return _new_lsa(header, descriptor, availability, prices, domain, attachment, location, tuple(unknown), data)
 
 
 # --------------------------------------------------------------------------- encode

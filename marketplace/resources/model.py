@@ -9,19 +9,33 @@ Invariants:
 - a capability that is not known is ``None``, never a guessed number
   (discovery must not make values up);
 - ``NodeDescriptor.digest()`` is a keccak-256 over a canonical encoding, so the
-  same hardware always gives the same digest, whatever produced it.
+  same hardware always gives the same digest, whatever produced it;
+- every public constructor normalises and validates (``__post_init__``). The private
+  ``_trusted`` constructors skip that work and exist only for decoders that have already
+  checked every value on the wire (the Compute LSA codec); they must produce exactly the
+  object the public constructor would, and nobody else should call them.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
 from eth_utils import keccak
 
 from marketplace.errors import ResourceError
+
+# the private ``_trusted`` constructors bypass the frozen dataclasses' __init__ and
+# __post_init__: object.__new__, then each slot's member descriptor (what a frozen
+# dataclass's own __init__ reaches through object.__setattr__, minus the name lookup)
+_new = object.__new__
+
+
+def _slot_setters(cls: type) -> tuple[Any, ...]:
+    """The ``__set__`` of each slot of a slots dataclass, in field order."""
+    return tuple(cls.__dict__[f.name].__set__ for f in fields(cls))
 
 
 class DeviceClass(IntEnum):
@@ -110,6 +124,47 @@ class DeviceCapability:
         )
         object.__setattr__(self, "features", frozenset(f.lower() for f in self.features))
 
+    @classmethod
+    def _trusted(
+        cls,
+        device_class: DeviceClass,
+        model: str,
+        vendor: str | None,
+        count: int,
+        compute_units: int | None,
+        clock_mhz: float | None,
+        flops: tuple[tuple[Precision, float], ...],
+        memory_mib: int | None,
+        memory_bandwidth_gbps: float | None,
+        interconnect: str | None,
+        features: frozenset[str],
+        share_milli: int,
+    ) -> "DeviceCapability":
+        """Build a capability from values a decoder has ALREADY validated and normalised.
+
+        Skips ``__post_init__``: the caller guarantees ``device_class`` is a ``DeviceClass``,
+        ``count >= 1``, ``1 <= share_milli <= 1000``, ``flops`` is a tuple of
+        ``(Precision, float)`` in strictly ascending precision order and ``features`` a
+        frozenset of lower-case strings, i.e. exactly what the public constructor would
+        store. Not for general use: the Compute LSA decoder calls it because re-checking
+        and re-sorting what it has just checked cost a third of a cold decode.
+        """
+        s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = _DEVICE_SLOTS
+        self = _new(cls)
+        s0(self, device_class)
+        s1(self, model)
+        s2(self, vendor)
+        s3(self, count)
+        s4(self, compute_units)
+        s5(self, clock_mhz)
+        s6(self, flops)
+        s7(self, memory_mib)
+        s8(self, memory_bandwidth_gbps)
+        s9(self, interconnect)
+        s10(self, features)
+        s11(self, share_milli)
+        return self
+
     def peak(self, precision: Precision) -> float | None:
         for p, v in self.flops:
             if p == precision:
@@ -155,6 +210,30 @@ class NodeDescriptor:
             tuple(sorted(self.devices, key=lambda d: (int(d.device_class), d.model, d.share_milli))),
         )
 
+    @classmethod
+    def _trusted(
+        cls,
+        hostname: str,
+        devices: tuple[DeviceCapability, ...],
+        memory_mib: int | None,
+        disk_gib: float | None,
+        numa_nodes: int | None,
+        arch: str | None,
+    ) -> "NodeDescriptor":
+        """Build a descriptor whose ``devices`` a decoder has ALREADY checked to be a tuple in
+        (class, model, share_milli) order, so the sort of ``__post_init__`` (stable, hence a
+        no-op on sorted input) is skipped. Same contract as ``DeviceCapability._trusted``.
+        """
+        s0, s1, s2, s3, s4, s5 = _NODE_SLOTS
+        self = _new(cls)
+        s0(self, hostname)
+        s1(self, devices)
+        s2(self, memory_mib)
+        s3(self, disk_gib)
+        s4(self, numa_nodes)
+        s5(self, arch)
+        return self
+
     def of_class(self, device_class: DeviceClass) -> tuple[DeviceCapability, ...]:
         return tuple(d for d in self.devices if d.device_class == device_class)
 
@@ -177,3 +256,9 @@ class NodeDescriptor:
     def digest(self) -> bytes:
         """keccak-256 of the canonical JSON; this is what the registry stores."""
         return keccak(self.canonical_bytes())
+
+
+# the slot setters of the two classes, for their ``_trusted`` constructors (bound after the
+# classes exist: ``@dataclass(slots=True)`` returns a new class)
+_DEVICE_SLOTS = _slot_setters(DeviceCapability)
+_NODE_SLOTS = _slot_setters(NodeDescriptor)

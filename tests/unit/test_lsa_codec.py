@@ -412,3 +412,112 @@ def test_the_worked_example_in_docs_is_what_the_code_produces():
                          ((DeviceClass.GPU, 10**15),), 64512, "Chicago")
     assert encode_lsa(content, sequence=1, lifetime=1200, key=KEY) == documented
     assert decode_lsa(documented).content == content
+
+
+# ---------------------------------------------------------------- fast decode path
+
+
+@pytest.mark.parametrize("n", [65519, 65520, 65521, 65522, 70001])
+def test_fletcher_sums_on_both_sides_of_the_adler_modulus(n):
+    # below 65521 bytes the plain sum is recovered from adler32 and a residue mod 255
+    # (Chinese remainder); at and above it the block path is taken. All-0xff is the
+    # largest plain sum for its length, so the CRT's range is used to its end.
+    import random
+
+    for data in (b"\xff" * n, random.Random(n).randbytes(n)):
+        assert fletcher_sums(data) == reference_sums(data)
+
+
+@given(devices)
+@settings(max_examples=150, deadline=None)
+def test_trusted_device_constructor_builds_what_the_public_one_builds(d):
+    t = DeviceCapability._trusted(
+        d.device_class, d.model, d.vendor, d.count, d.compute_units, d.clock_mhz, d.flops, d.memory_mib,
+        d.memory_bandwidth_gbps, d.interconnect, d.features, d.share_milli,
+    )
+    assert t == d and hash(t) == hash(d) and t.canonical() == d.canonical()
+    n = NodeDescriptor._trusted("h", (d,), 1, 2.0, 3, "x86_64")
+    assert n == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64") and n.digest() == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64").digest()
+
+
+def _public_copy(d: DeviceCapability) -> DeviceCapability:
+    """The same fields through the public, validating constructor."""
+    return DeviceCapability(d.device_class, d.model, d.vendor, d.count, d.compute_units, d.clock_mhz, d.flops,
+                            d.memory_mib, d.memory_bandwidth_gbps, d.interconnect, d.features, d.share_milli)
+
+
+@given(contents)
+@settings(max_examples=100, deadline=None)
+def test_decoded_descriptors_are_normalised_as_the_public_constructor_would(content):
+    try:
+        raw = encode_lsa(content, sequence=1, lifetime=1, key=KEY)
+    except E.LsaEncodeError:
+        return
+    clear_descriptor_cache()
+    decoded = decode_lsa(raw).descriptor
+    for d in decoded.devices:
+        assert type(d.device_class) is DeviceClass and type(d.features) is frozenset
+        assert all(type(p) is Precision and type(v) is float for p, v in d.flops)
+        assert [p for p, _ in d.flops] == sorted({p for p, _ in d.flops})
+        assert _public_copy(d) == d
+    assert NodeDescriptor(decoded.hostname, decoded.devices, decoded.memory_mib, decoded.disk_gib,
+                          decoded.numa_nodes, decoded.arch).devices == decoded.devices
+
+
+CORE = sub(1, struct.pack("!BHI", 2, 1000, 1))
+DEV_AT = 32 + len(NODE) + 3  # first byte of the first DEVICE TLV's value (its first sub-TLV)
+
+
+def device_error(*subs: bytes) -> tuple[bytes, int]:
+    """An LSA whose single DEVICE TLV holds ``subs``; returns it and the offset of subs[0]."""
+    return seal(NODE + tlv(2, b"".join(subs)) + TAIL, sequence=1, lifetime=10, key=KEY), DEV_AT
+
+
+def test_device_errors_point_at_the_exact_byte():
+    flop = struct.Struct("!Bd").pack
+    model = sub(2, b"T4")
+    at = DEV_AT + len(CORE) + len(model)  # the sub-TLV after core and model
+    cases = [
+        ((CORE, sub(2, b"T\xff4")), E.BadValue, DEV_AT + len(CORE) + 2 + 1),  # the bad UTF-8 byte
+        ((sub(1, struct.pack("!BHI", 9, 1000, 1)), model), E.BadValue, DEV_AT + 2),  # class
+        ((sub(1, struct.pack("!BHI", 2, 0, 1)), model), E.BadValue, DEV_AT + 3),  # share
+        ((sub(1, struct.pack("!BHI", 2, 1000, 0)), model), E.BadValue, DEV_AT + 5),  # count
+        ((sub(1, b"\x02\x03\xe8"), model), E.MalformedTlv, DEV_AT),  # core of 3 bytes
+        ((CORE, model, sub(3, b"a"), sub(3, b"b")), E.DuplicateTlv, at + 3),
+        ((CORE, model, sub(6, flop(1, 1.0) + flop(7, 1.0))), E.BadValue, at + 2 + 9),
+        ((CORE, model, sub(6, flop(2, 1.0) + flop(2, 1.0))), E.NonCanonical, at + 2 + 9),
+        ((CORE, model, sub(6, flop(1, 1.0) + flop(2, float("nan")))), E.BadValue, at + 2 + 9 + 1),
+        ((CORE, model, sub(6, flop(1, -1.0))), E.BadValue, at + 2 + 1),
+        ((CORE, model, sub(6, flop(1, float("inf")) + flop(9, 1.0))), E.BadValue, at + 2 + 1),  # first bad entry
+        ((CORE, model, sub(5, struct.pack("!d", float("-inf")))), E.BadValue, at + 2),
+        ((CORE, model, sub(8, struct.pack("!d", float("nan")))), E.BadValue, at + 2),
+        ((CORE, model, sub(7, bytes(4))), E.MalformedTlv, at),
+        ((CORE, model, sub(10, b"Cuda")), E.NonCanonical, at + 2),  # upper case: the value
+        ((CORE, model, sub(10, b"rocm"), sub(10, b"cuda")), E.NonCanonical, at + 6),  # order: the sub-TLV
+        ((CORE, model, sub(10, b"cu\xc3")), E.BadValue, at + 2 + 2),
+        ((CORE, model, sub(9, b"\x80")), E.BadValue, at + 2),
+        ((CORE, model, b"\x09"), E.MalformedTlv, at),  # half a sub-TLV header
+        ((CORE, model, b"\x09\x05ab"), E.MalformedTlv, at),  # overruns the DEVICE TLV
+    ]
+    for subs, error, offset in cases:
+        raw, _ = device_error(*subs)
+        raises(error, raw, offset)
+
+
+def test_node_and_top_level_errors_point_at_the_exact_byte():
+    node_at = 32 + 3
+    host = sub(1, b"n")
+    cases = [
+        (tlv(1, sub(1, b"\xe2\x82")) + TAIL, E.BadValue, node_at + 2),  # truncated UTF-8 sequence
+        (tlv(1, host + sub(2, b"x\xff")) + TAIL, E.BadValue, node_at + len(host) + 3),
+        (tlv(1, host + sub(4, struct.pack("!d", -0.5))) + TAIL, E.BadValue, node_at + len(host) + 2),
+        (tlv(1, host + sub(5, bytes(2))) + TAIL, E.MalformedTlv, node_at + len(host)),
+        (tlv(1, host + sub(3, bytes(8)) + sub(3, bytes(8))) + TAIL, E.DuplicateTlv, node_at + len(host) + 10),
+        (NODE + tlv(3, struct.pack("!BIHBIH", 1, 1, 1, 2, 1, 10001)) + TAIL, E.BadValue, 32 + len(NODE) + 3 + 7 + 5),
+        (NODE + tlv(3, struct.pack("!BIH", 5, 1, 1)) + TAIL, E.BadValue, 32 + len(NODE) + 3),
+        (NODE + tlv(4, bytes([2]) + bytes(32) + bytes([1]) + bytes(32)) + TAIL, E.NonCanonical,
+         32 + len(NODE) + 3 + 33),
+        (NODE + tlv(5, bytes(4)) + tlv(6, b"Chi\xffcago"), E.BadValue, 32 + len(NODE) + 7 + 3 + 3),
+    ]
+    for body, error, offset in cases:
+        raises(error, seal(body, sequence=1, lifetime=10, key=KEY), offset)
