@@ -329,22 +329,36 @@ def run(
     lsa_lifetime: int = typer.Option(3600, "--lsa-lifetime", help="seconds an LSA lives (refreshed at 3/4)"),
     withdraw_every: float = typer.Option(60.0, "--withdraw-every", help="seconds between withdrawals (0: never)"),
     deployment: Optional[Path] = DeploymentOpt,
+    native_program: list[str] = typer.Option(
+        [], "--native-program", help="opt in to the native runtime: NAME=/abs/path (then any fixed arguments) of a "
+        "program on this machine that buyers may name; repeatable; see docs/agent.md"),
+    native_limits: str = typer.Option(
+        "", "--native-limits", help="native per-run ceilings: cpu=S,mem=MiB,files=N,wall=S and optionally "
+        "fsize=MiB, procs=N, output=MiB"),
 ) -> None:
     """The provider daemon: advertise, heartbeat, accept, run, complete, settle, withdraw."""
     from provider_agent import daemon
+    from provider_agent.runtime import native
 
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per heartbeat would drown the log
     try:
         if (profile is None) == (not live):
             raise InputError("give exactly one of --profile DIR or --live", field="profile")
+        programs = tuple(native.check_program(native.parse_program(p)) for p in native_program)
+        native.allowlist(programs)  # refuses a name given twice
+        limits = native.parse_limits(native_limits)
+        if native_limits and not programs:
+            raise InputError("--native-limits without --native-program: no native program would run",
+                             field="native_limits")
         ident = keystore.unlock(keystore_path, keystore.read_passphrase(passphrase_file))
         found = probe.discover_dump(profile) if profile is not None else probe.discover_live()
         cfg = daemon.AgentConfig(
             engine=engine, rpc_url=rpc_url, attachment=attachment, domain=domain,
             prices=tuple(account_mod.parse_prices(price)), stake=stake_wei, state_dir=state_dir,
             heartbeat_interval=heartbeat_interval, poll_interval=poll_interval, lsa_lifetime=lsa_lifetime,
-            withdraw_every=withdraw_every, deployment_file=deployment)
+            withdraw_every=withdraw_every, deployment_file=deployment, native_programs=programs,
+            native_limits=limits)
         agent = daemon.Agent(cfg, ident.key, found.descriptor)
     except ConaError as exc:
         raise _fail(exc, False) from None

@@ -40,6 +40,15 @@ bill: ``usage = max(1, ceil(fuel / FUEL_PER_UNIT_SECOND))``, capped at what the 
 allows (``units x (duration - served)``). ``FUEL_PER_UNIT_SECOND`` is 2e9: this runtime
 executes 2.3-4.1e9 fuel per second on this machine's cores (nbody, matmul, sha256
 measured); taking the low end rounds the bill in the buyer's favour on faster cores.
+
+Native runtime (opt-in, ``provider_agent.runtime.native``): a provider that names programs
+with ``--native-program NAME=PATH`` also serves specs with ``"runtime": "native"`` naming one
+of them; any other native spec - and every native spec at an agent that did not opt in - is
+refused like an unknown wasm module: the agent does not accept, and the acceptance timeout
+hands the order to the next backup. A spec asking for more CPU seconds than the provider's
+``--native-limits cpu=`` is refused too. Native usage is the program's CPU time:
+``usage = max(1, ceil(cpu seconds))``, bounded as above. A native run is not reproducible, so a
+crash before ``ran`` re-runs it and commits whatever that second run gives.
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ from marketplace.errors import AgentError, ChainError, ConaError, TransactionRev
 from marketplace.resources.model import DeviceClass, NodeDescriptor
 from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
 from provider_agent.journal import Journal, Lease
+from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeResult, NativeRuntime, allowlist, \
+    usage_for_cpu
 from provider_agent.runtime.wasm import Limits, RunResult, WasmRuntime
 from provider_agent.workloads import NAMES, load_workload
 
@@ -93,7 +104,7 @@ def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
     return min(used, units * remaining_seconds)
 
 
-def result_bytes(run: RunResult) -> bytes:
+def result_bytes(run: RunResult | NativeResult) -> bytes:
     """The bytes a provider uploads; their keccak is ``RunResult.result_hash`` (what goes on chain):
     status, a zero byte, the exit code (int32 big-endian), then the workload's stdout."""
     data = run.status.encode() + b"\x00" + run.exit_code.to_bytes(4, "big", signed=True) + run.output
@@ -132,13 +143,18 @@ class SpecError(AgentError):
     code = "agent-spec"
 
 
-def check_spec(raw: Any, order: Order) -> Spec:
+def check_spec(raw: Any, order: Order, programs: tuple[str, ...] = (), max_cpu_s: int | None = None) -> Spec:
     """Parse an order document (``marketplace.engine.spec``) and check it is the one the buyer
-    signed: its digest must equal the order's on-chain ``requirement``."""
+    signed: its digest must equal the order's on-chain ``requirement``. ``programs``: the native
+    programs this agent offers (none: native specs are refused); ``max_cpu_s``: the most CPU
+    seconds it lets one native run use."""
     try:
-        spec = Spec.from_dict(raw, modules=NAMES)
+        spec = Spec.from_dict(raw, modules=NAMES, programs=programs)
     except ConaError as exc:
         raise SpecError(f"order {order.id}: {exc.message}", hint=exc.hint) from None
+    if spec.runtime == "native" and max_cpu_s is not None and spec.cpu_s > max_cpu_s:
+        raise SpecError(f"order {order.id}: the spec asks for {spec.cpu_s} CPU seconds, over this provider's "
+                        f"{max_cpu_s}", hint="--native-limits cpu=")
     if spec.digest() != order.requirement:
         raise SpecError(f"order {order.id}: the spec's digest 0x{spec.digest().hex()} is not the order's "
                         f"requirement 0x{order.requirement.hex()}", hint="the engine served another document")
@@ -161,6 +177,9 @@ class AgentConfig:
     deployment_file: Path | None = None
     max_wall_seconds: float = 600.0
     engine_wait: float = 60.0
+    #: the native runtime's allowlist (empty: not opted in) and its per-run ceilings
+    native_programs: tuple[NativeProgram, ...] = ()
+    native_limits: NativeLimits = NativeLimits()
 
 
 class Agent:
@@ -179,6 +198,8 @@ class Agent:
         self.originator = Originator(key, time.time, max_age=cfg.lsa_lifetime,
                                      sequence=int(self.journal.meta("lsa_sequence", 0)))
         self.runtime = WasmRuntime()
+        self.native_programs = allowlist(cfg.native_programs)
+        self.native = NativeRuntime(Path(cfg.state_dir) / "native") if self.native_programs else None
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
         self.runs: dict[int, Future] = {}
         self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
@@ -402,7 +423,7 @@ class Agent:
                 if resp.status_code != 200:
                     raise SpecError(f"order {o.id}: the engine answered {resp.status_code} for the spec")
                 spec = resp.json()
-                check_spec(spec, o)
+                self._check(spec, o)
             except (ConaError, ValueError) as exc:
                 # not accepting is the safe answer to a spec we cannot verify; retry until the deadline
                 log.error("lease %d: %s", o.id, exc)
@@ -428,29 +449,52 @@ class Agent:
             if not lease.has("spec"):  # accepted before the spec line was journaled cannot happen, but be safe
                 resp = self.http.get(f"/v1/orders/{o.id}/spec")
                 spec = resp.json()
-                check_spec(spec, o)
+                self._check(spec, o)
                 self._record(o.id, "spec", spec=spec)
                 lease = self.journal.lease(o.id)
-            spec = check_spec(lease.data("spec")["spec"], o)
+            spec = self._check(lease.data("spec")["spec"], o)
             name, data, fuel = spec.module, spec.input, spec.fuel
             self._set_busy(o.id, (o.device_class, o.units))
             remaining = max(1, o.duration - o.served)
+            if spec.runtime == "native":
+                self._start_native(o, spec, remaining)
+                return
             limits = Limits(fuel=fuel, wall_seconds=min(float(remaining), self.cfg.max_wall_seconds))
             log.info("lease %d: running %s (%d input bytes, fuel %d)", o.id, name, len(data), fuel)
             self.runs[o.id] = self.pool.submit(self.runtime.run, load_workload(name), data, limits)
             return
         if not fut.done():
             return
-        run: RunResult = fut.result()
+        run: RunResult | NativeResult = fut.result()
         del self.runs[o.id]
         blob = result_bytes(run)
         digest = self.journal.put_result(blob)
-        usage = usage_for(run.fuel_used, o.units, o.duration - o.served)
+        if isinstance(run, NativeResult):
+            usage = usage_for_cpu(run.cpu_seconds, o.units, o.duration - o.served)
+            metered = {"runtime": "native", "cpu_ms": round(run.cpu_seconds * 1000, 1),
+                       "output_truncated": run.output_truncated}
+        else:
+            usage = usage_for(run.fuel_used, o.units, o.duration - o.served)
+            metered = {"fuel": run.fuel_used}
         if not run.ok:
-            log.warning("lease %d: workload stopped: %s %s (fuel %d); reporting it", o.id, run.status, run.detail,
-                        run.fuel_used)
-        self._record(o.id, "ran", result_hash=digest, usage=usage, fuel=run.fuel_used, status=run.status,
-                     exit_code=run.exit_code, detail=run.detail, wall_ms=round(run.wall_ms, 1))
+            log.warning("lease %d: workload stopped: %s %s (%s); reporting it", o.id, run.status, run.detail, metered)
+        self._record(o.id, "ran", result_hash=digest, usage=usage, status=run.status, exit_code=run.exit_code,
+                     detail=run.detail, wall_ms=round(run.wall_ms, 1), **metered)
+
+    def _check(self, raw: Any, o: Order) -> Spec:
+        return check_spec(raw, o, tuple(self.native_programs), self.cfg.native_limits.cpu_seconds)
+
+    def _start_native(self, o: Order, spec: Spec, remaining: int) -> None:
+        """Run an allowlisted program for a native spec (``_check`` already refused any other)."""
+        program = self.native_programs[spec.program]
+        cap = self.cfg.native_limits
+        limits = NativeLimits(cpu_seconds=spec.cpu_s, memory_mib=cap.memory_mib, open_files=cap.open_files,
+                              wall_seconds=min(cap.wall_seconds, float(remaining), self.cfg.max_wall_seconds),
+                              file_size_mib=cap.file_size_mib, processes=cap.processes,
+                              max_output_bytes=cap.max_output_bytes)
+        log.info("lease %d: running native %s (%d input bytes, cpu %d s, wall %.0f s)", o.id, program.name,
+                 len(spec.input), spec.cpu_s, limits.wall_seconds)
+        self.runs[o.id] = self.pool.submit(self.native.run, program, spec.input, limits)
 
     def _after_completion(self, lease: Lease, o: Order) -> None:
         self._set_busy(o.id, None)
