@@ -71,6 +71,36 @@ class Metrics:
                                  registry=self.registry)
 
 
+class ObserveMiddleware:
+    """Request count and latency per route, as plain ASGI: Starlette's ``@app.middleware("http")``
+    wraps every request in a task and a streaming body (about 0.25 ms each here), this does not,
+    and it leaves server-sent event streams alone."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # an exception that escapes every handler is a 500
+
+        async def send_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(path, scope["method"]).observe(time.perf_counter() - start)
+
+
 def create_app(state: ApiState) -> FastAPI:
     app = FastAPI(
         title="CONA",
@@ -82,15 +112,7 @@ def create_app(state: ApiState) -> FastAPI:
     app.state.cona = state
     app.state.metrics = metrics
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        metrics.latency.labels(path, request.method).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(ObserveMiddleware, metrics=metrics)
 
     @app.exception_handler(ConaError)
     async def cona_error(request: Request, exc: ConaError) -> JSONResponse:
@@ -119,7 +141,7 @@ def create_app(state: ApiState) -> FastAPI:
                        instance=request.url.path)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], summary="Readiness: the chain answers and contracts are deployed")

@@ -192,6 +192,15 @@ def bench_match(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--qu
     emit({**match.run(quick=quick), **lease.run(quick=quick)}, True)
 
 
+@bench_app.command("api")
+def bench_api(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick", help="a short smoke run")) -> None:
+    """API reads at a bounded open-loop load of 1,000 req/s against `cona up` (p50/p99 from the scheduled
+    send time), and order placed to lease through HTTP."""
+    from bench import api
+
+    emit(api.run(quick=quick), True)
+
+
 @bench_app.command("zk")
 def bench_zk(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick", help="a short smoke run")) -> None:
     """Tier proofs: prove and verify time in Python, gas on chain, at ring sizes 4, 16 and 32."""
