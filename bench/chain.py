@@ -117,9 +117,11 @@ def _lifecycle(chain: Chain, rounds: int, per_round: int) -> tuple[float, float]
                                                 signed[chunk], [b""] * n, gas=_GAS_PLACE * n + 100_000))
         for c in range(0, per_round, LIFECYCLE_CHUNK):
             chunk = round_ids[c:c + LIFECYCLE_CHUNK]
-            reqs.append(market.contract.request("assignBatch", chunk, [provider.address] * len(chunk),
-                                                [[] for _ in chunk], [_PRICE] * len(chunk),
-                                                gas=_GAS_ASSIGN * len(chunk) + 100_000))
+            # one matching batch per chunk: its record and its assignments in one transaction
+            bid = keccak(b"bench-batch" + b"".join(i.to_bytes(32, "big") for i in chunk))
+            reqs.append(market.assign_batch_request(bid, keccak(b"inputs" + bid), keccak(b"decisions" + bid),
+                                                    [(i, provider.address, _PRICE, ()) for i in chunk],
+                                                    gas=_GAS_ASSIGN * len(chunk) + 200_000))
         work = [(orch, reqs)]
         work.append((provider, [market.contract.request("accept", i, gas=_GAS_ACCEPT) for i in round_ids]
                      + [market.contract.request("complete", i, keccak(b"done"), 1800, gas=_GAS_COMPLETE)

@@ -54,7 +54,9 @@ TRANSITIONS: tuple[tuple[str, str], ...] = (
     ("placeSignedOrders.per_order", f"the same, {BATCH} intents in one transaction, per order"),
     ("assign", "orchestrator assigns a provider, no backups"),
     ("assign.2backups", "orchestrator assigns a provider with 2 ranked backups"),
-    ("assignBatch.per_order", f"{BATCH} assignments in one transaction, per order"),
+    ("assignBatch.1order", "one matching round of one order: batch record + assignment (the engine's path)"),
+    ("assignBatch.per_order", f"a round of {BATCH} assignments and its batch record, per order"),
+    ("assignBatch.empty", "a round recorded with no assignment (batch record only)"),
     ("accept", "provider accepts within the deadline (Running)"),
     ("complete", "provider posts result hash and metered usage"),
     ("settle", "anyone, after the dispute window: pay provider, fee, refund rest"),
@@ -70,14 +72,14 @@ TRANSITIONS: tuple[tuple[str, str], ...] = (
     ("pause", "operator pauses new business"),
     ("unpause", "operator resumes it"),
     ("setSetting", "operator changes a bounded setting (fee)"),
-    ("commitBatch", "orchestrator commits a matching batch's hashes"),
     ("beginUnbond", "provider starts leaving"),
     ("finishUnbond", "provider exits after the unbonding period"),
     ("withdraw.registry", "exited provider pulls its released stake"),
 )
 
-#: the transactions of one lease from a signed intent to the provider's money in hand
-LIFECYCLE = ("placeSignedOrder", "assign", "accept", "complete", "settle", "withdraw.market")
+#: the transactions of one lease from a signed intent to the provider's money in hand, on the
+#: engine's path: its round binds the order with ``assignBatch`` (the batch record included)
+LIFECYCLE = ("placeSignedOrder", "assignBatch.1order", "accept", "complete", "settle", "withdraw.market")
 
 
 def _scenario(chain: Chain, asset: str) -> dict[str, int]:
@@ -127,10 +129,19 @@ def _scenario(chain: Chain, asset: str) -> dict[str, int]:
     # storage slots (20k gas each), which would be charged to whichever order came first
     m.cancel(b0, placed(m.place_tx(b0, intent(b0))))
 
-    # the main lifecycle, by a signed intent
+    def round_of(*seed: bytes) -> tuple[bytes, bytes, bytes]:
+        return keccak(b"batch" + b"".join(seed)), keccak(b"inputs" + b"".join(seed)), keccak(b"out" + b"".join(seed))
+
+    # a manual assign, outside any batch
+    it = intent(b0)
+    oid = placed(m.place_signed(orch, it, m.sign(b0, it)))
+    take("assign", m.assign(orch, oid, p0.address, PRICE))
+    m.cancel(b0, oid)
+
+    # the main lifecycle, by a signed intent bound by a matching round of one order
     it = intent(b0)
     oid = placed(take("placeSignedOrder", m.place_signed(orch, it, m.sign(b0, it))))
-    take("assign", m.assign(orch, oid, p0.address, PRICE))
+    take("assignBatch.1order", m.assign_batch(orch, *round_of(b"1"), [(oid, p0.address, PRICE, ())]))
     take("accept", m.accept(p0, oid))
     take("complete", m.complete(p0, oid, RESULT, 1800))
     wait_until(m, m.order(oid).completed_at + 300)
@@ -147,7 +158,8 @@ def _scenario(chain: Chain, asset: str) -> dict[str, int]:
                                       [m.sign(b1, i) for i in batch], [b""] * BATCH))
     assert [e.args["order"] for e in tx.named("OrderPlaced")] == ids
     take("placeSignedOrders.per_order", tx, BATCH)
-    take("assignBatch.per_order", m.assign_batch(orch, [(i, p1.address, PRICE, ()) for i in ids]), BATCH)
+    take("assignBatch.per_order", m.assign_batch(orch, *round_of(b"10"), [(i, p1.address, PRICE, ()) for i in ids]),
+         BATCH)
     take("cancel.assigned", m.cancel(b1, ids[0]))
 
     # acceptance timeouts: to a backup, then with none left
@@ -182,7 +194,7 @@ def _scenario(chain: Chain, asset: str) -> dict[str, int]:
     take("pause", m.pause(op))
     take("unpause", m.unpause(op))
     take("setSetting", m.set_setting(op, "feeBps", 150))
-    take("commitBatch", m.commit_batch(orch, keccak(b"batch-1"), keccak(b"inputs"), keccak(b"decisions")))
+    take("assignBatch.empty", m.assign_batch(orch, *round_of(b"empty"), []))
 
     # leaving
     unbond_at = take("beginUnbond", reg.begin_unbond(p2)).event("UnbondingStarted").args["unbondAt"]

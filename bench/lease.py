@@ -3,8 +3,8 @@
 Embedded chain (eth-tester + py-evm, automine). Three providers register real hardware
 (provider_agent/profiles: h100-server, l40s-server, t4-node) and send signed Compute LSAs on
 the GEANT 2012 topology. Each sample: ``Engine.place_order`` (``placeSignedOrders`` mined),
-then one ``Engine.step`` (index sync, matching round, one ``assignBatch`` + ``commitBatch``
-JSON-RPC batch, both mined); the clock stops when the order is Assigned on chain (checked,
+then one ``Engine.step`` (index sync, matching round, one ``assignBatch`` transaction that
+records the batch and assigns the order, mined); the clock stops when the order is Assigned on chain (checked,
 or the sample is not counted). The buyer then cancels (not timed) so capacity is free again.
 
 - ``order_to_lease_ms_p50``, ``order_to_lease_ms_p99``: over the samples;

@@ -13,13 +13,20 @@ import {ITierGate} from "./interfaces/ITierGate.sol";
 /// @title ComputeMarket: orders with escrow, the lease lifecycle, settlement and its audit trail.
 /// @notice Buyers deposit once, then place orders by their own transaction or by an EIP-712 signed
 /// intent that the orchestrator submits (so the engine can batch, but never spend a buyer's money
-/// without the buyer's signature). Every transition is one function and emits exactly one event:
+/// without the buyer's signature). Every transition is one function and emits exactly one event per order it moves
+/// (`assignBatch` also one `BatchCommitted` for the round):
 ///
-///   Open --assign--> Assigned --accept--> Running --complete--> Completed --settle--> Settled
+///   Open --assign | assignBatch--> Assigned --accept--> Running --complete--> Completed --settle--> Settled
 ///   Open|Assigned --cancel (buyer)--> Cancelled
 ///   Assigned --timeoutAcceptance--> Assigned (next backup) | Refunded        (late provider slashed)
 ///   Running --fail (orchestrator)--> Assigned (backup, remaining time) | Refunded (pro-rata pay, slash)
 ///   Completed --dispute (buyer, in window)--> Disputed --resolve (arbiter)--> Resolved
+///
+/// A matching round of the engine is bound by ONE transition, `assignBatch`: it records the
+/// batch (hashes of the round's inputs and decisions, `BatchCommitted`) and assigns every order
+/// the round decided, all or nothing, each `Assigned` naming the batch that decided it. So a
+/// batch never lands without its assignments nor the reverse, and an order's assignment points
+/// at its batch on chain. A manual `assign` names batch 0.
 ///
 /// Payments are pulled (`withdraw`). Escrow is conserved:
 ///     held asset == totalFree + totalEscrow
@@ -87,10 +94,12 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
         uint256 refund;
     }
 
+    /// @dev `blockNumber != 0` marks a recorded batch; `orders` is how many it assigned.
     struct Batch {
         bytes32 inputsHash;
         bytes32 decisionsHash;
         uint64 blockNumber;
+        uint64 orders;
     }
 
     error NoSuchOrder(uint256 order);
@@ -116,6 +125,7 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
     error InsufficientBalance(address account, uint256 requested, uint256 available);
     error LengthMismatch();
     error BatchExists(bytes32 batchId);
+    error ZeroBatchId();
     error UnknownSetting(bytes32 name);
     error SettingOutOfBounds(bytes32 name, uint256 value, uint256 min, uint256 max);
     error UnexpectedEther(address from);
@@ -124,8 +134,9 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
     event Withdrawn(address indexed account, uint256 amount, uint256 balance);
     event OrderPlaced(uint256 indexed order, address indexed buyer, bytes32 digest, bytes32 requirement,
         uint8 deviceClass, uint32 units, uint64 duration, uint256 maxPrice, uint8 tier, uint256 escrow);
-    event Assigned(uint256 indexed order, address indexed provider, uint256 price, address[] backups,
-        uint64 acceptDeadline);
+    /// @notice `batchId` is the matching batch that decided the assignment (0 for a manual `assign`).
+    event Assigned(uint256 indexed order, address indexed provider, bytes32 indexed batchId, uint256 price,
+        address[] backups, uint64 acceptDeadline);
     event Accepted(uint256 indexed order, address indexed provider, uint64 startedAt);
     event Completed(uint256 indexed order, address indexed provider, bytes32 result, uint256 usage);
     event Settled(uint256 indexed order, address indexed provider, uint256 paid, uint256 fee, uint256 refund);
@@ -137,7 +148,7 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
     event Disputed(uint256 indexed order, address indexed buyer);
     event Resolved(uint256 indexed order, address indexed provider, uint256 paid, uint256 fee, uint256 refund,
         uint256 slashed);
-    event BatchCommitted(bytes32 indexed batchId, bytes32 inputsHash, bytes32 decisionsHash);
+    event BatchCommitted(bytes32 indexed batchId, bytes32 inputsHash, bytes32 decisionsHash, uint256 orders);
     event SettingChanged(bytes32 indexed name, uint256 oldValue, uint256 newValue);
 
     ProviderRegistry public immutable registry;
@@ -334,25 +345,43 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
 
     // ------------------------------------------------------------------ lifecycle
 
+    /// @notice A manual assignment, outside any matching batch (its `Assigned` names batch 0).
     function assign(uint256 id, address provider, address[] calldata backups, uint256 price)
         external onlyRole(ORCHESTRATOR_ROLE) whenNotPaused
     {
-        _assign(id, provider, backups, price);
+        _assign(id, provider, backups, price, bytes32(0));
     }
 
-    /// @notice Assigns many orders in one transaction; all or nothing.
-    function assignBatch(uint256[] calldata ids, address[] calldata providers, address[][] calldata backups,
-        uint256[] calldata prices) external onlyRole(ORCHESTRATOR_ROLE) whenNotPaused
+    /// @notice Binds one matching round: records the batch (the hashes of its inputs and decisions)
+    /// and assigns every order it decided, in one transaction, all or nothing. Each batch id is
+    /// recorded once. Empty arrays record a round that assigned nothing (`orders == 0`).
+    function assignBatch(bytes32 batchId, bytes32 inputsHash, bytes32 decisionsHash, uint256[] calldata ids,
+        address[] calldata providers, address[][] calldata backups, uint256[] calldata prices)
+        external onlyRole(ORCHESTRATOR_ROLE) whenNotPaused
     {
         if (ids.length != providers.length || ids.length != backups.length || ids.length != prices.length) {
             revert LengthMismatch();
         }
+        if (batchId == bytes32(0)) revert ZeroBatchId();
+        if (batches[batchId].blockNumber != 0) revert BatchExists(batchId);
+        // effects before the registry calls in `_assign`: a batch id is spent before anything else runs
+        batches[batchId] = Batch(inputsHash, decisionsHash, uint64(block.number), uint64(ids.length));
+        emit BatchCommitted(batchId, inputsHash, decisionsHash, ids.length);
+        _assignAll(batchId, ids, providers, backups, prices);
+    }
+
+    /// @dev The loop of `assignBatch`, apart so that its arguments fit the EVM's reachable stack.
+    function _assignAll(bytes32 batchId, uint256[] calldata ids, address[] calldata providers,
+        address[][] calldata backups, uint256[] calldata prices) private
+    {
         for (uint256 i = 0; i < ids.length; i++) {
-            _assign(ids[i], providers[i], backups[i], prices[i]);
+            _assign(ids[i], providers[i], backups[i], prices[i], batchId);
         }
     }
 
-    function _assign(uint256 id, address provider, address[] calldata backups, uint256 price) private {
+    function _assign(uint256 id, address provider, address[] calldata backups, uint256 price, bytes32 batchId)
+        private
+    {
         Order storage o = _order(id, State.Open);
         if (!registry.isEligible(provider)) revert ProviderNotEligible(provider);
         if (price > o.maxPrice) revert PriceAboveCeiling(id, price, o.maxPrice);
@@ -363,7 +392,7 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
         o.state = State.Assigned;
         o.acceptDeadline = uint64(block.timestamp + acceptWindow);
         registry.leaseStarted(provider);
-        emit Assigned(id, provider, price, backups, o.acceptDeadline);
+        emit Assigned(id, provider, batchId, price, backups, o.acceptDeadline);
     }
 
     function accept(uint256 id) external {
@@ -481,15 +510,6 @@ contract ComputeMarket is AccessControl, Pausable, ReentrancyGuard, EIP712, Asse
         o.state = State.Resolved;
         registry.leaseEnded(o.provider);
         emit Resolved(id, o.provider, providerAmount, fee, refund, slashed);
-    }
-
-    /// @notice The engine's verifiable matching record: hashes of a batch's inputs and decisions.
-    function commitBatch(bytes32 batchId, bytes32 inputsHash, bytes32 decisionsHash)
-        external onlyRole(ORCHESTRATOR_ROLE)
-    {
-        if (batches[batchId].blockNumber != 0) revert BatchExists(batchId);
-        batches[batchId] = Batch(inputsHash, decisionsHash, uint64(block.number));
-        emit BatchCommitted(batchId, inputsHash, decisionsHash);
     }
 
     // ------------------------------------------------------------------ internals

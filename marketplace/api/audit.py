@@ -1,4 +1,4 @@
-"""The audit routes (``/v1/audit``): order and provider histories and the escrow check, from chain data.
+"""The audit routes (``/v1/audit``): order, provider and batch histories and the escrow check, from chain data.
 
 The answers come from the ``Auditor`` (``marketplace.chain.audit``): the contracts' logs
 and views only, never the engine's memory. One auditor per application, created on first
@@ -6,7 +6,8 @@ use for the deployed market and kept (its event index is incremental, so each re
 reads only the blocks mined since the last one).
 
 Errors are problem details (the app's handlers): an unknown order or provider is a 404
-naming the field, a malformed address a 422, and no deployment yet a 503.
+naming the field (``order_id``, ``address``, ``batch_id``), a malformed address or batch id a
+422, and no deployment yet a 503.
 """
 
 from __future__ import annotations
@@ -59,3 +60,9 @@ def provider_history(address: str, request: Request) -> Any:
 @router.get("/escrow", summary="Whether the contracts hold what they owe, by their books and by their events")
 def escrow(request: Request) -> Any:
     return _answer(request, lambda a: a.escrow())
+
+
+@router.get("/batches/{batch_id}",
+            summary="A matching batch: its on-chain record (hashes, block, tx) and every order it assigned")
+def batch(batch_id: str, request: Request) -> Any:
+    return _answer(request, lambda a: a.batch(batch_id))

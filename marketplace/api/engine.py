@@ -34,7 +34,8 @@ import threading
 import time
 from typing import Any
 
-from fastapi import APIRouter, Body, Header, Request
+from eth_utils import to_checksum_address
+from fastapi import APIRouter, Body, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -43,7 +44,8 @@ from starlette.concurrency import run_in_threadpool
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
 from marketplace.engine.errors import LsaRejected
 from marketplace.engine.service import Engine
-from marketplace.errors import ChainUnavailable, InputError
+from marketplace.errors import ChainUnavailable, InputError, NotFound
+from marketplace.resources.model import DeviceClass
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +245,47 @@ def post_quote(request: Request, body: QuoteRequest) -> Any:
     return _engine(request).quote(body.requirement, body.attachment)
 
 
-@router.get("/providers", summary="Providers with an installed LSA")
-async def get_providers(request: Request) -> Any:
+@router.get("/providers", summary="Providers with an installed LSA (filter by class, VRAM, domain, price)")
+async def get_providers(request: Request,
+                        device_class: str | None = Query(None, description="cpu, gpu, npu or tpu"),
+                        min_vram_mib: int | None = Query(None, ge=0, description="memory per device of that class"),
+                        domain: int | None = Query(None, ge=0, description="network domain (AS)"),
+                        max_price: int | None = Query(None, ge=0, description="wei per unit-hour, at most")) -> Any:
     models = read_models(request)
     kept = models.peek_providers()
     if kept is None:  # a reload waits on the engine's lock: in the thread pool
         kept = await run_in_threadpool(models.providers)
-    return Response(kept[1], media_type="application/json")
+    if device_class is None and min_vram_mib is None and domain is None and max_price is None:
+        return Response(kept[1], media_type="application/json")
+    cls = DeviceClass.parse(device_class).name if device_class is not None else None
+    if min_vram_mib is not None and cls is None:
+        raise InputError("min_vram_mib needs device_class (whose devices' memory to compare)", field="min_vram_mib")
+
+    def keep(p: dict[str, Any]) -> bool:
+        devices = [d for d in p["devices"] if cls is None or d["class"] == cls]
+        if not devices:
+            return False
+        if min_vram_mib is not None and not any((d.get("memory_mib") or 0) >= min_vram_mib for d in devices):
+            return False
+        if domain is not None and p["domain"] != domain:
+            return False
+        return max_price is None or int(p["price"]) <= max_price
+
+    return [p for p in kept[0] if keep(p)]
+
+
+@router.get("/providers/{address}", summary="One provider: its advertised hardware, node, price, load, liveness")
+async def get_provider(request: Request, address: str) -> Any:
+    try:
+        wanted = to_checksum_address(address)
+    except ValueError:
+        raise InputError(f"{address!r} is not an address", field="address") from None
+    models = read_models(request)
+    kept = models.peek_providers() or await run_in_threadpool(models.providers)
+    for p in kept[0]:
+        if p["address"] == wanted:
+            return p
+    raise NotFound(f"no provider {wanted} has an installed LSA", field="address",
+                   hint="its on-chain history is at /v1/audit/providers/{address}")
+
+

@@ -14,6 +14,12 @@ runs in a fresh process with no engine at all (``cona audit ...``, ``/v1/audit/.
 - ``ProviderHistory``: registration, updates, stake changes, status, slashes, the leases
   it was given and how each ended, its earnings; stake, status and live leases replayed
   from events and compared with ``ProviderRegistry.provider``.
+- ``BatchAudit``: one matching batch as the chain recorded it: its ``BatchCommitted``
+  (block, time, transaction, the hashes of its inputs and decisions) and every order its
+  ``assignBatch`` transaction assigned (provider, price, ranked backups), read from the logs
+  of that transaction and cross-checked against the index (every ``Assigned`` naming the
+  batch is in that transaction, their count is the event's ``orders``) and against the
+  contract's ``batches(id)`` record. An order's history names its batch (``batch_id``).
 - ``EscrowAudit``: the contracts' books (``held == owed``, the existing ``EscrowCheck``),
   and the same books recomputed from events: every account's withdrawable balance, the
   escrow left in each live order, what came in and went out. It holds when the contract
@@ -38,6 +44,7 @@ from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import ZERO, Deployment
 from marketplace.chain.indexer import EventIndexer, IndexedEvent
 from marketplace.chain.market import EscrowCheck, Market, Order, OrderState, ProviderStatus
+from marketplace.chain.writer import Receipt
 from marketplace.errors import InputError, NotFound
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,30 @@ def check_address(value: str, name: str = "address") -> str:
     if not isinstance(value, str) or not is_address(value):
         raise InputError(f"{name} is not an Ethereum address: {value!r}", field=name)
     return to_checksum_address(value)
+
+
+ZERO_BATCH = "0x" + "00" * 32
+
+
+def check_batch_id(value: Any, name: str = "batch_id") -> str:
+    """A batch id as ``0x`` + 64 lowercase hex digits (bytes or hex text in)."""
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+    elif isinstance(value, str):
+        text = value[2:] if value[:2] in ("0x", "0X") else value
+        try:
+            raw = bytes.fromhex(text) if len(text) == 64 else b""
+        except ValueError:
+            raw = b""
+    else:
+        raw = b""
+    if len(raw) != 32:
+        raise InputError(f"{name} must be 32 bytes as 0x + 64 hex digits, got {value!r}", field=name)
+    return "0x" + raw.hex()
+
+
+def _hex32(value: Any) -> str:
+    return "0x" + bytes(value).hex() if isinstance(value, (bytes, bytearray)) else str(value).lower()
 
 
 def escrow_check_dict(check: EscrowCheck) -> dict[str, Any]:
@@ -146,6 +177,8 @@ class OrderHistory:
     order: Order
     money: OrderMoney
     mismatches: tuple[str, ...]
+    #: the matching batch named by the order's first ``Assigned`` (None: never assigned, or by hand)
+    batch_id: str | None = None
 
     @property
     def consistent(self) -> bool:
@@ -154,7 +187,8 @@ class OrderHistory:
     def to_dict(self) -> dict[str, Any]:
         o = self.order
         return {
-            "order": self.order_id, "market": self.market, "block": self.block, "state": self.state.name,
+            "order": self.order_id, "market": self.market, "block": self.block, "batch": self.batch_id,
+            "state": self.state.name,
             "replayed_state": self.replayed_state.name, "consistent": self.consistent,
             "mismatches": list(self.mismatches),
             "buyer": o.buyer, "provider": o.provider if o.provider != ZERO else None,
@@ -221,6 +255,53 @@ class ProviderHistory:
             "market_balance": str(self.market_balance), "withdrawn": str(self.withdrawn),
             "events": [e.to_dict() for e in self.events], "slashes": [s.to_dict() for s in self.slashes],
             "leases": [lease.to_dict() for lease in self.leases],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAssignment:
+    """One order a batch assigned, as its ``Assigned`` event says."""
+
+    order_id: int
+    provider: str
+    price: int
+    backups: tuple[str, ...]
+    accept_deadline: int
+    log_index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"order": self.order_id, "provider": self.provider, "price": str(self.price),
+                "backups": list(self.backups), "accept_deadline": self.accept_deadline, "log_index": self.log_index}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchAudit:
+    """One matching batch: where the chain recorded it, its hashes, and what it assigned."""
+
+    batch_id: str
+    market: str
+    block: int  # the block of the assignBatch transaction
+    timestamp: int
+    tx_hash: str
+    log_index: int
+    inputs_hash: str
+    decisions_hash: str
+    orders: int  # what BatchCommitted says it assigned
+    assignments: tuple[BatchAssignment, ...]  # what the transaction's Assigned events say, in log order
+    as_of: int  # the block the audit read the contract at
+    mismatches: tuple[str, ...]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.mismatches
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch_id, "market": self.market, "block": self.block, "timestamp": self.timestamp,
+            "tx_hash": self.tx_hash, "log_index": self.log_index, "inputs_hash": self.inputs_hash,
+            "decisions_hash": self.decisions_hash, "orders": self.orders, "as_of": self.as_of,
+            "consistent": self.consistent, "mismatches": list(self.mismatches),
+            "assignments": [a.to_dict() for a in self.assignments],
         }
 
 
@@ -490,10 +571,66 @@ class Auditor:
         if problems:
             log.warning("order %d on %s: history disagrees with the contract: %s", order_id, self.market.address,
                         "; ".join(problems))
+        first = next((e for e in market_events if e.name == "Assigned"), None)
+        batch = _hex32(first.args.get("batchId", ZERO_BATCH)) if first is not None else ZERO_BATCH
         return OrderHistory(
             order_id, self.market.address, self.block, tuple(HistoryEntry.of(e, s) for e, s in steps),
             tuple(HistoryEntry.of(s) for s in slashes), order.state, replayed.state, order, money, tuple(problems),
+            None if batch == ZERO_BATCH else batch,
         )
+
+    # -- batches ------------------------------------------------------------------
+
+    def batch(self, batch_id: str | bytes) -> BatchAudit:
+        """Matching batch ``batch_id``: its ``BatchCommitted`` and every order its transaction assigned.
+
+        The assignments come from the receipt of the ``assignBatch`` transaction (its logs, decoded
+        with the market's ABI) and are checked against the index (every ``Assigned`` naming the
+        batch, anywhere on chain, must be one of them) and the contract's ``batches(id)`` record."""
+        bid = check_batch_id(batch_id)
+        if bid == ZERO_BATCH:
+            raise InputError("batch 0 is not a batch: it is what a manual assign names", field="batch_id")
+        self.sync()
+        committed = self.indexer.events(contract=MARKET, name="BatchCommitted", batchId=bid)
+        if not committed:
+            raise NotFound(f"no batch {bid} on market {self.market.address} (no BatchCommitted names it)",
+                           field="batch_id")
+        problems: list[str] = []
+        if len(committed) > 1:
+            problems.append(f"{len(committed)} BatchCommitted events name this batch; the contract records one")
+        ev = committed[0]
+        raw = self.market.chain.backend.request("eth_getTransactionReceipt", [ev.tx_hash])
+        if not raw:
+            raise NotFound(f"the transaction {ev.tx_hash} of batch {bid} has no receipt on this chain",
+                           field="batch_id")
+        logs = [e for e in self.market.contract.decode_logs(Receipt.from_rpc(raw).logs) if e.name == "Assigned"]
+        assignments = []
+        for a in logs:
+            named = _hex32(a.args["batchId"])
+            if named != bid:
+                problems.append(f"Assigned of order {a.args['order']} in the batch's transaction names batch {named}")
+                continue
+            assignments.append(BatchAssignment(_int(a.args["order"]), _addr(a.args["provider"]), _int(a.args["price"]),
+                                               tuple(_addr(b) for b in a.args["backups"]),
+                                               _int(a.args["acceptDeadline"]), a.log_index))
+        orders = _int(ev.args["orders"])
+        if orders != len(assignments):
+            problems.append(f"BatchCommitted says {orders} orders, its transaction assigned {len(assignments)}")
+        elsewhere = [e for e in self.indexer.events(contract=MARKET, name="Assigned", batchId=bid)
+                     if e.tx_hash != ev.tx_hash]
+        for e in elsewhere:
+            problems.append(f"order {e.args['order']} names this batch in another transaction {e.tx_hash}")
+        ih, dh = _hex32(ev.args["inputsHash"]), _hex32(ev.args["decisionsHash"])
+        rec = self._call(self.market.contract, "batches", bytes.fromhex(bid[2:]))
+        for name, event_value, contract_value in (("inputs_hash", ih, _hex32(rec[0])),
+                                                  ("decisions_hash", dh, _hex32(rec[1])),
+                                                  ("block", ev.block_number, rec[2]), ("orders", orders, rec[3])):
+            if event_value != contract_value:
+                problems.append(f"{name}: BatchCommitted says {event_value}, contract says {contract_value}")
+        if problems:
+            log.warning("batch %s on %s: %s", bid[:14], self.market.address, "; ".join(problems))
+        return BatchAudit(bid, self.market.address, ev.block_number, ev.timestamp, ev.tx_hash, ev.log_index, ih, dh,
+                          orders, tuple(assignments), self.block, tuple(problems))
 
     # -- providers ----------------------------------------------------------------
 
@@ -699,6 +836,6 @@ def index_path(state_dir: Path, chain_id: int, genesis: str, market: str) -> Pat
 
 
 __all__ = [
-    "AMOUNT_ARGS", "Auditor", "EscrowAudit", "HistoryEntry", "Lease", "OrderHistory", "OrderMoney",
-    "ProviderHistory", "check_address", "escrow_check_dict", "index_path", "replay_order",
+    "AMOUNT_ARGS", "Auditor", "BatchAssignment", "BatchAudit", "EscrowAudit", "HistoryEntry", "Lease",
+    "OrderHistory", "OrderMoney", "ProviderHistory", "check_address", "check_batch_id", "escrow_check_dict", "index_path", "replay_order",
 ]

@@ -11,6 +11,10 @@ does (``intent_digest`` equals ``ComputeMarket.intentDigest``; the tests check i
 a buyer can sign offline and the orchestrator can submit many intents in one
 transaction without ever holding the buyer's key.
 
+A matching round is bound by one transaction, ``assign_batch``: the batch record (its id and
+the hashes of its inputs and decisions) and every assignment it decided, all or nothing; each
+``Assigned`` event names its ``batchId`` (zero for a manual ``assign``).
+
 Payment asset: native ETH (``asset == ZERO``) or one ERC-20. The clients hide the
 difference: an ETH payment is sent as ``value``, a token payment is approved first.
 """
@@ -239,6 +243,21 @@ class Order:
                    to_checksum_address(provider), duration, served, deadline, started, completed, max_price, price,
                    escrow, usage, bytes(requirement), bytes(digest), bytes(result),
                    tuple(to_checksum_address(b) for b in backups))
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """``ComputeMarket.batches(batchId)``: a matching round recorded by ``assignBatch``."""
+
+    batch_id: bytes
+    inputs_hash: bytes
+    decisions_hash: bytes
+    block: int  # the block that recorded it
+    orders: int  # how many orders it assigned
+
+
+#: one assignment of a batch: (order id, provider, price, ranked backups)
+Assignment = tuple[int, str, int, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -488,11 +507,35 @@ class Market(_Client):
                backups: Sequence[str] = (), *, key: str | None = None) -> Tx:
         return self._tx(orchestrator, "assign", order_id, provider, list(backups), price, key=key)
 
-    def assign_batch(self, orchestrator: Any, assignments: Sequence[tuple[int, str, int, Sequence[str]]],
-                     *, key: str | None = None) -> Tx:
-        """``assignments``: (order id, provider, price, backups) each; all or nothing."""
-        return self._tx(orchestrator, "assignBatch", [a[0] for a in assignments], [a[1] for a in assignments],
-                        [list(a[3]) for a in assignments], [a[2] for a in assignments], key=key)
+    def assign_batch(self, orchestrator: Any, batch_id: bytes, inputs_hash: bytes, decisions_hash: bytes,
+                     assignments: Sequence[Assignment], *, key: str | None = None) -> Tx:
+        """Binds one matching round: records batch ``batch_id`` with its hashes and assigns each
+        (order id, provider, price, backups) of ``assignments``, in one transaction, all or
+        nothing. Emits ``BatchCommitted`` once, then one ``Assigned`` per order naming the batch.
+        Reverts ``BatchExists`` for an id recorded before, ``ZeroBatchId`` for zero."""
+        return self._tx(orchestrator, "assignBatch", *self._batch_args(batch_id, inputs_hash, decisions_hash,
+                                                                       assignments), key=key)
+
+    def assign_batch_request(self, batch_id: bytes, inputs_hash: bytes, decisions_hash: bytes,
+                             assignments: Sequence[Assignment], *, gas: int | None = None,
+                             key: str | None = None) -> TxRequest:
+        """The same write as ``assign_batch``, as a request for callers that send through the writer."""
+        return self.contract.request("assignBatch", *self._batch_args(batch_id, inputs_hash, decisions_hash,
+                                                                      assignments), gas=gas, key=key)
+
+    @staticmethod
+    def _batch_args(batch_id: bytes, inputs_hash: bytes, decisions_hash: bytes,
+                    assignments: Sequence[Assignment]) -> tuple[Any, ...]:
+        for i, a in enumerate(assignments):
+            if len(a) != 4:
+                raise InputError(f"assignment {i} must be (order id, provider, price, backups)",
+                                 field=f"assignments[{i}]")
+            if len(a[3]) > MAX_BACKUPS:
+                raise InputError(f"assignment {i} ranks {len(a[3])} backups, at most {MAX_BACKUPS}",
+                                 field=f"assignments[{i}].backups")
+        return (_b32("batch_id", batch_id), _b32("inputs_hash", inputs_hash), _b32("decisions_hash", decisions_hash),
+                [a[0] for a in assignments], [a[1] for a in assignments], [list(a[3]) for a in assignments],
+                [a[2] for a in assignments])
 
     def accept(self, provider: Any, order_id: int, *, key: str | None = None) -> Tx:
         return self._tx(provider, "accept", order_id, key=key)
@@ -518,10 +561,6 @@ class Market(_Client):
     def resolve(self, arbiter: Any, order_id: int, provider_amount: int, slash_amount: int = 0) -> Tx:
         return self._tx(arbiter, "resolve", order_id, provider_amount, slash_amount)
 
-    def commit_batch(self, orchestrator: Any, batch_id: bytes, inputs_hash: bytes, decisions_hash: bytes) -> Tx:
-        return self._tx(orchestrator, "commitBatch", _b32("batch_id", batch_id), _b32("inputs_hash", inputs_hash),
-                        _b32("decisions_hash", decisions_hash))
-
     # -- operator
     def set_setting(self, operator: Any, name: str, value: int) -> Tx:
         if name not in MARKET_SETTINGS:
@@ -545,6 +584,14 @@ class Market(_Client):
     def state(self, order_id: int) -> OrderState:
         return OrderState(self.contract.call("stateOf", order_id))
 
+    def batch(self, batch_id: bytes | str, *, block: str = "latest") -> BatchRecord | None:
+        """The batch's on-chain record, or None when no ``assignBatch`` recorded it."""
+        bid = _b32("batch_id", batch_id)
+        ih, dh, number, orders = self.contract.call("batches", bid, block=block)
+        if number == 0:
+            return None
+        return BatchRecord(bid, bytes(ih), bytes(dh), number, orders)
+
     @property
     def order_count(self) -> int:
         return self.contract.call("orderCount")
@@ -567,7 +614,10 @@ class Market(_Client):
 
 def _b32(name: str, value: bytes | str) -> bytes:
     if isinstance(value, str):
-        value = bytes.fromhex(value[2:] if value.startswith("0x") else value)
+        try:
+            value = bytes.fromhex(value[2:] if value.startswith("0x") else value)
+        except ValueError:
+            raise InputError(f"{name} must be 32 bytes of hex, got {value!r}", field=name) from None
     if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
         raise InputError(f"{name} must be 32 bytes", field=name)
     return bytes(value)

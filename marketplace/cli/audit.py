@@ -1,4 +1,4 @@
-"""``cona audit``: order and provider histories and the escrow check, read from the chain only.
+"""``cona audit``: order, provider and batch histories and the escrow check, read from the chain only.
 
 Runs in a fresh process with no engine: it opens the chain (``--chain``/``--rpc-url``),
 finds the market in the deployment record of the state directory (or ``--market
@@ -6,7 +6,8 @@ ADDR``), brings an event index up to the head and answers from logs and contract
 (``marketplace.chain.audit``). The index is kept in ``<state dir>/index/`` so the next
 audit reads only new blocks; it is a cache, rebuilt from the chain when deleted.
 
-Exit status: 0 when the history replays to the contract's state (or the books balance),
+Exit status: 0 when the history replays to the contract's state (or the books balance, or the
+batch's events agree with its record),
 1 when the auditor found a discrepancy (printed), 2 on an error (unknown order, no
 deployment, chain unreachable).
 
@@ -121,6 +122,7 @@ def order(order_id: int = typer.Argument(..., help="the order id"), chain: Optio
             out.print(_events_table("slashes", h.slashes, False))
         m = h.money
         out.print(f"state {h.state.name} (events replay to {h.replayed_state.name});  buyer {h.order.buyer}")
+        out.print(f"matching batch {h.batch_id}" if h.batch_id else "matching batch: none (not assigned by a batch)")
         out.print(f"escrow {m.escrow} = paid {m.paid} (fees {m.fees}) + refunded {m.refunded} + remaining "
                   f"{m.remaining};  slashed to buyer {m.slashed_to_buyer}")
         _verdict(h.consistent, h.mismatches, "the events replay to the contract's state")
@@ -151,6 +153,33 @@ def provider(address: str = typer.Argument(..., help="the provider's address"), 
         out.print(f"earned {h.earned}, withdrawn {h.withdrawn}, withdrawable {h.market_balance}")
         _verdict(h.consistent, h.mismatches, "the events replay to the registry's record")
     raise typer.Exit(0 if h.consistent else 1)
+
+
+@audit_app.command("batch")
+def batch(batch_id: str = typer.Argument(..., help="the batch id (0x + 64 hex), e.g. from `cona order batch ID`"),
+          chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
+          market: Optional[str] = MarketOpt, from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
+    """A matching batch: its BatchCommitted (block, time, tx, hashes) and every order it assigned."""
+    from marketplace.cli.main import emit, out
+
+    with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
+        b = auditor.batch(batch_id)
+    if as_json:
+        emit(b.to_dict(), True)
+    else:
+        out.print(f"batch {b.batch_id} on {b.market}")
+        out.print(f"  recorded at block {b.block} ({_when(b.timestamp)} UTC), tx {b.tx_hash}, log {b.log_index}")
+        out.print(f"  inputs hash    {b.inputs_hash}")
+        out.print(f"  decisions hash {b.decisions_hash}")
+        table = Table(title=f"{b.orders} orders assigned in that transaction (as of block {b.as_of})")
+        for col in ("order", "provider", "price", "backups", "accept by", "log"):
+            table.add_column(col, no_wrap=col in ("order", "provider", "log"))
+        for a in b.assignments:
+            table.add_row(str(a.order_id), a.provider, str(a.price), ", ".join(_short(x) for x in a.backups) or "-",
+                          _when(a.accept_deadline), str(a.log_index))
+        out.print(table)
+        _verdict(b.consistent, b.mismatches, "the batch's events agree with the contract's record")
+    raise typer.Exit(0 if b.consistent else 1)
 
 
 @audit_app.command("escrow")

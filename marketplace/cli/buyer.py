@@ -354,18 +354,19 @@ def quote(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
 
 
 def providers(api: Optional[str] = ApiOpt, as_json: bool = JsonOpt,
-              device_class: Optional[str] = typer.Option(None, "--device-class", help="only those with this class")
+              device_class: Optional[str] = typer.Option(None, "--device-class", help="only those with this class"),
+              min_vram_mib: Optional[int] = typer.Option(None, "--min-vram-mib", help="memory per device of that class"),
+              domain: Optional[int] = typer.Option(None, "--domain", help="only this network domain (AS)"),
+              max_price: Optional[int] = typer.Option(None, "--max-price", help="wei per unit-hour, at most"),
               ) -> None:
     """The providers the engine knows (a signed LSA installed): hardware, node, price, load."""
+    params = {k: v for k, v in {"device_class": device_class, "min_vram_mib": min_vram_mib, "domain": domain,
+                                "max_price": max_price}.items() if v is not None}
     client = ApiClient(_api_url(api))
     try:
-        body = client.get("/v1/providers")
+        items = client.get("/v1/providers", params=params)
     finally:
         client.close()
-    items = body.get("providers", body) if isinstance(body, dict) else body
-    if device_class:
-        want = device_class.upper()
-        items = [p for p in items if any(d.get("class") == want for d in p.get("devices", []))]
     if as_json:
         _emit(items, True)
         return
@@ -377,6 +378,35 @@ def providers(api: Optional[str] = ApiOpt, as_json: bool = JsonOpt,
                                                           else "") for d in p.get("devices", []))
         table.add_row(_short(p["address"]), str(p.get("hostname", "")), devs, str(p.get("attachment")), str(p.get("domain")),
                       _eth(p.get("price") or 0), f"{float(p.get('load') or 0):.2f}", str(p.get("status")))
+    _out().print(table)
+
+
+def topology(api: Optional[str] = ApiOpt, as_json: bool = JsonOpt,
+             geojson: bool = typer.Option(False, "--geojson", help="print the GeoJSON FeatureCollection")) -> None:
+    """The network the market runs on: nodes, links with latency and capacity, where providers attach."""
+    client = ApiClient(_api_url(api))
+    try:
+        doc = client.get("/v1/topology", params={"format": "geojson"} if geojson else {})
+    finally:
+        client.close()
+    if as_json or geojson:
+        _emit(doc, True)
+        return
+    attached: dict[str, list[str]] = {}
+    for p in doc.get("providers", []):
+        attached.setdefault(str(p.get("attachment")), []).append(str(p.get("hostname") or _short(p["address"])))
+    degree: dict[str, int] = {}
+    for link in doc["links"]:
+        degree[link["u"]] = degree.get(link["u"], 0) + 1
+        degree[link["v"]] = degree.get(link["v"], 0) + 1
+    table = Table(title=f"{doc['name']}: {len(doc['nodes'])} nodes, {len(doc['links'])} links, "
+                        f"{len(doc.get('providers', []))} providers")
+    for col in ("node", "label", "lat", "lon", "links", "providers"):
+        table.add_column(col)
+    for n in doc["nodes"]:
+        table.add_row(n["id"], n.get("label") or "", "" if n.get("lat") is None else f"{n['lat']:.2f}",
+                      "" if n.get("lon") is None else f"{n['lon']:.2f}", str(degree.get(n["id"], 0)),
+                      ", ".join(attached.get(n["id"], [])))
     _out().print(table)
 
 
@@ -724,9 +754,9 @@ def batch(order_id: int = typer.Argument(..., help="the order id"), api: Optiona
           as_json: bool = JsonOpt) -> None:
     """The matching batch that assigned the order, from chain logs (for `cona audit replay`).
 
-    The engine sends ``assignBatch`` and then ``commitBatch`` as consecutive transactions of the
-    orchestrator; the batch is the ``BatchCommitted`` of the transaction that follows the
-    order's first ``Assigned`` transaction by nonce."""
+    The order's first ``Assigned`` event names its batch (``batchId``): the engine records the
+    batch and assigns its orders in one ``assignBatch`` transaction, whose ``BatchCommitted``
+    is read back to confirm. A manual ``assign`` names batch 0: no batch decided it."""
     m = _connect(api)
     try:
         c = m.market.contract
@@ -736,27 +766,25 @@ def batch(order_id: int = typer.Argument(..., help="the order id"), api: Optiona
         if not assigned:
             raise NotFound(f"order {order_id} was never assigned on this market", field="order_id")
         first = assigned[0]
-        tx = m.chain.backend.request("eth_getTransactionByHash", [first.tx_hash])
-        sender, nonce = tx["from"].lower(), int(tx["nonce"], 16)
-        found = None
-        for ev in c.get_logs(first.block_number, head, event="BatchCommitted"):
-            t = m.chain.backend.request("eth_getTransactionByHash", [ev.tx_hash])
-            if t["from"].lower() == sender and int(t["nonce"], 16) == nonce + 1:
-                found = ev
-                break
-        if found is None:
-            raise NotFound(f"no BatchCommitted follows the assignment of order {order_id} (tx {first.tx_hash})",
-                           field="order_id", hint="the engine commits each batch right after assigning it")
+        bid = bytes(first.args["batchId"])
+        if bid == b"\x00" * 32:
+            raise NotFound(f"order {order_id} was assigned by hand (tx {first.tx_hash}), not by a matching batch",
+                           field="order_id")
+        receipt = m.chain.backend.request("eth_getTransactionReceipt", [first.tx_hash])
+        committed = [e for e in c.decode_logs(receipt["logs"])
+                     if e.name == "BatchCommitted" and bytes(e.args["batchId"]) == bid]
+        if not committed:  # the contract emits both in one transaction: this would be a contract bug
+            raise NotFound(f"no BatchCommitted for batch 0x{bid.hex()} in tx {first.tx_hash}", field="order_id")
+        found = committed[0]
     finally:
         m.close()
-    bid = found.args["batchId"]
-    bid = "0x" + bytes(bid).hex() if isinstance(bid, (bytes, bytearray)) else str(bid)
-    doc = {"order": order_id, "batch": bid, "assigned_tx": first.tx_hash, "commit_tx": found.tx_hash,
-           "block": found.block_number}
+    doc = {"order": order_id, "batch": "0x" + bid.hex(), "tx": first.tx_hash, "block": found.block_number,
+           "inputs_hash": "0x" + bytes(found.args["inputsHash"]).hex(),
+           "decisions_hash": "0x" + bytes(found.args["decisionsHash"]).hex(), "orders": int(found.args["orders"])}
     if as_json:
         _emit(doc, True)
     else:
-        typer.echo(bid)
+        typer.echo(doc["batch"])
 
 
 # ============================================================================ cancel, dispute (relayed)

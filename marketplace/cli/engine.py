@@ -2,7 +2,8 @@
 
 Opens the chain (``--chain``/``--rpc-url``; for a market that ``cona up`` runs on its embedded
 chain, point at its ``/rpc``: ``--rpc-url http://127.0.0.1:8000/rpc``), finds the market in the
-deployment record, reads the ``BatchCommitted`` event, loads the batch's inputs from the
+deployment record, reads the batch's ``BatchCommitted`` event (and the ``Assigned`` events that
+name the batch, from the same ``assignBatch`` transaction), loads the batch's inputs from the
 engine's state directory (``<state dir>/engine/<chain id>/batches/<inputsHash>.json``, or
 ``--engine-dir``), checks their hash, reruns the deterministic matcher and compares the
 decisions' hash with the committed one.
@@ -75,6 +76,8 @@ def replay(batch: str = typer.Argument(..., help="batch id (0x + 64 hex), from a
         typer.echo(f"  inputs hash    {out['inputs_hash']} (matches the chain)")
         typer.echo(f"  decisions hash {out['decisions_hash']} on chain, {out['replayed_decisions_hash']} replayed: "
                    f"{verdict}")
+        assigned = ", ".join(map(str, out["assigned"])) or "none"
+        typer.echo(f"  assigned on chain in the same transaction: orders {assigned}")
         for oid, provider, _, backups in out["decisions"]:
             typer.echo(f"  order {oid} -> {provider} (backups: {', '.join(backups) or 'none'})")
     raise typer.Exit(0 if out["reproduced"] else 1)

@@ -46,6 +46,7 @@ def _add_subcommands() -> None:
     audit_app.command("replay")(replay)
     app.command("quote")(buyer.quote)
     app.command("providers")(buyer.providers)
+    app.command("topology")(buyer.topology)
     app.add_typer(buyer.order_app, name="order", help="Buyers: place, watch, explain, cancel and dispute orders.")
     app.add_typer(buyer.dev_app, name="dev", help="Local development chains only: advance time, fund accounts.")
     app.command("serve")(serve)

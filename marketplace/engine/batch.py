@@ -9,8 +9,9 @@ document's canonical JSON is stored content-addressed as
 
 ``decisions_hash`` is keccak over the canonical list of what the round reserved:
 ``[order id, provider, placement, ranked backups]`` in bind order. Both hashes go on chain
-(``ComputeMarket.commitBatch``); ``replay`` rebuilds a fresh ``Scheduler`` from the
-document alone, runs the same round and compares.
+in the same transaction that assigns the round's orders (``ComputeMarket.assignBatch``,
+whose ``Assigned`` events name ``batch_id_of(inputsHash, decisionsHash)``); ``replay``
+rebuilds a fresh ``Scheduler`` from the document alone, runs the same round and compares.
 
 Invariants: ``restore(snapshot(s))`` holds the same capacity, queue and start index as ``s``;
 the canonical form has sorted keys and no floats that JSON cannot round-trip. Pure: no I/O

@@ -11,15 +11,18 @@ orchestrator's transactions. ``step(now)`` is one turn of the loop:
     3. providers the HeartbeatMonitor declares failed while running a lease -> ``fail``
        (pro-rata pay; the contract reassigns to a backup);
     4. ``schedule_round(now)``; the ``ChainBinder`` binds the round's reservations with ONE
-       batched write: ``assignBatch`` (with ranked backups) and ``commitBatch`` (the hashes
-       of the round's stored inputs and its decisions) sent as one JSON-RPC batch.
+       transaction: ``assignBatch(batchId, inputsHash, decisionsHash, ...)`` records the batch
+       (the hashes of the round's stored inputs and its decisions) and assigns every order
+       with its ranked backups, all or nothing; each ``Assigned`` names the batch.
 
 Invariants:
 - the chain is the truth: every write is preceded by a sync of the event index to the
   head (and, for timeouts and failures, a read of the order on chain), so nothing is
   assigned, timed out or failed twice, also after a restart; every write carries an
   idempotency key, journalled before it is sent (``cona serve`` keeps the journal);
-- a failed bind write releases the reservations (never a half-bound lease);
+- a failed bind write releases the reservations (never a half-bound lease), and since the
+  batch record and its assignments are one transaction, a batch is never on chain without
+  its assignments nor an engine-made assignment without its batch;
 - an order no provider can ever satisfy is recorded as refused with its reasons and
   stays Open on chain: the buyer cancels it (``cancel``) to get the escrow back;
 - an LSA is installed only if its originator is a registered, eligible provider and its
@@ -90,15 +93,14 @@ class EngineConfig:
 
 # Fixed gas limits per transition, so no eth_estimateGas (a full extra EVM execution) sits on the
 # order -> lease path. Each is about twice the gas measured on the embedded chain (placeSignedOrders
-# of one intent 262k cold / 228k warm; assignBatch of one order with two backups 155k; commitBatch
-# 100k); unused gas is not charged. A write that would revert is mined as failed instead of being
-# refused at estimation: the engine syncs the index to the head before each round, so that is rare,
-# and a failed assign releases its reservations as before.
+# of one intent 262k cold / 228k warm; assignBatch of one order with two backups ~230k, of which
+# ~95k is the transaction and the batch record); unused gas is not charged. A write that would
+# revert is mined as failed instead of being refused at estimation: the engine syncs the index to
+# the head before each round, so that is rare, and a failed assign releases its reservations.
 GAS_PLACE = 500_000
-GAS_ASSIGN_BASE = 60_000
+GAS_ASSIGN_BASE = 200_000
 GAS_ASSIGN_ORDER = 200_000
 GAS_ASSIGN_BACKUP = 30_000
-GAS_COMMIT = 200_000
 
 
 @dataclass
@@ -168,7 +170,13 @@ def _hexbytes(v: Any, name: str) -> bytes:
 
 
 class ChainBinder:
-    """The matching ``Binder`` on chain: one ``assignBatch`` + ``commitBatch`` per round."""
+    """The matching ``Binder`` on chain: one ``assignBatch`` transaction per round.
+
+    A round in which every reservation failed the pre-write check (order no longer Open,
+    provider no longer eligible, price above the ceiling) writes nothing: it leased nothing,
+    its reservations are released and the orders come back in a later round, whose batch is
+    the one committed. The contract accepts an empty batch (``orders == 0``), but recording
+    rounds that bind nothing would cost gas on every idle turn for no lease."""
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -198,12 +206,10 @@ class ChainBinder:
             m = e.market
             gas = GAS_ASSIGN_BASE + sum(GAS_ASSIGN_ORDER + GAS_ASSIGN_BACKUP * len(a[3]) for a in assignments)
             cap = e.chain.writer._gas_cap  # noqa: SLF001 - the block gas limit the writer last read
-            reqs = [m.contract.request("assignBatch", [a[0] for a in assignments], [a[1] for a in assignments],
-                                       [a[3] for a in assignments], [a[2] for a in assignments],
-                                       gas=min(gas, cap) if cap else gas, key=f"assign:{bid.hex()}"),
-                    m.contract.request("commitBatch", bid, ih, dh, gas=GAS_COMMIT, key=f"commit:{bid.hex()}")]
+            req = m.assign_batch_request(bid, ih, dh, assignments, gas=min(gas, cap) if cap else gas,
+                                         key=f"assign:{bid.hex()}")
             try:
-                txs = m.send_many(e.orchestrator, reqs)
+                txs = m.send_many(e.orchestrator, [req])
                 err = txs[0].receipt.error
             except ConaError as exc:
                 txs, err = [], exc
@@ -216,9 +222,8 @@ class ChainBinder:
                 for a in assignments:
                     results[str(a[0])] = BindResult(str(a[0]), BindStatus.BOUND, lease_id=txs[0].tx_hash)
                 e._apply_tx(txs[0])
-                if txs[1].receipt.error is None:
-                    e._apply_tx(txs[1])
-                log.info("batch %s: %d orders assigned in tx %s", bid.hex()[:12], len(assignments), txs[0].tx_hash)
+                log.info("batch %s: %d orders assigned and the batch recorded in tx %s", bid.hex()[:12],
+                         len(assignments), txs[0].tx_hash)
         return [results[r.order.order_id] for r in batch]
 
 
@@ -694,7 +699,7 @@ class Engine:
             return
         if any(h["tx"] == tx_hash and h["event"] == name for h in rec.history):
             return  # already applied from our own receipt
-        self._note(rec, name, block, tx_hash)
+        self._note(rec, name, block, tx_hash, args.get("batchId") if name == "Assigned" else None)
         if name == "Assigned":
             rec.state, rec.provider = OrderState.ASSIGNED, to_checksum_address(args["provider"])
             rec.backups = tuple(to_checksum_address(b) for b in args["backups"])
@@ -728,8 +733,11 @@ class Engine:
             self._set(rec, "ended", [])
             self._release(rec)
 
-    def _note(self, rec: OrderRecord, name: str, block: int, tx_hash: str) -> None:
-        rec.history.append({"event": name, "block": block, "tx": tx_hash})
+    def _note(self, rec: OrderRecord, name: str, block: int, tx_hash: str, batch: Any = None) -> None:
+        entry = {"event": name, "block": block, "tx": tx_hash}
+        if batch is not None and _b32(batch) != b"\x00" * 32:
+            entry["batch"] = "0x" + _b32(batch).hex()  # the matching batch that decided this assignment
+        rec.history.append(entry)
         log.info("order %d: %s (block %d, tx %s)", rec.id, name, block, tx_hash)
 
     def _load_spec(self, digest: bytes) -> None:
@@ -999,7 +1007,10 @@ class Engine:
 def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_id: str | bytes, *,
                  routing=None) -> dict[str, Any]:
     """Fetch a batch's inputs, check their hash against ``BatchCommitted`` on chain, rerun the
-    deterministic matcher and compare its decisions with the committed ones."""
+    deterministic matcher and compare its decisions with the committed ones.
+
+    The batch is found by its own event (``BatchCommitted`` with this ``batchId``), and the
+    orders it assigned by theirs (``Assigned`` naming the same ``batchId``, same transaction)."""
     bid = _b32(batch_id) if not isinstance(batch_id, bytes) else batch_id
     if len(bid) != 32:
         raise InputError("a batch id is 32 bytes of hex", field="batch")
@@ -1009,9 +1020,10 @@ def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_i
         raise NotFound(f"no BatchCommitted event for batch 0x{bid.hex()} on this market", field="batch")
     ev = events[0]
     ih, dh = _b32(ev.args["inputsHash"]), _b32(ev.args["decisionsHash"])
-    on_chain = market.contract.call("batches", bid)
-    if _b32(on_chain[0]) != ih or _b32(on_chain[1]) != dh:
+    on_chain = market.batch(bid)
+    if on_chain is None or on_chain.inputs_hash != ih or on_chain.decisions_hash != dh:
         raise ReplayMismatch(f"batch 0x{bid.hex()}: the contract's record differs from its event")
+    assigned = [int(a.args["order"]) for a in indexer.events("ComputeMarket", "Assigned", batchId="0x" + bid.hex())]
     path = Path(state_dir) / "batches" / f"0x{ih.hex()}.json"
     if not path.exists():
         raise NotFound(f"the inputs of batch 0x{bid.hex()} (0x{ih.hex()}) are not stored in {path.parent}",
@@ -1026,4 +1038,5 @@ def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_i
     return {"batch_id": "0x" + bid.hex(), "block": ev.block_number, "tx": ev.tx_hash,
             "inputs_hash": "0x" + ih.hex(), "decisions_hash": "0x" + dh.hex(),
             "replayed_decisions_hash": "0x" + got.hex(), "reproduced": got == dh,
-            "orders": len(inputs["queue"]), "providers": len(inputs["providers"]), "decisions": decisions}
+            "orders": len(inputs["queue"]), "providers": len(inputs["providers"]), "assigned": assigned,
+            "decisions": decisions}

@@ -29,6 +29,7 @@ then by their fields), so equal workloads give equal scores.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from typing import Iterable
@@ -91,41 +92,127 @@ class WorkloadDistribution:
 class FragmentationModel:
     """``F_n(M)`` for many nodes at once, from their free device parts, CPU and memory.
 
-    Cost is O(K*G + K*M), not O(K*M*G): the distinct per-device demands T (sorted) cut the
-    free parts into buckets; per row, a bincount gives the free milli and the device count
-    in each bucket, and their running sums give, for every threshold at once, the stranded
-    milli (parts below it) and the usable devices (parts at or above it).
+    The types are grouped by their per-device demand (the T distinct thresholds t_c, sorted).
+    Within a group c every type sees the same stranded milli s_c (free parts below t_c) and
+    the same usable device count u_c (parts at or above t_c); whether type m runs then depends
+    only on (u_c >= count_m, cpu >= cpu_m, memory >= memory_m). So
+
+        F_n(M) = total * W_none + sum_c ( s_c * W_run[c](u_c, cpu, mem) + total * W_not[c](u_c, cpu, mem) )
+
+    where W_run[c] sums the weights of group c's types that run, W_not the others, and W_none
+    the CPU-only types' weights (they strand everything). The W tables are precomputed once
+    per distribution over (cpu level, memory level, c, u), so a node costs O(G log G + T),
+    not O(M*G).
+
+    Invariants: the value of a node depends on its own (free parts, CPU, memory) only, bit for
+    bit: the batch path (``node_frag``) and the one-node path (``node_frag1``) evaluate the
+    same elementwise expression in the same order (no BLAS, no reduction whose order depends
+    on the batch or the CPU), so a value computed in any batch may stand for any other
+    computation of the same state, and replay on another machine gives the same bits.
     """
 
     def __init__(self, dist: WorkloadDistribution) -> None:
         self.dist = dist
         cnt, share, cpu, mem, w = dist.arrays()
-        demand = np.where(cnt > 0, share, 0)
-        self._t = np.unique(demand[demand > 0])  # thresholds, sorted
-        # column of each type in the cumulative tables; CPU-only types read nothing stranded
-        self._col = np.searchsorted(self._t, demand).astype(np.int64)
-        self._none = (cnt == 0)[None, :]
-        self._cnt = cnt[None, :]
-        self._cpu = cpu[None, :]
-        self._mem = mem[None, :]
-        self._w = w
+        dev = cnt > 0
+        self._t = np.unique(share[dev])  # thresholds t_c, sorted
+        self._tl: list[int] = self._t.tolist()
+        col = np.searchsorted(self._t, share)
+        self._cpu_lv = np.unique(cpu)
+        self._mem_lv = np.unique(mem)
+        self._cpu_l: list[int] = self._cpu_lv.tolist()
+        self._mem_l: list[int] = self._mem_lv.tolist()
+        # u >= the largest count is the same as u = that count
+        self._umax = int(cnt.max()) if len(cnt) else 0
+        t, nc, nm, nu = len(self._t), len(self._cpu_lv) + 1, len(self._mem_lv) + 1, self._umax + 1
+        # level index of a node = how many levels are <= its free amount (0: below every type)
+        ci = np.arange(nc)[None, :] > np.searchsorted(self._cpu_lv, cpu)[:, None]        # (M, nc)
+        mi = np.arange(nm)[None, :] > np.searchsorted(self._mem_lv, mem)[:, None]        # (M, nm)
+        ui = np.arange(nu)[None, :] >= cnt[:, None]                                      # (M, nu)
+        ci = ci & dev[:, None]
+        cm = (col[:, None] == np.arange(t)[None, :]) & dev[:, None]                      # (M, T)
+        runs = ci[:, :, None, None, None] & mi[:, None, :, None, None] & cm[:, None, None, :, None] \
+            & ui[:, None, None, None, :]                                                 # (M, nc, nm, T, nu)
+        wm = w[:, None, None, None, None]
+        # sums over types in type order, row by row: the same bits on every machine
+        self._wrun = np.add.reduce(np.where(runs, wm, 0.0), axis=0)
+        group = np.add.reduce(np.where(cm, w[:, None], 0.0), axis=0)                     # (T,)
+        self._wnot = group[None, None, :, None] - self._wrun
+        self._wnone = float(np.add.reduce(np.where(dev, 0.0, w))) if len(w) else 0.0
+        # node_frag1's tables: [cpu level][memory level] -> (W_run by u then c, W_not by u then c)
+        self._by_u = [[(np.ascontiguousarray(self._wrun[a, b].T).tolist(),
+                        np.ascontiguousarray(self._wnot[a, b].T).tolist()) for b in range(nm)] for a in range(nc)]
+        self._cols = np.arange(t)[None, :]
+        #: node_frag1's values by (cpu level, memory level, sorted parts)
+        self._memo1: dict[tuple, float] = {}
+        # width of a row's band in node_frag's batched searchsorted: above any part or threshold
+        self._band = 1 << 40
 
     def node_frag(self, free: np.ndarray, cpu_free: np.ndarray, mem_free: np.ndarray) -> np.ndarray:
         """Expected fragmentation (milli-devices) of each row: ``free`` (K, G), cpu/mem (K,)."""
         k = free.shape[0]
         if not self.dist.types or k == 0:
             return np.zeros(k)
-        nb = len(self._t) + 1
-        bucket = np.searchsorted(self._t, free, side="right")  # thresholds <= part
-        flat = (np.arange(k)[:, None] * nb + bucket).ravel()
-        sums = np.bincount(flat, weights=free.ravel().astype(np.float64), minlength=k * nb).reshape(k, nb)
-        cnts = np.bincount(flat, weights=(free > 0).ravel().astype(np.float64), minlength=k * nb).reshape(k, nb)
-        np.cumsum(sums, axis=1, out=sums)
-        np.cumsum(cnts, axis=1, out=cnts)
-        total = sums[:, -1:]
-        # parts below threshold t are those in buckets 0..t
-        stranded = sums[:, self._col]
-        usable = cnts[:, -1:] - cnts[:, self._col]
-        # a CPU-only type can use no device part: all free milli is stranded for it (the paper's "XL")
-        runs = ~self._none & (usable >= self._cnt) & (cpu_free[:, None] >= self._cpu) & (mem_free[:, None] >= self._mem)
-        return np.where(runs, stranded, total) @ self._w
+        if k <= 3:  # a few nodes: the plain-Python path is faster than a dozen numpy calls (same bits)
+            return np.array([self.node_frag1(r, c, m) for r, c, m in
+                             zip(free.tolist(), np.asarray(cpu_free).tolist(), np.asarray(mem_free).tolist())])
+        g = free.shape[1]
+        ps = np.sort(free.astype(np.int64), axis=1)
+        cs = np.zeros((k, g + 1), dtype=np.int64)
+        np.cumsum(ps, axis=1, out=cs[:, 1:])
+        # per row, how many parts are below each threshold: one searchsorted over all rows at
+        # once (each row shifted into its own band of the number line)
+        band = np.arange(k, dtype=np.int64)[:, None] * self._band
+        below = np.searchsorted((ps + band).ravel(), (self._t[None, :] + band).ravel()).reshape(k, -1)
+        below -= np.arange(k, dtype=np.int64)[:, None] * g
+        stranded = np.take_along_axis(cs, below, axis=1)                                 # (K, T), exact ints
+        usable = np.minimum(g - below, self._umax)
+        ci = np.searchsorted(self._cpu_lv, cpu_free, side="right")[:, None]
+        mi = np.searchsorted(self._mem_lv, mem_free, side="right")[:, None]
+        wrun = self._wrun[ci, mi, self._cols, usable]
+        wnot = self._wnot[ci, mi, self._cols, usable]
+        total = cs[:, -1].astype(np.float64)
+        # the terms in node_frag1's order, summed strictly left to right (cumsum is sequential)
+        terms = np.empty((k, 2 * len(self._tl) + 1))
+        terms[:, 0] = total * self._wnone
+        np.multiply(stranded, wrun, out=terms[:, 1::2])
+        np.multiply(total[:, None], wnot, out=terms[:, 2::2])
+        return np.cumsum(terms, axis=1)[:, -1]
+
+    def node_frag1(self, parts: list[int], cpu_free: int, mem_free: int) -> float:
+        """``node_frag`` of one node, in plain Python (the single-node hot path): the same
+        expression as ``node_frag``, so the same bits."""
+        if not self.dist.types:
+            return 0.0
+        ps = sorted(parts)
+        ci = bisect_right(self._cpu_l, cpu_free)
+        mi = bisect_right(self._mem_l, mem_free)
+        # the value is a function of (levels, multiset of parts): many nodes share one
+        key = (ci, mi, *ps)
+        hit = self._memo1.get(key)
+        if hit is not None:
+            return hit
+        g = len(ps)
+        total = float(sum(ps))
+        # per (cpu level, memory level): for each usable count u, the W_run and W_not rows over c
+        wr_u, wn_u = self._by_u[ci][mi]
+        umax = self._umax
+        u = g if g < umax else umax
+        wr, wn = wr_u[u], wn_u[u]
+        acc = total * self._wnone
+        k = 0
+        s = 0.0
+        for c, t in enumerate(self._tl):
+            if k < g and ps[k] < t:
+                while k < g and ps[k] < t:
+                    s += ps[k]
+                    k += 1
+                u = g - k
+                if u > umax:
+                    u = umax
+                wr, wn = wr_u[u], wn_u[u]
+            acc = acc + s * wr[c] + total * wn[c]
+        if len(self._memo1) >= 200_000:
+            self._memo1.clear()
+        self._memo1[key] = acc
+        return acc

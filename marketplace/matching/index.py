@@ -104,6 +104,9 @@ class ProviderIndex:
             cs.free[:] = cs.cap
             cs.total[:] = (cs.cap > 0).sum(axis=1)
             cs.refresh(slice(None))
+        #: per class, each row's total capacity (milli)
+        self.cap_total: dict[DeviceClass, np.ndarray] = {c: cs.cap.sum(axis=1, dtype=np.int64)
+                                                         for c, cs in self.slots.items()}
         self.cpu_free = self.cpu_cap.copy()
         self.mem_free = self.mem_cap.copy()
         self.price = np.full(n, np.nan)
@@ -116,6 +119,8 @@ class ProviderIndex:
         self.attach = np.full(n, -1, dtype=np.int64)
         for i, p in enumerate(plist):
             self._set_market(i, p)
+        #: every provider names an attachment node (latency is then a plain gather)
+        self.attach_all = bool((self.attach >= 0).all())
         # interned state ids: equal (shape, free parts, CPU, memory) -> equal id, so scores of
         # identical candidates are computed once (most providers of a large market are alike)
         self._intern: dict[tuple, int] = {}
@@ -129,6 +134,8 @@ class ProviderIndex:
         self.memos: dict[tuple, object] = {}
         self.frag_model: FragmentationModel | None = None
         self.frag_class: DeviceClass | None = None
+        #: PlacementMemo keys leave the memory ask out (plugins.memo_key)
+        self.memo_ignores_memory = True
         self.frag = np.zeros(n)
         log.info("provider index: %d providers, %d hardware shapes, classes %s", n, len(self.group_views),
                  [c.name for c in self.slots])
@@ -160,6 +167,7 @@ class ProviderIndex:
                                   field="descriptor")
         self.providers[i] = p
         self._set_market(i, p)
+        self.attach_all = bool((self.attach >= 0).all())
         self.version += 1
 
     # ------------------------------------------------------------------ fragmentation
@@ -172,9 +180,17 @@ class ProviderIndex:
             sid = self._intern[key] = len(self._intern)
         return sid
 
+    @property
+    def n_states(self) -> int:
+        """How many state ids have been handed out (ids are 0..n_states-1, never reused)."""
+        return len(self._intern)
+
     def set_fragmentation(self, model: FragmentationModel | None) -> None:
         self.frag_model = model
         self.frag_class = None if model is None else model.dist.device_class
+        # the measure reads free memory only against task types' memory asks: with none (the
+        # paper's CPU+GPU measure), it only sees memory >= 0, true on any provider that fits
+        self.memo_ignores_memory = model is None or all(t.memory_mib == 0 for t in model.dist.types)
         self._frag_memo = {}
         self.memos = {}
         if model is None:
@@ -194,21 +210,41 @@ class ProviderIndex:
         return self.frag_model.node_frag(f, self.cpu_free[rows] if cpu is None else cpu,
                                          self.mem_free[rows] if mem is None else mem)
 
+    def frag1(self, i: int, free: list[int] | None, cpu: int, mem: int) -> float:
+        """``frag_of`` for one row in plain Python (same bits): ``free`` None = row i's parts now."""
+        model = self.frag_model
+        if model is None:
+            return 0.0
+        if free is None:
+            cs = self.slots.get(self.frag_class)  # type: ignore[arg-type]
+            free = [] if cs is None else cs.free[i].tolist()
+        return model.node_frag1(free, cpu, mem)
+
     def fgd_slot(self, free: np.ndarray, eligible: np.ndarray, cpu_after: np.ndarray, mem_after: np.ndarray,
-                 share: int) -> np.ndarray:
+                 share: int, *, with_frag: bool = False):
         """The device a one-device fractional task takes on each row, as FGD chooses it: the
         eligible slot whose use leaves the node's fragmentation lowest, then the least free
         part (best fit), then the lowest index. ``free`` (R, G) and ``eligible`` (R, G) are
-        before the placement; rows without an eligible slot get -1."""
+        before the placement; rows without an eligible slot get -1. With ``with_frag``, also
+        each row's fragmentation after that choice (unrounded; NaN without a choice)."""
         r, g = free.shape
         if self.frag_model is None or r == 0:
             keyed = np.where(eligible, free, np.iinfo(np.int32).max)
-            out = np.argmin(keyed, axis=1)
-            return np.where(eligible.any(axis=1), out, -1)
+            out = np.where(eligible.any(axis=1), np.argmin(keyed, axis=1), -1)
+            return (out, np.zeros(r)) if with_frag else out
         rr, jj = np.nonzero(eligible)
+        # slots of a row with equal free parts leave equal multisets, so equal fragmentation:
+        # only the lowest such slot is a candidate (the tie-break would pick it anyway)
+        vv = free[rr, jj]
+        o = np.lexsort((jj, vv, rr))
+        keep = np.ones(len(o), dtype=bool)
+        keep[1:] = (rr[o][1:] != rr[o][:-1]) | (vv[o][1:] != vv[o][:-1])
+        sel = np.sort(o[keep])
+        rr, jj = rr[sel], jj[sel]
         after = free[rr].copy()
         after[np.arange(len(rr)), jj] -= share
-        f = np.round(self.frag_model.node_frag(after, cpu_after[rr], mem_after[rr]), 6)
+        raw = self.frag_model.node_frag(after, cpu_after[rr], mem_after[rr])
+        f = np.round(raw, 6)
         # lexicographic (row, frag, free part, slot): the first entry of each row wins
         order = np.lexsort((jj, free[rr, jj], f, rr))
         rr_sorted = rr[order]
@@ -216,7 +252,32 @@ class ProviderIndex:
         first[1:] = rr_sorted[1:] != rr_sorted[:-1]
         out = np.full(r, -1, dtype=np.int64)
         out[rr_sorted[first]] = jj[order][first]
-        return out
+        if not with_frag:
+            return out
+        frag = np.full(r, np.nan)
+        frag[rr_sorted[first]] = raw[order][first]
+        return out, frag
+
+    def fgd_slot1(self, free: list[int], cpu_after: int, mem_after: int, share: int) -> tuple[int, float]:
+        """``fgd_slot`` for one row in plain Python: (slot, fragmentation after), or (-1, nan).
+        The fragmentation depends on the multiset of free parts only, so slots with equal free
+        parts are one candidate (the lowest index)."""
+        model = self.frag_model
+        best: tuple | None = None
+        seen: set[int] = set()
+        for j, v in enumerate(free):
+            if v < share or v in seen:
+                continue
+            seen.add(v)
+            parts = list(free)
+            parts[j] = v - share
+            raw = model.node_frag1(parts, cpu_after, mem_after)  # type: ignore[union-attr]
+            key = (round(raw * 1e6) / 1e6, v, j)  # np.round(raw, 6), as fgd_slot rounds
+            if best is None or key < best[0]:
+                best = (key, j, raw)
+        if best is None:
+            return -1, float("nan")
+        return best[1], best[2]
 
     # ------------------------------------------------------------------ capacity
 
@@ -229,29 +290,37 @@ class ProviderIndex:
                 out[cls] = [int(x) for x in cs.free[i, :k]]
         return out
 
-    def take(self, i: int, pl: Placement) -> None:
-        self._apply(i, pl, -1)
+    def take(self, i: int, pl: Placement, frag_after: float | None = None) -> None:
+        """Take ``pl`` on row ``i``. ``frag_after``: the row's fragmentation after it, when the
+        caller has simulated exactly this placement on the row's current state (not checked
+        here: PlacementMemo.after under the memo's slot check, scheduler._reserve)."""
+        self._apply(i, pl, -1, frag_after)
 
     def give(self, i: int, pl: Placement) -> None:
         self._apply(i, pl, +1)
 
-    def _apply(self, i: int, pl: Placement, sign: int) -> None:
+    def _apply(self, i: int, pl: Placement, sign: int, frag_after: float | None = None) -> None:
         if pl.device_class == DeviceClass.CPU:
             pass  # a CPU job's logical CPUs are in pl.cpu_milli
         else:
             cs = self.slots[pl.device_class]
+            # the row in plain Python (a handful of slots): cheaper than numpy calls on a view
+            row = cs.free[i].tolist()
             for j, milli in pl.slots:
-                cs.free[i, j] += sign * milli
-            if cs.free[i].min() < 0 or (cs.free[i] > cs.cap[i]).any():
+                row[j] += sign * milli
+            if min(row) < 0 or any(a > b for a, b in zip(row, cs.cap[i].tolist())):
                 raise AssertionError(f"slot accounting broken on {self.ids[i]}")  # a bug, not an input error
-            cs.refresh(slice(i, i + 1))
+            cs.free[i] = row
+            cs.n_full[i] = sum(1 for a in row if a >= 1000)
+            cs.max_free[i] = max(row) if row else 0
         self.cpu_free[i] += sign * pl.cpu_milli
         self.mem_free[i] += sign * pl.memory_mib
         sid = self.state[i] = self._state_id(i)
         if self.frag_model is not None:
             f = self._frag_memo.get(sid)
             if f is None:
-                f = self._frag_memo[sid] = float(self.frag_of(np.array([i]))[0])
+                f = self._frag_memo[sid] = self.frag1(i, None, int(self.cpu_free[i]), int(self.mem_free[i])) \
+                    if frag_after is None else frag_after
             self.frag[i] = f
 
     def used_milli(self, cls: DeviceClass) -> int:

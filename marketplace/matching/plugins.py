@@ -23,7 +23,9 @@ ProviderLoad: overloaded, stale-lsa; StakeCoversLeases: stake-cover.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -47,10 +49,46 @@ def hardware_key(req: Requirement) -> tuple:
             req.precision, req.min_flops, req.features, req.cpu_milli)
 
 
+# process-wide interning of the two requirement keys (they only ever grow by distinct asks):
+# caches are keyed by small ints, cheap to hash, instead of tuples of enums and sets
+_HW_IDS: dict[tuple, int] = {}
+_SHAPE_IDS: dict[tuple, int] = {}
+#: fresh ids (next() is atomic, so two keys never get one id even across threads)
+_NEXT_ID = itertools.count()
+#: id(requirement) -> (requirement, hardware id, shape id, shape id without memory); the entry
+#: keeps the object alive, so an id is never reused while cached
+_REQ_IDS: dict[int, tuple] = {}
+
+
+def req_ids(req: Requirement) -> tuple[int, int, int]:
+    """(interned ``hardware_key``, interned ``shape_key``, interned ``shape_key`` with the
+    memory ask left out) of ``req``; the two shape kinds never share an id."""
+    hit = _REQ_IDS.get(id(req))
+    if hit is not None and hit[0] is req:
+        return hit[1], hit[2], hit[3]
+    hw = _HW_IDS.setdefault(hardware_key(req), next(_NEXT_ID))
+    key = shape_key(req)
+    sh = _SHAPE_IDS.setdefault(key, next(_NEXT_ID))
+    nomem = _SHAPE_IDS.setdefault(key[:4] + (None,), next(_NEXT_ID))
+    if len(_REQ_IDS) >= 65536:
+        _REQ_IDS.clear()
+    _REQ_IDS[id(req)] = (req, hw, sh, nomem)
+    return hw, sh, nomem
+
+
+def memo_key(ix: ProviderIndex, req: Requirement) -> int:
+    """The PlacementMemo of ``req`` in ``ix``: per shape, and per shape without the memory ask
+    when the fragmentation model does not read memory (``ProviderIndex.memo_ignores_memory``):
+    then a placement's FGD delta, best-fit raw and chosen devices do not depend on it on any
+    provider that can hold the order (the memo is only read for such providers)."""
+    ids = req_ids(req)
+    return ids[2] if ix.memo_ignores_memory else ids[1]
+
+
 class CycleState:
     """Per-order scratch data shared by the plugins of one scheduling cycle (k8s CycleState)."""
 
-    __slots__ = ("order", "req", "ix", "config", "now", "hw_key", "caches", "_dist")
+    __slots__ = ("order", "req", "ix", "config", "now", "hw_key", "shape", "caches", "_dist")
 
     def __init__(self, order: Order, ix: ProviderIndex, config: MatchingConfig, now: float, caches: dict) -> None:
         self.order = order
@@ -58,7 +96,9 @@ class CycleState:
         self.ix = ix
         self.config = config
         self.now = now
-        self.hw_key = hardware_key(order.requirement)
+        #: interned hardware_key / shape_key of the requirement (req_ids)
+        self.hw_key = req_ids(order.requirement)[0]
+        self.shape = memo_key(ix, order.requirement)
         self.caches = caches
         self._dist: np.ndarray | None = None
 
@@ -73,7 +113,10 @@ class CycleState:
         dist = self.distances()
         if dist is None:
             return np.full(len(rows), np.inf)
-        att = self.ix.attach[rows]
+        ix = self.ix
+        if ix.attach_all:  # every provider names its node (the common case): one gather
+            return dist[ix.attach[rows]]
+        att = ix.attach[rows]
         return np.where(att >= 0, dist[np.maximum(att, 0)], np.inf)
 
 
@@ -308,46 +351,72 @@ def shape_key(req: Requirement) -> tuple:
     return (req.device_class, req.count, req.share_milli, req.cpu_milli, req.min_system_memory_mib or 0)
 
 
+_INT32_MAX = int(np.iinfo(np.int32).max)
+#: up to this many new states per fill are simulated one by one (PlacementMemo._fill_one)
+FEW_MISSES = 32
+
+
 class PlacementMemo:
-    """Per requirement shape: FGD delta, best-fit raw and chosen device of each provider STATE.
+    """Per requirement shape: FGD delta, best-fit raw and chosen devices of each provider STATE.
 
     State ids are interned (index.py): equal (hardware, free parts, CPU, memory) -> equal id,
     and ids are never reused, so a value computed for a state stays right for as long as the
     fragmentation model is unchanged (``ProviderIndex.set_fragmentation`` drops all memos).
     Arrays are indexed by state id and filled on demand, so scoring a candidate whose state
-    was seen before is an array read, not a simulation."""
+    was seen before is an array read, not a simulation. ``after`` keeps the node's
+    fragmentation after the simulated placement (unrounded): when the round reserves exactly
+    that placement, the index takes it as the new state's value instead of recomputing it
+    (the value of a state does not depend on how it was computed, fragmentation.py).
 
-    __slots__ = ("known", "delta", "fit", "slot")
+    Most orders find one new state among their candidates (the provider the previous order
+    took): that case is simulated in plain Python (``_fill_one``), the same arithmetic as the
+    batch path (``simulate``) on one row."""
 
-    def __init__(self) -> None:
+    __slots__ = ("known", "delta", "fit", "slots", "after", "count")
+
+    def __init__(self, count: int = 1) -> None:
+        self.count = count
         self.known = np.zeros(0, dtype=bool)
         self.delta = np.zeros(0)
         self.fit = np.zeros(0)
-        self.slot = np.zeros(0, dtype=np.int64)
+        self.after = np.zeros(0)
+        self.slots = np.zeros((0, count), dtype=np.int64)
 
     def _grow(self, size: int) -> None:
         new = max(size, 2 * len(self.known), 64)
-        for name, fill in (("known", False), ("delta", 0.0), ("fit", 0.0), ("slot", -1)):
+        for name, fill in (("known", False), ("delta", 0.0), ("fit", 0.0), ("after", 0.0), ("slots", -1)):
             old = getattr(self, name)
-            arr = np.full(new, fill, dtype=old.dtype)
+            arr = np.full((new,) + old.shape[1:], fill, dtype=old.dtype)
             arr[: len(old)] = old
             setattr(self, name, arr)
 
     def fill(self, ix: ProviderIndex, req: Requirement, rows: np.ndarray) -> np.ndarray:
         """The state ids of ``rows``, after computing the values of states not seen before."""
         sid = ix.state[rows]
-        top = int(sid.max()) + 1 if len(sid) else 0
-        if top > len(self.known):
-            self._grow(top)
-        miss = ~self.known[sid]
-        if miss.any():
+        if not len(sid):
+            return sid
+        if ix.n_states > len(self.known):  # every id in use is below n_states
+            self._grow(ix.n_states)
+        kn = self.known[sid]
+        nm = len(kn) - int(np.count_nonzero(kn))
+        if nm == 1:
+            k = int(kn.argmin())
+            self._fill_one(ix, req, int(rows[k]), int(sid[k]))
+        elif nm <= FEW_MISSES:
+            # a handful of new states: one plain-Python simulation each beats the batch's fixed cost
+            known = self.known
+            for k in np.flatnonzero(~kn).tolist():
+                s = int(sid[k])
+                if not known[s]:  # two rows in one new state: simulated once
+                    self._fill_one(ix, req, int(rows[k]), s)
+        elif nm:
+            miss = ~kn
             uniq, first = np.unique(sid[miss], return_index=True)
             reps = rows[miss][first]
-            free, order, cpu, mem = simulate(ix, req, reps)
+            free, order, cpu, mem, after = simulate(ix, req, reps, with_frag=True)
             if ix.frag_model is None:
                 delta = np.zeros(len(reps))
             else:
-                after = ix.frag_of(reps, free=free if req.device_class == ix.frag_class else None, cpu=cpu, mem=mem)
                 # rounded to a micro-milli so that equal increases tie exactly (float sums differ in the last bits)
                 delta = np.round(after - ix.frag[reps], 6)
             if free is None:
@@ -357,10 +426,48 @@ class PlacementMemo:
                 fit = 1.0 - free.sum(axis=1) / np.maximum(cap, 1)
             self.delta[uniq] = delta
             self.fit[uniq] = fit
-            if order is not None and req.count == 1:
-                self.slot[uniq] = order[:, 0]
+            self.after[uniq] = after
+            if order is not None and order.shape[1] == self.count:
+                self.slots[uniq] = order
             self.known[uniq] = True
         return sid
+
+    def _fill_one(self, ix: ProviderIndex, req: Requirement, row: int, sid: int) -> None:
+        """``fill`` for one new state, in plain Python: ``simulate`` and ``frag_of`` on one row."""
+        mem = int(ix.mem_free[row]) - (req.min_system_memory_mib or 0)
+        cls = req.device_class
+        if cls == DeviceClass.CPU:
+            cpu = int(ix.cpu_free[row]) - req.count * req.share_milli
+            fit = 1.0 - cpu / max(int(ix.cpu_cap[row]), 1)
+            after = ix.frag1(row, None, cpu, mem)
+        else:
+            free = ix.slots[cls].free[row].tolist()
+            cpu = int(ix.cpu_free[row]) - req.cpu_milli
+            share = req.share_milli
+            count = req.count
+            if count == 1 and share < 1000 and ix.frag_class == cls:
+                j, after = ix.fgd_slot1(free, cpu, mem, share)
+                free[j] -= share
+                self.slots[sid, 0] = j
+            else:
+                # best fit: least free part that fits, then lowest index (simulate's stable argsort)
+                fits = sorted((v, j) for j, v in enumerate(free) if v >= share)
+                if len(fits) >= count:
+                    order = [j for _, j in fits[:count]]
+                else:
+                    big = _INT32_MAX
+                    order = sorted(range(len(free)), key=lambda j: (free[j] if free[j] >= share else big, j))[:count]
+                for j in order:
+                    free[j] -= share
+                after = ix.frag1(row, free if cls == ix.frag_class else None, cpu, mem)
+                if len(order) == self.count:
+                    self.slots[sid] = order
+            fit = 1.0 - sum(free) / max(int(ix.cap_total[cls][row]), 1)
+        # np.round(x, 6) is rint(x * 1e6) / 1e6; Python's round(float) is also half-to-even
+        self.delta[sid] = 0.0 if ix.frag_model is None else round((after - float(ix.frag[row])) * 1e6) / 1e6
+        self.fit[sid] = fit
+        self.after[sid] = after
+        self.known[sid] = True
 
 
 class Sim:
@@ -369,10 +476,10 @@ class Sim:
     __slots__ = ("sid", "memo")
 
     def __init__(self, ix: ProviderIndex, req: Requirement, rows: np.ndarray) -> None:
-        key = shape_key(req)
+        key = memo_key(ix, req)
         memo = ix.memos.get(key)
         if memo is None:
-            memo = ix.memos[key] = PlacementMemo()
+            memo = ix.memos[key] = PlacementMemo(req.count if req.device_class != DeviceClass.CPU else 1)
         self.memo = memo
         self.sid = memo.fill(ix, req, rows)
 
@@ -385,28 +492,36 @@ class Sim:
         return self.memo.fit[self.sid]
 
 
-def simulate(ix: ProviderIndex, req: Requirement, rows: np.ndarray
-             ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+def simulate(ix: ProviderIndex, req: Requirement, rows: np.ndarray, *, with_frag: bool = False):
     """Free state of ``rows`` after placing ``req`` by the placement rule (best fit in node).
 
     Returns (free after (K, G) of the request's class or None, slot order (K, count) or None,
-    cpu after, memory after)."""
+    cpu after, memory after), and with ``with_frag`` also each row's fragmentation after."""
     mem = ix.mem_free[rows] - (req.min_system_memory_mib or 0)
     if req.device_class == DeviceClass.CPU:
-        return None, None, ix.cpu_free[rows] - req.count * req.share_milli, mem
+        cpu = ix.cpu_free[rows] - req.count * req.share_milli
+        if with_frag:
+            return None, None, cpu, mem, ix.frag_of(rows, cpu=cpu, mem=mem)
+        return None, None, cpu, mem
     cs = ix.slots[req.device_class]
     free = cs.free[rows].copy()
     cpu = ix.cpu_free[rows] - req.cpu_milli
+    after = None
     if req.count == 1 and req.share_milli < 1000 and ix.frag_class == req.device_class:
-        # a fractional device: FGD also picks the device inside the node (index.fgd_slot)
-        slot = ix.fgd_slot(free, free >= req.share_milli, cpu, mem, req.share_milli)
+        # a fractional device: FGD also picks the device inside the node (index.fgd_slot), whose
+        # fragmentation after is the node's
+        slot, after = ix.fgd_slot(free, free >= req.share_milli, cpu, mem, req.share_milli, with_frag=True)
         order = slot[:, None]
     else:
         # best fit inside the node: the devices with the least free part that still fits, lowest index first
         keyed = np.where(free >= req.share_milli, free, np.iinfo(np.int32).max)
         order = np.argsort(keyed, axis=1, kind="stable")[:, : req.count]
     np.subtract.at(free, (np.arange(len(rows))[:, None], order), req.share_milli)
-    return free, order, cpu, mem
+    if not with_frag:
+        return free, order, cpu, mem
+    if after is None:
+        after = ix.frag_of(rows, free=free if req.device_class == ix.frag_class else None, cpu=cpu, mem=mem)
+    return free, order, cpu, mem, after
 
 
 # ============================================================================ scores
@@ -418,16 +533,34 @@ class ScorePlugin:
     def score(self, st: CycleState, rows: np.ndarray, sim: Sim) -> np.ndarray:
         raise NotImplementedError
 
+    def constant(self, st: CycleState) -> float | None:
+        """The raw value when it is the same on EVERY provider (then on any candidate set),
+        else None. Only plugins whose raw reads provider facts alone can say so."""
+        return None
+
+    @staticmethod
+    def _const_of(st: CycleState, key: tuple, full) -> float | None:
+        hit = st.caches.get(key)
+        if hit is None:
+            arr = full()
+            same = len(arr) > 0 and bool((arr == arr[0]).all())
+            hit = st.caches[key] = (float(arr[0]),) if same else (None,)
+        return hit[0]
+
     @staticmethod
     def normalize(raw: np.ndarray) -> np.ndarray:
         """NormalizeScore: min-max to 0..100 over the candidates; non-finite -> 0; all equal -> 100."""
-        lo, hi = raw.min(), raw.max()
+        lo, hi = float(raw.min()), float(raw.max())
         if lo == hi:  # all equal (e.g. no provider publishes a price): nothing to rank by
-            return np.full(len(raw), 100.0 if np.isfinite(lo) else 0.0)
-        if np.isfinite(lo) and np.isfinite(hi):  # the common case: one pass each
+            return np.full(len(raw), 100.0 if math.isfinite(lo) else 0.0)
+        if math.isfinite(lo) and math.isfinite(hi):  # the common case: one pass each
             if hi - lo <= 1e-12:
                 return np.full(len(raw), 100.0)
-            return np.clip((raw - lo) * (100.0 / (hi - lo)), 0.0, 100.0)
+            out = np.subtract(raw, lo)
+            out *= 100.0 / (hi - lo)
+            # clip to 0..100 (rounding may step just outside), in place
+            np.maximum(out, 0.0, out=out)
+            return np.minimum(out, 100.0, out=out)
         finite = np.isfinite(raw)
         if not finite.any():
             return np.zeros(len(raw))
@@ -459,8 +592,18 @@ class Price(ScorePlugin):
     name = "Price"
 
     def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
-        p = st.ix.price[rows]
-        return np.where(np.isnan(p), -np.inf, -p)
+        return self._full(st)[rows]
+
+    def _full(self, st: CycleState) -> np.ndarray:
+        key = ("price", "raw", st.ix.version)
+        full = st.caches.get(key)
+        if full is None:
+            p = st.ix.price
+            full = st.caches[key] = np.where(np.isnan(p), -np.inf, -p)
+        return full
+
+    def constant(self, st: CycleState) -> float | None:
+        return self._const_of(st, ("price", "const", st.ix.version), lambda: self._full(st))
 
 
 class PathLatency(ScorePlugin):
@@ -490,7 +633,10 @@ class Reliability(ScorePlugin):
     name = "Reliability"
 
     def score(self, st: CycleState, rows: np.ndarray, sim) -> np.ndarray:
-        return st.ix.reliability[rows].copy()
+        return st.ix.reliability[rows]
+
+    def constant(self, st: CycleState) -> float | None:
+        return self._const_of(st, ("status", "reliability-const", st.ix.version), lambda: st.ix.reliability)
 
 
 FILTERS: dict[str, type[FilterPlugin]] = {

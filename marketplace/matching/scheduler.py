@@ -42,7 +42,7 @@ from marketplace.matching.fragmentation import FragmentationModel, TaskType, Wor
 from marketplace.matching.index import ProviderIndex
 from marketplace.matching.model import (Code, Decision, Explanation, Order, Outcome, Placement, Provider,
                                         ProviderVerdict, Rejection, Reservation, ReservationState, ScoreLine)
-from marketplace.matching.plugins import FILTERS, SCORES, CycleState, FilterPlugin, Sim, shape_key
+from marketplace.matching.plugins import FILTERS, SCORES, CycleState, FilterPlugin, Sim, memo_key
 from marketplace.matching.queue import TierQueue
 from marketplace.resources.fit import fit
 from marketplace.resources.model import DeviceClass
@@ -97,6 +97,7 @@ class Scheduler:
         self.filters: list[FilterPlugin] = [FILTERS[n]() for n in self.config.filter]
         self.scores = [(SCORES[n](), w) for n, w in self.config.score if w > 0]
         self.tie_break = [SCORES[n]() for n in self.config.tie_break]
+        self._wsum = sum(w for _, w in self.scores) or 1.0
         if workload is None:
             # without the edge's workload history, one whole device is the only type assumed
             workload = WorkloadDistribution(DeviceClass.GPU, (TaskType(1, 1000, 0, 0, 1.0),))
@@ -111,6 +112,9 @@ class Scheduler:
         self.round_no = 0
         self.next_start = 0
         self._caches: dict = {}
+        #: fit() with free capacity, per (hardware ask, provider state id): _place's device groups.
+        #: Valid for the index's life: state ids are never reused and hardware never changes
+        self._fit_memo: dict = {}
         self._tie_seed = int(self.config.seed).to_bytes(32, "big", signed=False)
         self._providers_digest: bytes | None = None
         self._state = keccak(b"cona-matching-state")
@@ -152,7 +156,7 @@ class Scheduler:
 
     def routing_changed(self) -> None:
         """Call after ``RoutingTable.apply``: latency verdicts cached for this round are dropped."""
-        self._caches = {k: v for k, v in self._caches.items() if k[0] != "lat"}
+        self._caches = {k: v for k, v in self._caches.items() if k[0] not in ("lat", "ever", "static")}
 
     def _event(self, *parts: Any) -> None:
         # folded into the state digest at the next round (one keccak per round, not per event)
@@ -192,11 +196,17 @@ class Scheduler:
         return CycleState(order, self.index, self.config, now, self._caches)
 
     def _ever(self, st: CycleState) -> np.ndarray:
-        m = np.ones(self.index.n, dtype=bool)
-        for f in self.filters:
-            e = f.ever(st)
-            if e is not None:
-                m = m & e
+        # a function of the order's static asks and the provider facts (version), cached like
+        # the latency verdicts it includes (dropped by routing_changed and each round)
+        key = ("ever",) + self._asks(st)
+        m = self._caches.get(key)
+        if m is None:
+            m = np.ones(self.index.n, dtype=bool)
+            for f in self.filters:
+                e = f.ever(st)
+                if e is not None:
+                    m = m & e
+            self._caches[key] = m
         return m
 
     def _rejections(self, st: CycleState, i: int, *, only_unresolvable: bool = False) -> tuple[Rejection, ...]:
@@ -256,9 +266,32 @@ class Scheduler:
     # ================================================================== pipeline pieces
 
     def _feasible(self, st: CycleState, skip: str | None = None) -> np.ndarray:
+        if skip is None:
+            # the filters that do not read free capacity are ANDed once per (order asks, round);
+            # ProviderLoad also reads the clock when LSAs age out
+            key = ("static", st.now if self.config.max_lsa_age_s is not None else None) + self._asks(st)
+            m = self._caches.get(key)
+            if m is None:
+                m = self._caches[key] = self._combine(st, lambda f: not f.dynamic)
+            for f in self.filters:
+                if f.dynamic:
+                    fm = f.mask(st)
+                    if fm is not None:
+                        m = m & fm
+            return m if m is not self._caches[key] else m.copy()
+        return self._combine(st, lambda f: f.name != skip)
+
+    def _asks(self, st: CycleState) -> tuple:
+        """What the static filters read of an order (the buyer's node only under a latency bound)."""
+        req = st.req
+        lat = req.max_latency_ms
+        return (st.hw_key, None if lat is None else st.order.buyer_node, req.domain, lat, req.max_price,
+                self.index.version)
+
+    def _combine(self, st: CycleState, use) -> np.ndarray:
         m: np.ndarray | None = None
         for f in self.filters:
-            if f.name == skip:
+            if not use(f):
                 continue
             fm = f.mask(st)
             if fm is None:
@@ -302,24 +335,50 @@ class Scheduler:
         if len(rows) <= want:
             return rows, n
         k = int(np.searchsorted(rows, start))
-        picked = np.concatenate([rows[k:k + want], rows[: max(0, want - (len(rows) - k))]])
-        last = int(picked[-1])
+        wrap = want - (len(rows) - k)
+        if wrap > 0:
+            # the search ran past the end and went on from row 0: those rows come first in id order
+            picked = np.concatenate([rows[:wrap], rows[k:]])
+            last = int(rows[wrap - 1])
+        else:
+            picked = rows[k:k + want]
+            last = int(picked[-1])
         examined = (last - start) % n + 1
-        return np.sort(picked), examined
+        return picked, examined
 
-    def _score(self, st: CycleState, rows: np.ndarray):
-        """(weighted totals 0..100, per-plugin (name, raw, normalized, weight), tie-break raws)."""
+    def _score(self, st: CycleState, rows: np.ndarray, *, detail: bool = True):
+        """(weighted totals 0..100, per-plugin (name, raw, normalized, weight) when ``detail``,
+        tie-break raws)."""
         sim = Sim(self.index, st.req, rows)
-        total = np.zeros(len(rows))
-        wsum = sum(w for _, w in self.scores) or 1.0
+        wsum = self._wsum
         per = []
-        for plugin, w in self.scores:
-            raw = plugin.score(st, rows, sim)
-            norm = plugin.normalize(raw)
-            total += w * norm
-            per.append((plugin.name, raw, norm, w))
-        ties = [np.round(plugin.score(st, rows, sim), 9) for plugin in self.tie_break]
-        return np.round(total / wsum, 9), per, ties
+        if self.scores:
+            # sum_p w_p * norm_p, left to right ("total += w * norm" from zero gives the same
+            # bits); a plugin whose raw value is the same on every provider (no prices published,
+            # equal reliability) normalizes to a constant (ScorePlugin.normalize), added as a scalar
+            total = None
+            n = len(rows)
+            for plugin, w in self.scores:
+                c = plugin.constant(st)
+                if c is None:
+                    raw = plugin.score(st, rows, sim)
+                    norm = plugin.normalize(raw)
+                    term = w * norm
+                else:
+                    level = 100.0 if math.isfinite(c) else 0.0
+                    term = w * level
+                    if detail:
+                        raw, norm = np.full(n, c), np.full(n, level)
+                if total is None:
+                    total = term if c is None else np.full(n, term)
+                else:
+                    total = total + term
+                if detail:
+                    per.append((plugin.name, raw, norm, w))
+        else:
+            total = np.zeros(len(rows))
+        ties = [plugin.score(st, rows, sim).round(9) for plugin in self.tie_break]
+        return (total / wsum).round(9), per, ties
 
     def _pick(self, order: Order, totals: np.ndarray, ties: list[np.ndarray] = ()) -> int:
         """The highest total; among equal totals the highest raw of each tie-break plugin in
@@ -340,7 +399,15 @@ class Scheduler:
         groups, and within them the devices with the least free part that fits (best fit)."""
         ix, req = self.index, st.req
         view = ix.views[i]
-        f = fit(req, view, free=ix.free_for_fit(i), free_memory_mib=int(ix.mem_free[i]))
+        # fit's verdict is a function of the hardware ask and the row's state (hardware shape,
+        # free parts, CPU, memory): equal states share it
+        sid = int(ix.state[i])
+        fkey = (st.hw_key, sid)
+        f = self._fit_memo.get(fkey)
+        if f is None:
+            if len(self._fit_memo) > 100_000:
+                self._fit_memo.clear()
+            f = self._fit_memo[fkey] = fit(req, view, free=ix.free_for_fit(i), free_memory_mib=int(ix.mem_free[i]))
         if not f.ok:
             return None
         mem = req.min_system_memory_mib or 0
@@ -350,19 +417,20 @@ class Scheduler:
         groups = [g for g in view.groups[req.device_class] if g.device in f.devices]
         cand = []
         free = ix.slots[req.device_class].free[i]
+        parts = free.tolist()
+        share = req.share_milli
         for g in groups:
             for j in range(g.index, g.index + g.slots):
-                if free[j] >= req.share_milli:
-                    cand.append((int(free[j]), j))
+                if parts[j] >= share:
+                    cand.append((parts[j], j))
         if req.count == 1 and req.share_milli < 1000 and ix.frag_class == req.device_class and cand:
             # a fractional device: the same FGD choice as the score's simulation (index.fgd_slot),
             # read from the shape's memo when this provider state was scored
-            memo = ix.memos.get(shape_key(req))
-            sid = int(ix.state[i])
+            memo = ix.memos.get(st.shape)
             ok = [j for _, j in cand]
             j = -1
             if memo is not None and sid < len(memo.known) and memo.known[sid]:
-                j = int(memo.slot[sid])
+                j = int(memo.slots[sid, 0])
             if j not in ok:
                 eligible = np.zeros((1, len(free)), dtype=bool)
                 eligible[0, ok] = True
@@ -373,8 +441,25 @@ class Scheduler:
         chosen = sorted(j for _, j in cand[: req.count])
         return Placement(pid, req.device_class, tuple((j, req.share_milli) for j in chosen), req.cpu_milli, mem)
 
+    def _frag_after(self, row: int, req, pl: Placement) -> float | None:
+        """The row's fragmentation after ``pl`` as the score simulated it (PlacementMemo.after),
+        when ``pl`` is exactly the simulated placement on the row's current state; else None."""
+        ix = self.index
+        if ix.frag_model is None:
+            return None
+        memo = ix.memos.get(memo_key(ix, req))
+        if memo is None:
+            return None
+        sid = int(ix.state[row])
+        if sid >= len(memo.known) or not memo.known[sid]:
+            return None
+        if pl.device_class == ix.frag_class and \
+                sorted(j for j, _ in pl.slots) != sorted(memo.slots[sid].tolist()):
+            return None
+        return float(memo.after[sid])
+
     def _reserve(self, order: Order, row: int, pl: Placement) -> _Held:
-        self.index.take(row, pl)
+        self.index.take(row, pl, self._frag_after(row, order.requirement, pl))
         req = order.requirement
         price = self.index.providers[row].price or 0
         value = price * req.count * req.share_milli / 1000 * req.duration_s / 3600
@@ -526,7 +611,7 @@ class Scheduler:
             rows, examined = self._candidates(mask)
             examined_total += examined
             self.next_start = (self.next_start + examined) % max(self.index.n, 1)
-            totals, _, ties = self._score(st, rows)
+            totals, _, ties = self._score(st, rows, detail=False)
             placed = None
             while len(rows):
                 k = self._pick(order, totals, ties)

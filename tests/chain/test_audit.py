@@ -283,6 +283,81 @@ def test_unknown_order_and_provider_are_named(env: Env):
     assert info.value.field == "address"
 
 
+# ---------------------------------------------------------------------------- batches
+
+BID, IH, DH = keccak(b"batch-1"), keccak(b"inputs"), keccak(b"decisions")
+
+
+def _batch(env: Env) -> tuple[list[int], object]:
+    """Three orders assigned by one matching batch (two with ranked backups), and its transaction."""
+    p, q, b = env.providers[0], env.providers[1], env.buyers[0]
+    env.register(p)
+    env.register(q)
+    ids = [env.open_order(b) for _ in range(3)]
+    plan = [(ids[0], p.address, PRICE, [q.address]), (ids[1], q.address, PRICE - 1, [p.address]),
+            (ids[2], p.address, PRICE, [])]
+    return ids, env.market.assign_batch(env.orchestrator, BID, IH, DH, plan)
+
+
+def test_batch_view_shows_the_record_and_every_order_it_assigned(env: Env):
+    ids, tx = _batch(env)
+    p, q = env.providers[0].address, env.providers[1].address
+    auditor = _auditor(env)
+    view = auditor.batch("0x" + BID.hex())
+    assert view.consistent, view.mismatches
+    block = env.chain.backend.request("eth_getBlockByNumber", [hex(tx.receipt.block_number), False])
+    assert (view.block, view.tx_hash, view.timestamp) == (tx.receipt.block_number, tx.tx_hash,
+                                                           int(block["timestamp"], 16))
+    assert (view.inputs_hash, view.decisions_hash, view.orders) == ("0x" + IH.hex(), "0x" + DH.hex(), 3)
+    assert [(a.order_id, a.provider, a.price, a.backups) for a in view.assignments] == [
+        (ids[0], p, PRICE, (q,)), (ids[1], q, PRICE - 1, (p,)), (ids[2], p, PRICE, ())]
+    deadlines = {e.args["order"]: e.args["acceptDeadline"] for e in tx.named("Assigned")}
+    assert all(a.accept_deadline == deadlines[a.order_id] for a in view.assignments)
+    assert auditor.batch(BID).to_dict() == view.to_dict()  # bytes or hex, upper or lower case
+    assert auditor.batch("0x" + BID.hex().upper()).batch_id == "0x" + BID.hex()
+    # each order's history names the batch that assigned it; a manual assign names none
+    for oid in ids:
+        h = auditor.order(oid)
+        assert h.batch_id == "0x" + BID.hex() and h.to_dict()["batch"] == h.batch_id
+        assert h.transitions[1].args["batchId"] == h.batch_id
+    oid = env.open_order(env.buyers[0])
+    assert auditor.order(oid).batch_id is None  # not assigned yet
+    env.market.assign(env.orchestrator, oid, p, PRICE)
+    h = auditor.order(oid)
+    assert h.batch_id is None and h.to_dict()["batch"] is None and h.consistent
+
+
+def test_an_empty_batch_and_the_batch_view_refusals(env: Env):
+    tx = env.market.assign_batch(env.orchestrator, BID, IH, DH, [])
+    auditor = _auditor(env)
+    view = auditor.batch(BID)
+    assert view.orders == 0 and view.assignments == () and view.consistent and view.tx_hash == tx.tx_hash
+    with pytest.raises(NotFound) as info:
+        auditor.batch(keccak(b"never committed"))
+    assert info.value.field == "batch_id"
+    for bad in ("0x1234", "0x" + "zz" * 32, 7, "0x" + "00" * 32):
+        with pytest.raises(InputError) as info:
+            auditor.batch(bad)
+        assert info.value.field == "batch_id"
+
+
+def test_batch_view_catches_an_assignment_outside_the_batch_transaction(env: Env):
+    """The contract never lets this happen; an auditor must still notice a history that does
+    (here, its own index tampered with): it reports the discrepancy instead of trusting it."""
+    ids, tx = _batch(env)
+    auditor = _auditor(env)
+    auditor.sync()
+    # forge: move one Assigned of the batch into another transaction in the index
+    forged = "0x" + "ab" * 32
+    row = auditor.indexer.events("ComputeMarket", "Assigned", order=ids[2])[0]
+    with auditor.indexer.db:
+        auditor.indexer.db.execute("UPDATE events SET tx_hash = ? WHERE block_number = ? AND log_index = ?",
+                                   (forged, row.block_number, row.log_index))
+    view = auditor.batch(BID)
+    assert not view.consistent and any(forged in m for m in view.mismatches), view.mismatches
+    assert len(view.assignments) == 3  # the receipt itself still holds all three
+
+
 # ---------------------------------------------------------------------------- reorganisation
 
 
@@ -334,3 +409,24 @@ def test_audit_api_answers_from_chain_data(env: Env):
     assert bad.status_code == 422 and bad.json()["field"] == "address"
     undeployed = TestClient(create_app(ApiState(chain=env.chain))).get("/v1/audit/escrow")
     assert undeployed.status_code == 503 and undeployed.json()["type"] == "/problems/not-deployed"
+
+
+def test_audit_api_batch_view(env: Env):
+    ids, tx = _batch(env)
+    client = TestClient(create_app(ApiState(chain=env.chain, deployment={
+        "contracts": {"ComputeMarket": env.market.address, "ProviderRegistry": env.registry.address}})))
+    body = client.get(f"/v1/audit/batches/0x{BID.hex()}").json()
+    assert body["batch"] == "0x" + BID.hex() and body["tx_hash"] == tx.tx_hash and body["consistent"] is True
+    assert body["block"] == tx.receipt.block_number and body["orders"] == 3
+    assert body["inputs_hash"] == "0x" + IH.hex() and body["decisions_hash"] == "0x" + DH.hex()
+    assert [a["order"] for a in body["assignments"]] == ids
+    assert body["assignments"][1] == {"order": ids[1], "provider": env.providers[1].address,
+                                      "price": str(PRICE - 1), "backups": [env.providers[0].address],
+                                      "accept_deadline": body["assignments"][1]["accept_deadline"],
+                                      "log_index": body["assignments"][1]["log_index"]}
+    assert client.get(f"/v1/audit/orders/{ids[0]}").json()["batch"] == "0x" + BID.hex()
+    missing = client.get(f"/v1/audit/batches/0x{keccak(b'nope').hex()}")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["field"] == "batch_id"
+    bad = client.get("/v1/audit/batches/0x1234")
+    assert bad.status_code == 422 and bad.json()["field"] == "batch_id"

@@ -129,7 +129,16 @@ def test_order_is_assigned_to_a_fitting_provider_with_backups_and_the_batch_repl
     it, sig = w.signed(6, spec)
     oid = engine.place_order(it, sig, spec)
     assert w.market.state(oid) == OrderState.OPEN
+    orchestrator = engine.orchestrator.address
+    nonce = int(w.chain.backend.request("eth_getTransactionCount", [orchestrator, "latest"]), 16)
     engine.step()
+    # the round is bound by ONE transaction: the batch record and the assignment naming it
+    assert int(w.chain.backend.request("eth_getTransactionCount", [orchestrator, "latest"]), 16) == nonce + 1
+    (ev,) = assigned_events(engine, oid)
+    (committed,) = engine.indexer.events("ComputeMarket", "BatchCommitted")
+    assert committed.tx_hash == ev.tx_hash and committed.args["batchId"] == ev.args["batchId"]
+    assert int(committed.args["orders"]) == 1
+    assert engine.orders[oid].history[-1]["batch"] == ev.args["batchId"]
     o = w.market.order(oid)
     big = {w.signers[3].address, w.signers[4].address}  # H100 80 GB and L40S 48 GB; the T4 has 15 GiB
     assert o.state == OrderState.ASSIGNED and o.provider in big
@@ -140,8 +149,9 @@ def test_order_is_assigned_to_a_fitting_provider_with_backups_and_the_batch_repl
     # one batch committed; its replay from the stored inputs reaches the same decisions
     assert len(engine.batches) == 1
     (bid,) = engine.batches
+    assert bid == ev.args["batchId"]
     rep = engine.replay(bid)
-    assert rep["reproduced"] and rep["decisions"][0][1] == o.provider
+    assert rep["reproduced"] and rep["decisions"][0][1] == o.provider and rep["assigned"] == [oid]
     # the explanation names why the T4 was left out
     ex = engine.explain(oid)
     t4 = next(p for p in ex["providers"] if p["provider"] == w.signers[5].address)

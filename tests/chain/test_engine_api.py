@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
 from marketplace.chain.market import OrderState
-from tests.chain.test_engine import HW, make_engine, w, world  # noqa: F401 - fixtures
+from tests.chain.test_engine import HW, PRICE, make_engine, w, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.chain
 
@@ -108,3 +108,31 @@ def test_an_order_placed_by_the_buyers_own_transaction(api):
     oid = r.json()["id"]
     engine.step()
     assert w.market.state(oid) == OrderState.ASSIGNED
+
+
+def test_providers_filter_by_class_vram_domain_and_price_and_one_provider_by_address(api):
+    w, engine, client = api
+    for i in HW:
+        assert client.post("/v1/lsas", content=w.lsa(i),
+                           headers={"content-type": "application/octet-stream"}).status_code == 202
+    every = client.get("/v1/providers").json()
+    assert len(every) == 3
+    # H100 80 GB and L40S 48 GB have >= 40 GiB per GPU; the T4 has 15 GiB
+    big = client.get("/v1/providers", params={"device_class": "gpu", "min_vram_mib": 40960}).json()
+    assert {p["hostname"] for p in big} == {"h100-server", "l40s-server"}
+    assert client.get("/v1/providers", params={"device_class": "npu"}).json() == []
+    assert len(client.get("/v1/providers", params={"domain": 1}).json()) == 3
+    assert client.get("/v1/providers", params={"domain": 2}).json() == []
+    assert client.get("/v1/providers", params={"max_price": PRICE - 1}).json() == []
+    assert len(client.get("/v1/providers", params={"max_price": PRICE}).json()) == 3
+    bad = client.get("/v1/providers", params={"min_vram_mib": 1})
+    assert bad.status_code == 422 and bad.json()["field"] == "min_vram_mib"
+    bad = client.get("/v1/providers", params={"device_class": "qpu"})
+    assert bad.status_code == 422 and bad.json()["field"] == "device_class"
+
+    one = every[0]
+    got = client.get(f"/v1/providers/{one['address'].lower()}")
+    assert got.status_code == 200 and got.json() == one
+    unknown = client.get("/v1/providers/0x" + "11" * 20)
+    assert unknown.status_code == 404 and unknown.json()["field"] == "address"
+    assert client.get("/v1/providers/nope").json()["field"] == "address"

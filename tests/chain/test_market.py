@@ -319,6 +319,7 @@ def test_full_lifecycle_pays_provider_operator_and_refunds_buyer(env: Env):
     tx = env.market.assign(env.orchestrator, oid, p.address, PRICE, [env.providers[1].address])
     assert _transitions(tx) == ["Assigned"]
     assert tx.event("Assigned").args["backups"] == [env.providers[1].address]
+    assert tx.event("Assigned").args["batchId"] == b"\x00" * 32  # a manual assign names no batch
     assert env.registry.provider(p.address).live_leases == 1
     tx = env.market.accept(p, oid)
     assert _transitions(tx) == ["Accepted"] and env.market.state(oid) is OrderState.RUNNING
@@ -372,17 +373,77 @@ def test_assign_refusals(env: Env):
         env.market.assign(env.orchestrator, oid, p.address, PRICE)
 
 
-def test_assign_batch(env: Env):
+BID, IH, DH = keccak(b"batch-1"), keccak(b"inputs"), keccak(b"decisions")
+
+
+def test_assign_batch_records_the_batch_and_names_it_in_every_assignment(env: Env):
     p, q, b = env.providers[0], env.providers[1], env.buyers[0]
     env.register(p)
     env.register(q)
     ids = [env.open_order(b) for _ in range(3)]
-    tx = env.market.assign_batch(env.orchestrator, [(i, p.address if i % 2 else q.address, PRICE, ()) for i in ids])
-    assert len(tx.named("Assigned")) == 3
+    tx = env.market.assign_batch(env.orchestrator, BID, IH, DH,
+                                 [(i, p.address if i % 2 else q.address, PRICE, [q.address] if i % 2 else ())
+                                  for i in ids])
+    # one transaction: the batch first, then each order's assignment naming it
+    assert _transitions(tx) == ["BatchCommitted", "Assigned", "Assigned", "Assigned"]
+    assert tx.event("BatchCommitted").args == {"batchId": BID, "inputsHash": IH, "decisionsHash": DH, "orders": 3}
+    assigned = tx.named("Assigned")
+    assert [e.args["order"] for e in assigned] == ids
+    assert all(e.args["batchId"] == BID for e in assigned)
+    assert assigned[0].args["backups"] == [q.address] and assigned[1].args["backups"] == []
     assert all(env.market.state(i) is OrderState.ASSIGNED for i in ids)
     assert env.registry.provider(p.address).live_leases == 2
+    rec = env.market.batch(BID)
+    assert rec is not None and (rec.inputs_hash, rec.decisions_hash, rec.orders) == (IH, DH, 3)
+    assert rec.block == tx.receipt.block_number
+    assert env.market.batch(keccak(b"never")) is None
+    env.assert_balanced()
+
+
+def test_assign_batch_refusals_leave_nothing_behind(env: Env):
+    p, q, b = env.providers[0], env.providers[1], env.buyers[0]
+    env.register(p)
+    ids = [env.open_order(b) for _ in range(2)]
+    good = [(i, p.address, PRICE, ()) for i in ids]
     with reverts("LengthMismatch"):
-        env.market.contract.transact(env.orchestrator, "assignBatch", [1], [], [], [])
+        env.market.contract.transact(env.orchestrator, "assignBatch", BID, IH, DH, [1], [], [], [])
+    with reverts("ZeroBatchId"):
+        env.market.assign_batch(env.orchestrator, b"\x00" * 32, IH, DH, good)
+    for who in (env.stranger, b, p, env.operator):
+        with reverts("AccessControlUnauthorizedAccount", account=who.address):
+            env.market.assign_batch(who, BID, IH, DH, good)
+    # all or nothing: one ineligible provider and neither the batch nor the other order lands
+    with reverts("ProviderNotEligible", provider=q.address):
+        env.market.assign_batch(env.orchestrator, BID, IH, DH, [good[0], (ids[1], q.address, PRICE, ())])
+    assert env.market.batch(BID) is None and env.market.state(ids[0]) is OrderState.OPEN
+    assert env.registry.provider(p.address).live_leases == 0
+    with reverts("PriceAboveCeiling"):
+        env.market.assign_batch(env.orchestrator, BID, IH, DH, [(ids[0], p.address, PRICE + 1, ())])
+    with pytest.raises(InputError, match="at most 8"):
+        env.market.assign_batch(env.orchestrator, BID, IH, DH, [(ids[0], p.address, PRICE, [q.address] * 9)])
+    with pytest.raises(InputError, match="batch_id"):
+        env.market.assign_batch(env.orchestrator, "0xzz", IH, DH, good)
+    env.market.pause(env.operator)
+    with reverts("EnforcedPause"):
+        env.market.assign_batch(env.orchestrator, BID, IH, DH, good)
+    env.market.unpause(env.operator)
+    env.market.assign_batch(env.orchestrator, BID, IH, DH, [good[0]])
+    # a batch id is spent once, whatever the second call would assign
+    with reverts("BatchExists", batchId=BID):
+        env.market.assign_batch(env.orchestrator, BID, IH, DH, [good[1]])
+    assert env.market.state(ids[1]) is OrderState.OPEN
+    with reverts("WrongState", actual=OrderState.ASSIGNED, expected=OrderState.OPEN):
+        env.market.assign_batch(env.orchestrator, keccak(b"batch-2"), IH, DH, [good[0]])
+    env.assert_balanced()
+
+
+def test_an_empty_round_is_recorded_with_no_orders(env: Env):
+    tx = env.market.assign_batch(env.orchestrator, BID, IH, DH, [])
+    assert _transitions(tx) == ["BatchCommitted"] and tx.event("BatchCommitted").args["orders"] == 0
+    rec = env.market.batch(BID)
+    assert rec is not None and rec.orders == 0 and rec.block == tx.receipt.block_number
+    with reverts("BatchExists"):
+        env.market.assign_batch(env.orchestrator, BID, IH, DH, [])
 
 
 def test_accept_and_complete_refusals(env: Env):
@@ -659,18 +720,6 @@ def test_pause_stops_new_business_but_not_withdrawals(env: Env):
     env.market.cancel(b, oid)
     env.market.unpause(env.operator)
     env.open_order(b)
-
-
-def test_batch_commitments_are_write_once_by_the_orchestrator(env: Env):
-    bid, ih, dh = keccak(b"batch-1"), keccak(b"in"), keccak(b"out")
-    with reverts("AccessControlUnauthorizedAccount"):
-        env.market.commit_batch(env.stranger, bid, ih, dh)
-    tx = env.market.commit_batch(env.orchestrator, bid, ih, dh)
-    assert tx.event("BatchCommitted").args == {"batchId": bid, "inputsHash": ih, "decisionsHash": dh}
-    stored = env.market.contract.call("batches", bid)
-    assert stored[:2] == (ih, dh) and stored[2] == tx.receipt.block_number
-    with reverts("BatchExists"):
-        env.market.commit_batch(env.orchestrator, bid, ih, dh)
 
 
 # ---------------------------------------------------------------------------- token settlement

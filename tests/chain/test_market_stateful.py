@@ -1,9 +1,10 @@
 """Random sequences of everything anyone can do to the market, checked against a reference model.
 
 Hypothesis draws programs (a step and its arguments at a time, among the steps that can
-apply, and shrinks a failing one to a minimal program) that drive register, top-up, deposit, order, assign (with backups),
-accept, acceptance timeout, complete, fail, dispute, resolve, settle, cancel, withdraw,
-unbond and time passing, on the embedded chain and on anvil. The model computes every
+apply, and shrinks a failing one to a minimal program) that drive register, top-up, deposit,
+order, assign (with backups), a matching batch (``assignBatch``: several orders and the batch
+record, all or nothing), accept, acceptance timeout, complete, fail, dispute, resolve, settle,
+cancel, withdraw, unbond and time passing, on the embedded chain and on anvil. The model computes every
 amount on its own (the contract's cost formula, fee, slash basis points, pro-rata time from
 block timestamps). After every step it checks that:
 
@@ -12,7 +13,9 @@ block timestamps). After every step it checks that:
 - every account's withdrawable balance and every provider's stake equal the model's, so no
   account can take out more than it put in plus what it earned;
 - every order is in the one state the model says, with the escrow the model says;
-- every transition emitted exactly one market event (and a refused one, none).
+- every transition emitted exactly one market event (and a refused one, none); a batch
+  emitted one ``BatchCommitted`` and one ``Assigned`` naming it per order, and a batch id
+  is spent once.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class MarketMachine:
         self.orders: dict[int, MOrder] = {}
         self.checked_final: set[int] = set()
         self.signer = {s.address: s for s in (*env.providers, *env.buyers, env.operator)}
+        self.batches: list[bytes] = []  # batch ids recorded on chain, in order
 
     def teardown(self) -> None:
         self.env.chain.backend.revert(self.snapshot)
@@ -229,6 +233,44 @@ class MarketMachine:
         o.provider, o.price, o.backups, o.next_backup = provider, PRICE, backups, 0
         o.state, o.deadline = OrderState.ASSIGNED, self._time(tx) + ACCEPT
         self.prov[provider].live += 1
+
+    @rule(weight=2, needs=(OrderState.OPEN,), i=st.integers(0, 50), n=st.integers(1, 3), p=st.integers(0, 2),
+          nb=st.integers(0, 2), reuse=st.booleans())
+    def assign_batch(self, i: int, n: int, p: int, nb: int, reuse: bool) -> None:
+        open_ids = [k for k, o in self.orders.items() if o.state is OrderState.OPEN]
+        if not open_ids:
+            return
+        start = i % len(open_ids)
+        ids = (open_ids[start:] + open_ids[:start])[:n]
+        plan = []
+        for k, oid in enumerate(ids):
+            provider = self.env.providers[(p + k) % 3].address
+            backups = [x.address for x in self.env.providers if x.address != provider][:nb]
+            plan.append((oid, provider, PRICE, backups))
+        ih, dh = keccak(b"in" + bytes(ids)), keccak(b"out" + bytes(ids))
+        if reuse and self.batches:
+            with pytest.raises(TransactionReverted, match="BatchExists"):
+                self.m.assign_batch(self.env.orchestrator, self.batches[-1], ih, dh, plan)
+            return
+        bid = keccak(b"batch-%d" % len(self.batches))
+        if not all(self._eligible(a[1]) for a in plan):
+            with pytest.raises(TransactionReverted, match="ProviderNotEligible"):
+                self.m.assign_batch(self.env.orchestrator, bid, ih, dh, plan)
+            return  # all or nothing: the model does not move, and the id stays unspent
+        tx = self.m.assign_batch(self.env.orchestrator, bid, ih, dh, plan)
+        market_events = [e for e in tx.events if e.contract == "ComputeMarket"]
+        assert [e.name for e in market_events] == ["BatchCommitted"] + ["Assigned"] * len(plan)
+        assert market_events[0].args == {"batchId": bid, "inputsHash": ih, "decisionsHash": dh, "orders": len(plan)}
+        self.seen["BatchCommitted"] += 1
+        self.batches.append(bid)
+        now = self._time(tx)
+        for ev, (oid, provider, price, backups) in zip(market_events[1:], plan):
+            assert (ev.args["order"], ev.args["provider"], ev.args["batchId"]) == (oid, provider, bid)
+            self.seen["Assigned"] += 1
+            o = self.orders[oid]
+            o.provider, o.price, o.backups, o.next_backup = provider, price, backups, 0
+            o.state, o.deadline = OrderState.ASSIGNED, now + ACCEPT
+            self.prov[provider].live += 1
 
     @rule(weight=4, needs=(OrderState.ASSIGNED,), i=st.integers(0, 50))
     def accept(self, i: int) -> None:
@@ -410,6 +452,8 @@ class MarketMachine:
                 self.checked_final.add(oid)
             chain_order = self.m.order(oid)
             assert (chain_order.state, chain_order.escrow) == (o.state, o.escrow), oid
+        for i, bid in enumerate(self.batches[-1:], start=len(self.batches) - 1):
+            assert bid == keccak(b"batch-%d" % i) and self.m.batch(bid) is not None
 
 
 STEPS_TABLE = {name: fn.step for name, fn in vars(MarketMachine).items() if hasattr(fn, "step")}
@@ -444,7 +488,7 @@ def test_random_sequences_keep_the_books_and_the_model_in_step(env: Env):
 
     run()
     every = {"Deposited", "Withdrawn", "OrderPlaced", "Assigned", "Accepted", "AcceptanceTimedOut", "Completed",
-             "OrderFailed", "Settled", "Disputed", "Resolved", "Cancelled"}
+             "OrderFailed", "Settled", "Disputed", "Resolved", "Cancelled", "BatchCommitted"}
     if examples < 16:  # hypothesis starts with simple programs: few of them do not reach every transition
         every = {"Deposited", "OrderPlaced", "Assigned", "Cancelled"}
     assert every <= set(seen), f"never exercised: {every - set(seen)}; seen {dict(seen)}"

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 ETH = 10**18
 PRICE = 36 * 10**14
 RESULT = keccak(b"result")
+BATCH = keccak(b"cli-batch")  # the matching batch that assigns the order
 
 
 def _wired() -> bool:
@@ -39,7 +40,8 @@ def _wired() -> bool:
 
 @pytest.fixture(scope="module")
 def lifecycle(tmp_path_factory):
-    """A market on a fresh anvil with one settled order; yields (url, state dir, order id, tx hashes, market)."""
+    """A market on a fresh anvil with one settled order, assigned by matching batch ``BATCH``;
+    yields (url, state dir, order id, tx hashes, market)."""
     project = ProjectConfig.load(PACKAGE_ROOT)
     state = tmp_path_factory.mktemp("state")
     chain = Chain(AnvilBackend(project.root, project.mnemonic, accounts=10), project)
@@ -54,7 +56,8 @@ def lifecycle(tmp_path_factory):
         market.deposit(buyer, it.escrow())
         txs = [market.place_signed(orchestrator, it, market.sign(buyer, it))]
         oid = txs[0].event("OrderPlaced").args["order"]
-        txs.append(market.assign(orchestrator, oid, provider.address, PRICE))
+        txs.append(market.assign_batch(orchestrator, BATCH, keccak(b"in"), keccak(b"out"),
+                                       [(oid, provider.address, PRICE, ())]))
         txs.append(market.accept(provider, oid))
         txs.append(market.complete(provider, oid, RESULT, 1800))
         wait_until(market, market.order(oid).completed_at + 300)
@@ -120,6 +123,29 @@ def test_audit_sub_app_in_process_with_tables_and_market_option(lifecycle, monke
     assert "Settled" in res.stdout and "leases" in res.stdout
     res = runner.invoke(audit_app, ["escrow", "--rpc-url", url])
     assert res.exit_code == 0 and "balanced" in res.stdout
+
+
+def test_audit_batch_table_json_and_refusals(lifecycle, monkeypatch):
+    url, state, oid, hashes, dep = lifecycle
+    monkeypatch.setenv("CONA_DATA_DIR", str(state))
+    from marketplace.cli.audit import audit_app
+
+    runner = CliRunner()
+    res = runner.invoke(audit_app, ["batch", "0x" + BATCH.hex(), "--json", "--rpc-url", url, "--no-cache"])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert body["batch"] == "0x" + BATCH.hex() and body["tx_hash"] == hashes[1] and body["consistent"] is True
+    assert body["orders"] == 1 and [a["order"] for a in body["assignments"]] == [oid]
+    assert body["inputs_hash"] == "0x" + keccak(b"in").hex() and body["decisions_hash"] == "0x" + keccak(b"out").hex()
+    res = runner.invoke(audit_app, ["batch", "0x" + BATCH.hex(), "--rpc-url", url], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "1 orders assigned" in res.stdout and "agree with the contract's record" in res.stdout
+    order = json.loads(runner.invoke(audit_app, ["order", str(oid), "--json", "--rpc-url", url]).stdout)
+    assert order["batch"] == "0x" + BATCH.hex()
+    for bad, says in (("0x1234", "batch_id must be 32 bytes"), ("0x" + keccak(b"nope").hex(), "no batch")):
+        proc = subprocess.run([sys.executable, "-m", "marketplace.cli.audit", "batch", bad, "--rpc-url", url],
+                              cwd=PACKAGE_ROOT, env=_env(state), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.skipif(not _wired(), reason="`cona audit` is not wired into marketplace/cli/main.py yet")

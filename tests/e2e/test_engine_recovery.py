@@ -248,6 +248,15 @@ def test_sigkill_at_random_points_loses_doubles_and_double_pays_nothing(anvil_ch
         assert market.state(oid) == OrderState.SETTLED
     batches = idx.events("ComputeMarket", "BatchCommitted")
     assert len({e.args["batchId"] for e in batches}) == len(batches)
+    # each batch landed with exactly its assignments, in its own transaction, and every first
+    # assignment of an order names the batch that decided it: no batch without its assignments
+    # and no engine assignment without its batch, whatever the kills interrupted
+    by_batch = Counter()
+    for e in idx.events("ComputeMarket", "Assigned"):
+        (committed,) = [b for b in batches if b.args["batchId"] == e.args["batchId"]]
+        assert committed.tx_hash == e.tx_hash, (e.args, committed.tx_hash)
+        by_batch[e.args["batchId"]] += 1
+    assert {e.args["batchId"]: int(e.args["orders"]) for e in batches} == dict(by_batch)
     idx.close()
     auditor = Auditor.open(chain, dep)
     try:

@@ -39,7 +39,8 @@ _ASSIGN = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
 
 #: what the key lines must print (regex on stdout + stderr), by the start of the command
 EXPECT: list[tuple[str, str]] = [
-    ("cona providers", r"5 provider\(s\)"),
+    ("cona topology", r"Geant2012: 40 nodes, 61 links, 5 providers"),
+    ("cona providers", r"2 provider\(s\)"),  # of five, the H100 and the L40S have >= 40 GB per GPU
     ("cona quote", r"provider\(s\) fit"),
     ("ORDER=$(cona order place", r"Completed"),
     ("cona order result $ORDER", r"ok \(exit 0\).* matches the chain "
