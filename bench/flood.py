@@ -3,7 +3,7 @@
 Workload: five peer processes (``python -m marketplace.peering.node``) in a line on
 loopback, so the far end is four hops from the originator. Once every adjacency is up,
 peer 1 is told (control socket) to originate 1,000 LSAs, one per Alibaba GPU trace node
-(``tests/fixtures/peering/openb_node_list_gpu_node.csv``), each under its own fresh
+(``tests/fixtures/traces/openb_node_list_gpu_node.csv``), each under its own fresh
 secp256k1 provider key. The clock starts when the command is sent and stops when every
 peer's LSDB digest equals peer 1's and holds all 1,000 LSAs (status polled every 10 ms).
 It includes signing at the originator, and at every hop decoding, signature recovery,
@@ -26,7 +26,7 @@ from bench.stats import rnd
 from marketplace.peering.harness import PeerMesh
 from marketplace.peering.workload import trace_originations
 
-CSV = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "peering" / "openb_node_list_gpu_node.csv"
+CSV = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces" / "openb_node_list_gpu_node.csv"
 PEERS = 5
 #: production-like timers: nothing here should fire during a run except the CSNPs at adjacency up
 TIMERS = dict(hello_interval=1.0, hold_time=3.0, retransmit_interval=5.0, csnp_interval=30.0, tick_interval=1.0)

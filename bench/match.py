@@ -40,9 +40,9 @@ from marketplace.resources.model import DeviceClass
 from marketplace.routing.spf import RoutingTable
 from marketplace.routing.topology import load_topology
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-TRACES = DATA / "traces"
-TOPOLOGY = DATA / "topologies" / "Cogentco.gml"
+#: the trace as committed with the project (tests/fixtures/traces/SOURCES.md says where it comes from)
+TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
+TOPOLOGY = TRACES.parent / "topologies" / "Cogentco.gml"
 #: seeds of the inflated workload; tests use other (held-out) seeds, nothing is tuned to these
 SEEDS = (0, 1, 2, 3)
 

@@ -35,13 +35,12 @@ from marketplace.routing.generate import regional_topology
 from marketplace.routing.spf import LinkChange, RoutingTable
 from marketplace.routing.topology import Topology, load_topology
 
-DATA = Path("/work/shared/data/topologies")
+#: the Topology Zoo files as committed with the project (tests/fixtures/topologies/SOURCES.md)
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "topologies"
 
 
 def _bases() -> list[Topology]:
-    root = DATA if (DATA / "Cogentco.graphml").exists() else FIXTURES
-    return [load_topology(root / "Cogentco.graphml"), load_topology(root / "Geant2012.graphml")]
+    return [load_topology(FIXTURES / "Cogentco.graphml"), load_topology(FIXTURES / "Geant2012.graphml")]
 
 
 def _full_runs(table: RoutingTable, sources: list[str]) -> tuple[list[float], list[float]]:

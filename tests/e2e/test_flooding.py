@@ -23,7 +23,7 @@ from marketplace.peering.workload import trace_originations
 
 pytestmark = pytest.mark.e2e
 
-CSV = Path(__file__).resolve().parents[1] / "fixtures" / "peering" / "openb_node_list_gpu_node.csv"
+CSV = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "openb_node_list_gpu_node.csv"
 MAX_AGE = 4
 TIMERS = dict(hello_interval=0.25, hold_time=1.0, retransmit_interval=0.5, csnp_interval=2.0, tick_interval=0.2,
               max_age=MAX_AGE, zero_age_lifetime=1, min_arrival_interval=0.2, refresh_interval=1.5,

@@ -1,4 +1,5 @@
-"""Real hardware for the resource-model tests, read from the dumps in tests/fixtures/resources/.
+"""Real hardware for the resource-model tests, read from the dumps in tests/fixtures/hw/ (and the
+Alibaba trace in tests/fixtures/traces/), the same files the discovery tests parse.
 
 Memory sizes, counts, sockets, cores and CPU flags come from the tool output; the peak
 FLOPS that no tool prints come from the vendor datasheet named beside each figure.
@@ -16,7 +17,8 @@ from pathlib import Path
 
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "resources"
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "hw"
+TRACES = FIX.parent / "traces"
 T = 1e12
 
 
@@ -85,7 +87,7 @@ def xeon_8463b() -> DeviceCapability:
 
 
 def epyc_7451() -> DeviceCapability:
-    return cpu("epyc-7451_lscpu_expected_output.txt")
+    return cpu("lscpu-x86_64-epyc_7451/lscpu_expected_output.txt")
 
 
 def h100(count: int = 8, share_milli: int = 1000) -> DeviceCapability:
@@ -147,11 +149,11 @@ def node(hostname: str, *devices: DeviceCapability, memory_mib: int | None = 102
 
 @cache
 def trace_nodes() -> tuple[dict[str, str], ...]:
-    with open(FIX / "openb_node_list_gpu_node.csv", newline="") as fh:
+    with open(TRACES / "openb_node_list_gpu_node.csv", newline="") as fh:
         return tuple(csv.DictReader(fh))
 
 
 @cache
 def trace_pods() -> tuple[dict[str, str], ...]:
-    with open(FIX / "openb_pod_list_default.csv", newline="") as fh:
+    with open(TRACES / "openb_pod_list_default.csv", newline="") as fh:
         return tuple(csv.DictReader(fh))

@@ -12,22 +12,23 @@ from marketplace.resources.requirement import Requirement
 from marketplace.routing.spf import RoutingTable
 from marketplace.routing.topology import load_topology
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "matching"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+TRACES = FIXTURES / "traces"
 
 
 @lru_cache(maxsize=1)
 def nodes():
-    return trace.load_nodes(FIX / "openb_node_list_gpu_node.csv")
+    return trace.load_nodes(TRACES / "openb_node_list_gpu_node.csv")
 
 
 @lru_cache(maxsize=1)
 def pods():
-    return trace.load_pods(FIX / "openb_pod_list_default.csv")
+    return trace.load_pods(TRACES / "openb_pod_list_default.csv")
 
 
 @lru_cache(maxsize=1)
 def routing() -> RoutingTable:
-    return RoutingTable(load_topology(FIX / "Cogentco.gml"))
+    return RoutingTable(load_topology(FIXTURES / "topologies" / "Cogentco.gml"))
 
 
 def workload(top: int | None = 40) -> WorkloadDistribution:

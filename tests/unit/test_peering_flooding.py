@@ -21,7 +21,7 @@ from marketplace.peering.workload import trace_originations
 
 pytestmark = pytest.mark.unit
 
-CSV = Path(__file__).resolve().parents[1] / "fixtures" / "peering" / "openb_node_list_gpu_node.csv"
+CSV = Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "openb_node_list_gpu_node.csv"
 MAX_AGE = 60
 
 
