@@ -110,3 +110,29 @@ def test_tier_two_is_served_before_an_earlier_tier_zero_order_and_its_proof_is_s
     assert m.contract.call("orderCount") == orders_before
     assert m.nonce(vip.address) == it3.nonce
 
+
+
+def test_the_web_api_takes_a_tier_proof_with_an_order(market):
+    from fastapi.testclient import TestClient
+
+    from marketplace.api.app import ApiState, create_app
+
+    chain, m, gate, group, credential, engine = market
+    snap = chain.backend.snapshot()
+    try:
+        client = TestClient(create_app(ApiState(chain=chain, deployment={}, engine=engine)))
+        vip = chain.signers[VIP]
+        it, sig, spec = _signed(m, vip, tier=TIER)
+        proof = prove_tier(credential, group, gate.statement(TIER, m.digest(it), vip.address),
+                           gate.free_slot(credential, TIER))
+        body = {"intent": it.to_dict(), "signature": "0x" + sig.hex(), "spec": spec, "tier_proof": "0x" + proof.hex()}
+        r = client.post("/v1/orders", json=body, headers={"Idempotency-Key": "vip-1"})
+        assert r.status_code == 201, r.text
+        assert m.order(r.json()["id"]).tier == TIER
+        # the proof bound to that order is refused for another one, as a problem detail naming the error
+        other, sig2, _ = _signed(m, vip, tier=TIER)
+        r = client.post("/v1/orders", json={**body, "intent": other.to_dict(), "signature": "0x" + sig2.hex()})
+        assert r.status_code == 409 and "InvalidRingSignature" in r.text
+    finally:
+        chain.backend.revert(snap)
+        chain.writer.forget_nonces()
