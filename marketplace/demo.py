@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -71,8 +72,8 @@ def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *
     for i, p in enumerate(providers):
         acct = accounts[FIRST_PROVIDER_ACCOUNT + i]
         home = base / p.name
-        if home.exists():  # a previous run's journals belong to a chain that is gone (embedded) or reused
-            _reset(home)
+        # a previous run's keystore and journals belong to a chain that is gone (embedded) or reused
+        shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True, exist_ok=True)
         phrase_file = home / "passphrase"
         fd = os.open(phrase_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -123,12 +124,3 @@ def _listed(api_url: str) -> set[str]:
     body = r.json()
     items = body.get("providers", body) if isinstance(body, dict) else body
     return {str(it.get("address", "")).lower() for it in items if isinstance(it, dict)}
-
-
-def _reset(home: Path) -> None:
-    for path in sorted(home.rglob("*"), reverse=True):
-        if path.is_dir():
-            path.rmdir()
-        else:
-            path.unlink()
-
