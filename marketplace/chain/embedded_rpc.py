@@ -8,6 +8,15 @@ serves it at ``/rpc``.
 
 Only what a node's clients need is implemented; an unknown method answers the
 standard "method not found" error.
+
+Hot reads are cheap, because every reader in ``cona up`` shares one interpreter with the API
+(``cona bench api``): ``eth_blockNumber`` is read from the chain's pending header without the
+chain lock (the engine, the views and every agent ask it several times a second; eth-tester
+builds, validates and normalises the whole latest block to answer it), and a mined block is
+encoded once and kept. Invariants: the head number only moves after its block is persisted
+(py-evm replaces the pending header after the import), so an answer never names a block that
+a locked call cannot read; a kept block is keyed by the head's hash, which commits to every
+block below it, so a new block or a snapshot revert drops the whole cache.
 """
 
 from __future__ import annotations
@@ -95,6 +104,12 @@ class RpcFailure(Exception):
         self.data = data
 
 
+#: methods answered without the chain lock: they read one attribute set atomically (see the docstring)
+_LOCK_FREE = frozenset({"eth_blockNumber", "eth_chainId", "net_version", "web3_clientVersion"})
+#: mined blocks kept encoded (per head: the cache is dropped whenever the head moves)
+MAX_KEPT_BLOCKS = 64
+
+
 class EmbeddedRpc:
     """JSON-RPC methods over an ``EthereumTester``. Thread-safe (one lock: py-evm is not)."""
 
@@ -109,12 +124,21 @@ class EmbeddedRpc:
         self._methods: dict[str, Callable[..., Any]] = {
             name[4:].replace("__", "_"): getattr(self, name) for name in dir(self) if name.startswith("rpc_")
         }
+        #: (head hash, {(number, full): encoded block}); replaced whole when the head moves
+        self._blocks: tuple[bytes, dict[tuple[int, bool], dict[str, Any]]] = (b"", {})
+
+    def head_number(self) -> int:
+        """The latest mined block's number, without the lock: the pending header is one attribute,
+        replaced only after its parent is persisted (eth-tester's "latest" is the pending's parent)."""
+        return max(0, self.tester.backend.chain.header.block_number - 1)
 
     def handle(self, method: str, params: list[Any]) -> dict[str, Any]:
         fn = self._methods.get(method)
         if fn is None:
             return {"error": {"code": -32601, "message": f"the method {method} does not exist/is not available"}}
         try:
+            if method in _LOCK_FREE:
+                return {"result": fn(*params)}
             with self.lock:
                 return {"result": fn(*params)}
         except RpcFailure as exc:
@@ -144,10 +168,28 @@ class EmbeddedRpc:
         return "cona-embedded/eth-tester"
 
     def rpc_eth_blockNumber(self) -> str:
-        return hex(self.tester.get_block_by_number("latest")["number"])
+        return hex(self.head_number())
 
     def rpc_eth_getBlockByNumber(self, number: Any = "latest", full: bool = False) -> Any:
-        return to_rpc(self.tester.get_block_by_number(_block_id(number), full))
+        number = _block_id(number)
+        pending = self.tester.backend.chain.header
+        if number in ("latest", "safe", "finalized"):
+            number = max(0, pending.block_number - 1)
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < pending.block_number:
+            return to_rpc(self.tester.get_block_by_number(number, full))  # pending, earliest, or not found
+        # a mined block never changes while the head's hash (which commits to it) stays the same
+        head, kept = self._blocks
+        if head != pending.parent_hash:
+            kept = {}
+            self._blocks = (pending.parent_hash, kept)
+        key = (number, bool(full))
+        block = kept.get(key)
+        if block is None:
+            block = to_rpc(self.tester.get_block_by_number(number, full))
+            if len(kept) >= MAX_KEPT_BLOCKS:
+                kept.pop(next(iter(kept)))
+            kept[key] = block
+        return dict(block)  # a caller may change its top level; the kept one stays as encoded
 
     def rpc_eth_getBlockByHash(self, block_hash: str, full: bool = False) -> Any:
         return to_rpc(self.tester.get_block_by_hash(block_hash, full))

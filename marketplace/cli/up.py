@@ -74,7 +74,11 @@ def start(settings: ConaSettings, *, port: int | None = None, agents: Sequence[C
     """Bring the market up; ``agents`` are called with the running market once the API listens."""
     # The API's event loop shares the interpreter with the embedded chain (py-evm) and the engine
     # loop, both pure-Python CPU work in other threads. With the default 5 ms switch interval a
-    # request waits several intervals for the GIL behind them; 0.5 ms bounds that wait.
+    # request waits several intervals for the GIL behind them; 0.5 ms bounds that wait. What
+    # they run matters more than the interval: the engine (20 Hz), the views and every agent
+    # ask the chain for its head and newest block, which eth-tester built and normalised anew
+    # each time under the chain lock (profiled: about a third of the GIL during `cona bench
+    # api`); ``EmbeddedRpc`` now answers those from the pending header and kept blocks.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     chain = Chain.open(settings)
     stop_engine = threading.Event()

@@ -44,7 +44,7 @@ import math
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -277,6 +277,9 @@ class Engine:
         self._pos = (-1, -1)
         self._idem_path = self.state_dir / "idempotency.json"
         self._idem: dict[str, list[Any]] = json.loads(self._idem_path.read_text()) if self._idem_path.exists() else {}
+        #: the registry's minStake, read once here and then followed through its SettingChanged events
+        #: (read before the index replays them, so the last one applied is the chain's value)
+        self._min_stake: int = self.registry.min_stake
         abis = chain.abis
         self.indexer = EventIndexer(chain.backend, {
             "ComputeMarket": (self.market.address, abis["ComputeMarket"]),
@@ -665,8 +668,16 @@ class Engine:
             who = args.get("provider")
             if who and who != ZERO:
                 addr = to_checksum_address(who)
-                if self._info(addr, refresh=True) is not None:
+                info = self.chain_info.get(addr)
+                if name == "LeaseCountChanged" and info is not None:
+                    # the market's lease hooks change the live-lease count and nothing else, and the
+                    # event carries the new count: no registry read (one EVM call per assign and per
+                    # end of lease), and nothing the matcher reads has changed
+                    self.chain_info[addr] = replace(info, live_leases=int(_arg(args, "liveLeases")))
+                elif self._info(addr, refresh=True) is not None:
                     self._refresh_provider(addr)
+            elif name == "SettingChanged" and _b32(args["name"]).rstrip(b"\0") == b"minStake":
+                self._min_stake = int(_arg(args, "newValue"))
             return
         if name == "BatchCommitted":
             bid = "0x" + _b32(args["batchId"]).hex()
@@ -777,13 +788,17 @@ class Engine:
 
         The order's state is the one the events give: ``step`` synced the index to the head just
         before this round, so it is as fresh as an ``eth_call`` would be, without one EVM call per
-        order. Eligibility (stake against a minimum that may change) is read once per provider
-        per round (``eligible`` is the round's cache)."""
+        order. Eligibility is the contract's ``isEligible`` (Active, stake at least minStake) on the
+        same synced state: every change of a provider's status or stake emits an event that
+        refreshes ``chain_info``, and minStake follows its ``SettingChanged`` events. A provider
+        the engine holds no registry record for is asked on chain. ``eligible`` is the round's cache."""
         state = self.orders[oid].state
         if state != OrderState.OPEN:
             return f"order-{state.name.lower()}"
         if provider not in eligible:
-            eligible[provider] = self.registry.is_eligible(provider)
+            info = self.chain_info.get(provider)
+            eligible[provider] = (info.status == ChainStatus.ACTIVE and info.stake >= self._min_stake
+                                  if info is not None else self.registry.is_eligible(provider))
         if not eligible[provider]:
             return "provider-not-eligible"
         if self._price_for(provider, oid) > self.orders[oid].max_price:

@@ -107,8 +107,15 @@ def providers_up(w, engine: Engine) -> None:
         assert engine.submit_lsa(lsa(w, i)).outcome == LsdbOutcome.INSTALLED
 
 
+_last_sequence = [0]
+
+
 def heartbeat(w, i: int, clock: Clock) -> dict:
-    return sign_heartbeat(bytes(w.chain.backend.accounts[i].key), sequence=time.time_ns() // 1_000_000,
+    # wall-clock milliseconds, kept strictly increasing: an idle engine turn takes well under a
+    # millisecond, so two heartbeats around one can fall within the same millisecond
+    seq = max(time.time_ns() // 1_000_000, _last_sequence[0] + 1)
+    _last_sequence[0] = seq
+    return sign_heartbeat(bytes(w.chain.backend.accounts[i].key), sequence=seq,
                           timestamp=int(clock()), leases=[]).to_dict()
 
 

@@ -78,3 +78,43 @@ def test_reorganisation_replaces_the_orphaned_branch(isolated: Chain, probe):
     for e in idx.events():
         assert isolated.backend.request("eth_getBlockByNumber", [hex(e.block_number), False])["hash"] == e.block_hash
     assert len(hashes) == 4
+
+
+def test_a_sync_reads_one_stored_block_unless_it_was_replaced_even_by_a_shorter_branch(isolated: Chain, probe,
+                                                                                      monkeypatch):
+    signer = isolated.signers[3]
+    probe.transact(signer, "bump", 1)
+    fork = isolated.backend.snapshot()
+    probe.transact(signer, "bump", 2)
+    probe.transact(signer, "bump", 3)
+    idx = _indexer(isolated, probe)
+    idx.sync()
+    reads: list[str] = []
+    backend = isolated.backend
+    batch, request = backend.batch, backend.request
+
+    def counting_batch(calls):
+        calls = list(calls)
+        reads.extend(hex_n for m, p in calls if m == "eth_getBlockByNumber" for hex_n in p[:1])
+        return batch(calls)
+
+    def counting_request(method, params=()):
+        if method == "eth_getBlockByNumber":
+            reads.append(params[0])
+        return request(method, params)
+
+    monkeypatch.setattr(backend, "batch", counting_batch)
+    monkeypatch.setattr(backend, "request", counting_request)
+    idx.sync()  # nothing new, nothing replaced: the newest indexed block's hash is the only read
+    assert reads == [hex(idx.cursor)]
+    # the chain goes back and grows a branch SHORTER than the indexed one: the head's old number
+    # is gone, so the stored hashes are walked back to the fork
+    backend.revert(fork)
+    isolated.writer.forget_nonces()
+    probe.transact(signer, "bump", 20)
+    reads.clear()
+    idx.sync()
+    assert len(reads) > 2
+    assert [e.args["value"] for e in idx.events()] == [1, 20]
+    for e in idx.events():
+        assert request("eth_getBlockByNumber", [hex(e.block_number), False])["hash"] == e.block_hash
