@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from marketplace.resources import catalog
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class ReferenceDevice:
 
 
 #: One reference device per class. Why these ones: docs/resources.md, "Reference devices".
+_A100 = catalog.lookup("NVIDIA A100-SXM4-80GB")
+if _A100 is None:  # pragma: no cover - a broken catalog, caught by every units test
+    raise ImportError("the GPU reference device (A100-SXM4-80GB) is missing from marketplace.resources.catalog")
+
 REFERENCES: Mapping[DeviceClass, ReferenceDevice] = MappingProxyType(
     {
         DeviceClass.CPU: ReferenceDevice(
@@ -84,18 +89,13 @@ REFERENCES: Mapping[DeviceClass, ReferenceDevice] = MappingProxyType(
         ),
         DeviceClass.GPU: ReferenceDevice(
             device_class=DeviceClass.GPU,
-            model="NVIDIA A100-SXM4-80GB",
-            source="NVIDIA A100 Tensor Core GPU datasheet (2021), SXM4 80GB column, dense",
-            flops=(
-                (Precision.FP64, 19.5 * TERA),  # FP64 Tensor Core
-                (Precision.FP32, 19.5 * TERA),  # FP32 (TF32 is not FP32 and is not used)
-                (Precision.FP16, 312 * TERA),
-                (Precision.BF16, 312 * TERA),
-                (Precision.INT8, 624 * TERA),
-            ),
+            model=_A100.model,
+            source=_A100.source + ", dense figures (one table for discovery and units: catalog.py)",
+            # FP32 is plain FP32: TF32 is not FP32 and is not used
+            flops=_A100.flops,
             preference=(Precision.FP16, Precision.BF16, Precision.FP32, Precision.FP64, Precision.INT8),
             memory_mib=80 * 1024,
-            memory_bandwidth_gbps=2039.0,
+            memory_bandwidth_gbps=_A100.memory_bandwidth_gbps,
         ),
         DeviceClass.NPU: ReferenceDevice(
             device_class=DeviceClass.NPU,
