@@ -109,14 +109,18 @@ def start(settings: ConaSettings, *, port: int | None = None, agents: Sequence[C
         supervisor = Supervisor(settings.state_dir / "logs")
         running = Running(settings, chain, deployment, server, thread, supervisor,
                           f"http://{settings.api_host}:{port}", engine, stop_engine, engine_thread)
-        for agent in agents:
-            agent(running)
-        _settle_heap()
-        return running
     except BaseException:
         stop_engine.set()
         chain.close()
         raise
+    try:
+        for agent in agents:
+            agent(running)
+    except BaseException:
+        running.stop()  # an agent that cannot start takes the rest down with it: no half-up market
+        raise
+    _settle_heap()
+    return running
 
 
 def _settle_heap() -> None:
