@@ -264,25 +264,16 @@ class RoutingTable:
         down = [(p, new[p]) for p in old if new[p] < old[p]]
         self._topo_dirty = True
         inc = full = touched = 0
-        # phase 1: weights up, against the matrix with only those raised
-        for p, w in up:
-            self._set_pair(p, w)
-        if up:
+        # phase 1: weights up, against the matrix with only those raised;
+        # phase 2: weights down, from the then exact distances
+        for pairs, repair in ((up, self._raise), (down, self._lower)):
+            for p, w in pairs:
+                self._set_pair(p, w)
+            if not pairs:
+                continue
             for s, (dist, pred) in list(self._trees.items()):
-                k = self._raise(dist, pred, up)
-                if k < 0:
-                    self._trees[s] = self._full(s)
-                    full += 1
-                else:
-                    inc += 1
-                    touched += k
-        # phase 2: weights down, from exact distances
-        for p, w in down:
-            self._set_pair(p, w)
-        if down:
-            for s, (dist, pred) in list(self._trees.items()):
-                k = self._lower(dist, pred, down)
-                if k < 0:
+                k = repair(dist, pred, pairs)
+                if k < 0:  # the change touched too much: a full run is cheaper
                     self._trees[s] = self._full(s)
                     full += 1
                 else:
