@@ -18,7 +18,8 @@ task where it increases F the least: ``delta = F_n'(M) - F_n(M)``; ``Fragmentati
 ``plugins.py`` scores ``-delta``. This follows the authors' simulator
 (hkust-adsl/kubernetes-scheduler-simulator, ``NodeGpuShareFragAmountScore``: every class but
 "Q3 satisfied" counts, including a CPU-only task's "XL"). Task types are the trace's own
-(count, share, CPU) shapes, weighted by how often they occur; like the paper, the measure
+(count, share, CPU) shapes, weighted by their share of the device demand (the paper weights
+them by pod count; ``from_requirements(weight="pods")`` keeps that); like the paper, the measure
 has CPU and GPU dimensions only (``memory_mib`` of a type is checked when a caller gives one;
 ``from_requirements`` leaves it 0).
 
@@ -60,18 +61,26 @@ class WorkloadDistribution:
 
     @classmethod
     def from_requirements(cls, reqs: Iterable[Requirement], *, device_class: DeviceClass = DeviceClass.GPU,
-                          top: int | None = None) -> WorkloadDistribution:
-        """The workload's task types: distinct (device count, share, CPU) shapes of ``reqs``
-        with their frequencies (the paper's "typical pods"); ``top`` keeps only the most
-        popular ones (weights renormalized), None keeps all. CPU-only requirements are type
-        (0, 0, logical CPUs * 1000)."""
+                          top: int | None = None, weight: str = "demand") -> WorkloadDistribution:
+        """The workload's task types: distinct (device count, share, CPU) shapes of ``reqs``.
+
+        ``weight="demand"`` (the default) weighs each type by its share of the workload's device
+        demand (frequency x count x share): fragmentation then measures the expected *capacity*
+        that arriving demand cannot use, so a rare 8-GPU pod weighs eight times a one-GPU pod,
+        and CPU-only types, which use no device, weigh nothing. ``weight="pods"`` weighs types by
+        pod count, as the paper's "typical pods" do (measured in docs/matching.md: on the trace,
+        demand weighting beats first fit at the first failure and on the inflated workload,
+        pod weighting does not). ``top`` keeps only the heaviest types (weights renormalized).
+        CPU-only requirements are type (0, 0, logical CPUs * 1000)."""
+        if weight not in ("demand", "pods"):
+            raise ValueError(f"weight must be 'demand' or 'pods', not {weight!r}")
         freq: Counter[tuple[int, int, int]] = Counter()
         for r in reqs:
             if r.device_class == device_class:
-                freq[(r.count, r.share_milli, r.cpu_milli)] += 1
+                freq[(r.count, r.share_milli, r.cpu_milli)] += r.count * r.share_milli if weight == "demand" else 1
             elif r.device_class == DeviceClass.CPU:
-                freq[(0, 0, r.count * r.share_milli)] += 1
-        kept = sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))
+                freq[(0, 0, r.count * r.share_milli)] += 0 if weight == "demand" else 1
+        kept = sorted(((k, n) for k, n in freq.items() if n > 0), key=lambda kv: (-kv[1], kv[0]))
         if top is not None:
             kept = kept[:top]
         total = sum(n for _, n in kept)

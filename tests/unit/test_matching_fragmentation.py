@@ -7,7 +7,7 @@ import pytest
 
 from bench.match import alloc_ratio
 from marketplace.matching import MatchingConfig
-from marketplace.matching.fragmentation import FragmentationModel
+from marketplace.matching.fragmentation import FragmentationModel, WorkloadDistribution
 from tests.unit.matching_fixtures import nodes, pods, workload
 
 pytestmark = pytest.mark.unit
@@ -27,7 +27,8 @@ def _direct(types, R, cpu, mem):
 
 
 def test_vectorized_fragmentation_equals_the_paper_definition():
-    dist = workload(40)
+    # pod-count weights, so CPU-only task types are in the distribution too (demand gives them 0)
+    dist = WorkloadDistribution.from_requirements([p.requirement for p in pods()], top=40, weight="pods")
     model = FragmentationModel(dist)
     rng = np.random.default_rng(3)
     parts = sorted({t.share_milli for t in dist.types} | {0, 90, 1000})
@@ -54,13 +55,31 @@ def test_packing_beats_spreading_on_the_real_trace():
     assert packed > spread + 0.3
 
 
-def test_first_failure_on_trace_order_is_recorded_not_won():
-    """On the trace's own order, stopping at the first failure, FGD does not beat first fit
-    (docs/matching.md explains why); it must not fall far below it either."""
+def test_fgd_beats_first_fit_at_the_first_failure_on_the_trace_cluster():
+    """The issue's metric on the trace's own 1,213 nodes and order, stopping at the first order
+    that cannot be placed: demand-weighted FGD has allocated more GPU than first fit (0.931 vs
+    0.926). On a 300-node slice it is level with first fit (docs/matching.md), never far below."""
+    ours, placed = alloc_ratio(nodes(), pods(), workload(None))
+    base, base_placed = alloc_ratio(nodes(), pods(), workload(None), MatchingConfig(first_fit=True))
+    assert ours > base and placed > base_placed, (ours, base, placed, base_placed)
     cluster = nodes()[:300]
     ours, _ = alloc_ratio(cluster, pods(), workload(None))
     base, _ = alloc_ratio(cluster, pods(), workload(None), MatchingConfig(first_fit=True))
     assert ours >= base - 0.02
+
+
+def test_task_types_weigh_by_device_demand_or_by_pods():
+    reqs = [p.requirement for p in pods()]
+    demand = WorkloadDistribution.from_requirements(reqs)
+    by_pods = WorkloadDistribution.from_requirements(reqs, weight="pods")
+    assert abs(sum(t.weight for t in demand.types) - 1) < 1e-9 and abs(sum(t.weight for t in by_pods.types) - 1) < 1e-9
+    assert all(t.count > 0 for t in demand.types)  # CPU-only pods use no GPU: no demand weight
+    assert any(t.count == 0 for t in by_pods.types)
+    eight = max(demand.types, key=lambda t: t.count)
+    assert eight.count == 8 and eight.weight > dict(((t.count, t.share_milli, t.cpu_milli), t.weight)
+                                                    for t in by_pods.types)[(8, eight.share_milli, eight.cpu_milli)]
+    with pytest.raises(ValueError):
+        WorkloadDistribution.from_requirements(reqs, weight="count")
 
 
 def test_fgd_beats_first_fit_on_held_out_inflated_workloads():
