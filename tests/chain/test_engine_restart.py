@@ -110,6 +110,17 @@ def providers_up(w, engine: Engine) -> None:
 _last_sequence = [0]
 
 
+def place_gpu_order(w, engine: Engine, **req) -> int:
+    """Buyer 6 signs an order for one GPU for 600 s (deposit included) and places it through ``engine``."""
+    spec = {"requirement": {"device_class": "gpu", "count": 1, "duration_s": 600, **req},
+            "workload": {"module": "sha256", "input": "6869", "fuel": 10**6}, "attachment": "1"}
+    buyer = w.chain.signers[6]
+    it = w.market.intent(buyer.address, requirement=spec_digest(spec), device_class=GPU, units=1, duration=600,
+                         max_price=PRICE)
+    w.market.deposit(buyer, it.escrow())
+    return engine.place_order(it, w.market.sign(buyer, it), spec)
+
+
 def heartbeat(w, i: int, clock: Clock) -> dict:
     # wall-clock milliseconds, kept strictly increasing: an idle engine turn takes well under a
     # millisecond, so two heartbeats around one can fall within the same millisecond
@@ -139,13 +150,7 @@ def test_lsas_survive_a_restart_aged_by_the_downtime_and_match_at_once(w, tmp_pa
     # no agent re-advertised: heartbeats are taken and an order is matched on the stored LSAs
     for i in HW:
         again.heartbeat(heartbeat(w, i, clock))
-    spec = {"requirement": {"device_class": "gpu", "count": 1, "duration_s": 600, "min_memory_mib": 40960},
-            "workload": {"module": "sha256", "input": "6869", "fuel": 10**6}, "attachment": "1"}
-    buyer = w.chain.signers[6]
-    it = w.market.intent(buyer.address, requirement=spec_digest(spec), device_class=GPU, units=1, duration=600,
-                         max_price=PRICE)
-    w.market.deposit(buyer, it.escrow())
-    oid = again.place_order(it, w.market.sign(buyer, it), spec)
+    oid = place_gpu_order(w, again, min_memory_mib=40960)
     again.step()
     assert w.market.order(oid).state == OrderState.ASSIGNED
     assert w.market.order(oid).provider in before
@@ -170,13 +175,7 @@ def test_an_lsa_that_expires_while_the_engine_runs_takes_its_provider_out_of_mat
     assert {p["address"] for p in engine.providers()} == {w.chain.signers[3].address}
     assert sorted(p.name for p in (tmp_path / "lsdb").glob("*.json")) == [f"{w.chain.signers[3].address}.json"]
     # an order is matched on what is still advertised, never on the expired provider
-    spec = {"requirement": {"device_class": "gpu", "count": 1, "duration_s": 600},
-            "workload": {"module": "sha256", "input": "6869", "fuel": 10**6}, "attachment": "1"}
-    buyer = w.chain.signers[6]
-    it = w.market.intent(buyer.address, requirement=spec_digest(spec), device_class=GPU, units=1, duration=600,
-                         max_price=PRICE)
-    w.market.deposit(buyer, it.escrow())
-    oid = engine.place_order(it, w.market.sign(buyer, it), spec)
+    oid = place_gpu_order(w, engine)
     engine.step()
     order = w.market.order(oid)
     assert order.provider == w.chain.signers[3].address and w.chain.signers[4].address not in order.backups
@@ -218,13 +217,7 @@ def test_a_lease_is_not_failed_while_its_provider_is_unknown_after_a_restart_tha
     clock = Clock()
     engine = engine_at(w, tmp_path, clock)
     providers_up(w, engine)
-    spec = {"requirement": {"device_class": "gpu", "count": 1, "duration_s": 600},
-            "workload": {"module": "sha256", "input": "6869", "fuel": 10**6}, "attachment": "1"}
-    buyer = w.chain.signers[6]
-    it = w.market.intent(buyer.address, requirement=spec_digest(spec), device_class=GPU, units=1, duration=600,
-                         max_price=PRICE)
-    w.market.deposit(buyer, it.escrow())
-    oid = engine.place_order(it, w.market.sign(buyer, it), spec)
+    oid = place_gpu_order(w, engine)
     engine.step()
     provider = w.market.order(oid).provider
     i = next(i for i in HW if w.chain.signers[i].address == provider)
