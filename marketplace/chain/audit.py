@@ -43,6 +43,8 @@ from eth_utils import is_address, to_checksum_address
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import ZERO, Deployment
 from marketplace.chain.indexer import EventIndexer, IndexedEvent
+from marketplace.chain.lifecycle import (ORDER_EVENTS, PROVIDER_EVENTS, OrderFold, ProviderFold, fold_provider,
+                                         replay_order)
 from marketplace.chain.market import EscrowCheck, Market, Order, OrderState, ProviderStatus
 from marketplace.chain.writer import Receipt
 from marketplace.errors import InputError, NotFound
@@ -51,20 +53,6 @@ log = logging.getLogger(__name__)
 
 MARKET = "ComputeMarket"
 REGISTRY = "ProviderRegistry"
-
-#: the events that move an order, and the states each may start from (the contract's rules)
-ORDER_TRANSITIONS: dict[str, tuple[OrderState, ...]] = {
-    "OrderPlaced": (OrderState.NONE,),
-    "Assigned": (OrderState.OPEN,),
-    "Accepted": (OrderState.ASSIGNED,),
-    "Completed": (OrderState.RUNNING,),
-    "Settled": (OrderState.COMPLETED,),
-    "Cancelled": (OrderState.OPEN, OrderState.ASSIGNED),
-    "AcceptanceTimedOut": (OrderState.ASSIGNED,),
-    "OrderFailed": (OrderState.RUNNING,),
-    "Disputed": (OrderState.COMPLETED,),
-    "Resolved": (OrderState.DISPUTED,),
-}
 
 #: event arguments that are amounts of the payment asset (or metered usage), shown as amounts
 AMOUNT_ARGS = ("escrow", "price", "maxPrice", "paid", "fee", "refund", "slashed", "amount", "balance", "stake",
@@ -348,129 +336,8 @@ class EscrowAudit:
 # ---------------------------------------------------------------------------- replay
 
 
-@dataclass
-class _Replay:
-    """An order's fields as its events set them (mutable while replaying, never returned)."""
-
-    state: OrderState = OrderState.NONE
-    buyer: str = ZERO
-    provider: str = ZERO
-    price: int = 0
-    escrow: int = 0
-    served: int = 0
-    usage: int = 0
-    result: str = "0x" + "00" * 32
-    accept_deadline: int = 0
-    started_at: int = 0
-    completed_at: int = 0
-    next_backup: int = 0
-    backups: tuple[str, ...] = ()
-    placed: dict[str, Any] = field(default_factory=dict)
-    paid: int = 0
-    fees: int = 0
-    refunded: int = 0
-    slashed: int = 0
-
-    def advance_backup(self, nxt: str) -> None:
-        """The contract walks the backup list from its pointer, skipping ineligible ones."""
-        if nxt == ZERO:
-            self.next_backup = len(self.backups)
-            return
-        for i in range(self.next_backup, len(self.backups)):
-            if self.backups[i] == nxt:
-                self.next_backup = i + 1
-                return
-        raise ValueError(f"next provider {nxt} is not among the remaining backups")
-
-
-def _apply(r: _Replay, ev: IndexedEvent) -> None:
-    a = ev.args
-    name = ev.name
-    if name == "OrderPlaced":
-        r.state, r.buyer, r.escrow = OrderState.OPEN, _addr(a["buyer"]), _int(a["escrow"])
-        r.placed = a
-    elif name == "Assigned":
-        r.state, r.provider, r.price = OrderState.ASSIGNED, _addr(a["provider"]), _int(a["price"])
-        r.backups = tuple(_addr(b) for b in a["backups"])
-        r.accept_deadline = _int(a["acceptDeadline"])
-    elif name == "Accepted":
-        r.state, r.started_at = OrderState.RUNNING, _int(a["startedAt"])
-    elif name == "Completed":
-        r.state, r.result, r.usage, r.completed_at = OrderState.COMPLETED, a["result"], _int(a["usage"]), ev.timestamp
-    elif name == "Settled":
-        _pay(r, a)
-        r.refunded += _int(a["refund"])
-        r.escrow -= _int(a["refund"])
-        r.state = OrderState.SETTLED
-    elif name == "Cancelled":
-        r.refunded += _int(a["refund"])
-        r.escrow -= _int(a["refund"])
-        r.state = OrderState.CANCELLED
-    elif name == "AcceptanceTimedOut":
-        r.slashed += _int(a["slashed"])
-        _reassign_or_refund(r, a)
-    elif name == "OrderFailed":
-        _pay(r, a)
-        r.served += _int(a["served"])
-        r.slashed += _int(a["slashed"])
-        _reassign_or_refund(r, a)
-    elif name == "Disputed":
-        r.state = OrderState.DISPUTED
-    elif name == "Resolved":
-        _pay(r, a)
-        r.slashed += _int(a["slashed"])
-        r.refunded += _int(a["refund"])
-        r.escrow -= _int(a["refund"])
-        r.state = OrderState.RESOLVED
-
-
-def _pay(r: _Replay, a: dict[str, Any]) -> None:
-    r.paid += _int(a["paid"])
-    r.fees += _int(a["fee"])
-    r.escrow -= _int(a["paid"])
-
-
-def _reassign_or_refund(r: _Replay, a: dict[str, Any]) -> None:
-    nxt = _addr(a["next"])
-    r.advance_backup(nxt)
-    if nxt == ZERO:
-        r.refunded += _int(a["refund"])
-        r.escrow -= _int(a["refund"])
-        r.state = OrderState.REFUNDED
-    else:
-        r.provider, r.state, r.accept_deadline = nxt, OrderState.ASSIGNED, _int(a["acceptDeadline"])
-
-
-def replay_order(events: Iterable[IndexedEvent]) -> tuple[_Replay, list[tuple[IndexedEvent, OrderState]], list[str]]:
-    """Runs an order's market events through the state machine. Returns the replayed order,
-    each event with the state after it, and the rule violations found on the way."""
-    r = _Replay()
-    steps: list[tuple[IndexedEvent, OrderState]] = []
-    problems: list[str] = []
-    seen_tx: set[str] = set()
-    for ev in events:
-        allowed = ORDER_TRANSITIONS.get(ev.name)
-        if allowed is None:
-            continue
-        where = f"{ev.name} at block {ev.block_number} log {ev.log_index}"
-        if r.state not in allowed:
-            problems.append(f"illegal transition: {where} from {r.state.name}")
-        if ev.tx_hash in seen_tx:
-            problems.append(f"two transitions in one transaction {ev.tx_hash}: {where}")
-        seen_tx.add(ev.tx_hash)
-        try:
-            _apply(r, ev)
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-        if r.escrow < 0:
-            problems.append(f"escrow below zero after {where}")
-        steps.append((ev, r.state))
-    return r, steps, problems
-
-
-def _compare_order(r: _Replay, o: Order) -> list[str]:
+def _compare_order(r: OrderFold, o: Order) -> list[str]:
     out = []
-    placed = r.placed
     pairs: list[tuple[str, Any, Any]] = [
         ("state", r.state.name, o.state.name), ("buyer", r.buyer, o.buyer), ("provider", r.provider, o.provider),
         ("price", r.price, o.price), ("escrow", r.escrow, o.escrow), ("served", r.served, o.served),
@@ -479,13 +346,11 @@ def _compare_order(r: _Replay, o: Order) -> list[str]:
         ("completed_at", r.completed_at, o.completed_at), ("next_backup", r.next_backup, o.next_backup),
         ("backups", r.backups, o.backups),
     ]
-    if placed:
+    if r.placed_tx:
         pairs += [
-            ("units", _int(placed["units"]), o.units), ("duration", _int(placed["duration"]), o.duration),
-            ("max_price", _int(placed["maxPrice"]), o.max_price), ("tier", _int(placed["tier"]), o.tier),
-            ("device_class", _int(placed["deviceClass"]), o.device_class),
-            ("digest", placed["digest"], "0x" + o.digest.hex()),
-            ("requirement", placed["requirement"], "0x" + o.requirement.hex()),
+            ("units", r.units, o.units), ("duration", r.duration, o.duration), ("max_price", r.max_price, o.max_price),
+            ("tier", r.tier, o.tier), ("device_class", r.device_class, o.device_class),
+            ("digest", r.digest, "0x" + o.digest.hex()), ("requirement", r.requirement, "0x" + o.requirement.hex()),
         ]
     for name, replayed, actual in pairs:
         if replayed != actual:
@@ -555,16 +420,18 @@ class Auditor:
                            field="order_id")
         order = Order.from_chain(order_id, self._call(self.market.contract, "getOrder", order_id))
         events = self.indexer.events(order=order_id)
-        market_events = [e for e in events if e.contract == MARKET and e.name in ORDER_TRANSITIONS]
+        market_events = [e for e in events if e.contract == MARKET and e.name in ORDER_EVENTS]
         slashes = [e for e in events if e.contract == REGISTRY and e.name == "Slashed"]
-        replayed, steps, problems = replay_order(market_events)
+        replay = replay_order(market_events)
+        steps, problems = replay.steps, list(replay.problems)
+        replayed = replay.fold if replay.fold is not None else OrderFold(order_id)
         if not market_events:
             problems.append("no events for this order in the index (indexed from a later block?)")
         problems += _compare_order(replayed, order)
         if replayed.slashed != sum(_int(s.args["amount"]) for s in slashes):
             problems.append(f"slashed: order events say {replayed.slashed}, registry Slashed events say "
                             f"{sum(_int(s.args['amount']) for s in slashes)}")
-        placed = _int(replayed.placed.get("escrow", 0))
+        placed = next((_int(e.args["escrow"]) for e in market_events if e.name == "OrderPlaced"), 0)
         money = OrderMoney(placed, replayed.paid, replayed.fees, replayed.refunded, replayed.slashed, replayed.escrow)
         if placed != money.paid + money.refunded + money.remaining:
             problems.append("escrow does not add up: placed != paid + refunded + remaining")
@@ -646,30 +513,15 @@ class Auditor:
         registry_events = sorted(reg_events + reg_withdrawals, key=lambda e: (e.block_number, e.log_index))
 
         problems: list[str] = []
-        r_status, r_stake, r_live = ProviderStatus.NONE, 0, 0
-        slashes = []
+        fold: ProviderFold | None = None
         for ev in registry_events:
-            a = ev.args
-            if ev.name == "Registered":
-                r_status, r_stake = ProviderStatus.ACTIVE, _int(a["stake"])
-            elif ev.name == "StakeAdded":
-                r_stake += _int(a["amount"])
-            elif ev.name == "ProviderPaused":
-                r_status = ProviderStatus.PAUSED
-            elif ev.name == "ProviderResumed":
-                r_status = ProviderStatus.ACTIVE
-            elif ev.name == "UnbondingStarted":
-                r_status = ProviderStatus.UNBONDING
-            elif ev.name == "ProviderExited":
-                r_status, r_stake = ProviderStatus.EXITED, r_stake - _int(a["released"])
-            elif ev.name == "Slashed":
-                r_stake -= _int(a["amount"])
-                slashes.append(ev)
-            elif ev.name == "LeaseCountChanged":
-                r_live = _int(a["liveLeases"])
-            if "stake" in a and ev.name != "Registered" and _int(a["stake"]) != r_stake:
-                problems.append(f"{ev.name} at block {ev.block_number} reports stake {a['stake']}, "
-                                f"the events before it add up to {r_stake}")
+            if ev.name in PROVIDER_EVENTS:
+                fold, problem = fold_provider(fold, ev.name, ev.args, block=ev.block_number)
+                if problem:
+                    problems.append(problem)
+        slashes = [e for e in registry_events if e.name == "Slashed"]
+        r_status, r_stake, r_live = ((fold.status, fold.stake, fold.live_leases) if fold is not None
+                                     else (ProviderStatus.NONE, 0, 0))
         if r_status != ProviderStatus(status):
             problems.append(f"status: events say {r_status.name}, contract says {ProviderStatus(status).name}")
         if r_stake != stake:
@@ -837,5 +689,5 @@ def index_path(state_dir: Path, chain_id: int, genesis: str, market: str) -> Pat
 
 __all__ = [
     "AMOUNT_ARGS", "Auditor", "BatchAssignment", "BatchAudit", "EscrowAudit", "HistoryEntry", "Lease",
-    "OrderHistory", "OrderMoney", "ProviderHistory", "check_address", "check_batch_id", "escrow_check_dict", "index_path", "replay_order",
+    "OrderHistory", "OrderMoney", "ProviderHistory", "check_address", "check_batch_id", "escrow_check_dict", "index_path",
 ]

@@ -80,6 +80,10 @@ def _key_value(value: Any) -> str:
     return str(value)
 
 
+#: the position before the first event of any chain (``EventIndexer.since(BEFORE_FIRST)`` is everything)
+BEFORE_FIRST = (-1, -1)
+
+
 @dataclass(frozen=True)
 class IndexedEvent:
     """An event as the auditor sees it: what, where, when, with its arguments."""
@@ -93,6 +97,11 @@ class IndexedEvent:
     timestamp: int
     tx_hash: str
     log_index: int
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the event sits in the chain: (block, log index); ``EventIndexer.since`` takes it."""
+        return (self.block_number, self.log_index)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -248,6 +257,17 @@ class EventIndexer:
         for number, index, bhash, ts, tx, addr, contract, name, args in self.db.execute(sql, params):
             out.append(IndexedEvent(contract, name, json.loads(args), addr, number, bhash, ts, tx, index))
         return out
+
+    def since(self, position: tuple[int, int], *, contract: str | None = None) -> list[IndexedEvent]:
+        """Events after ``position`` (block, log index) in chain order: a consumer keeps the position of
+        the last event it applied (``IndexedEvent.position``) and asks for what came after it."""
+        sql = "SELECT * FROM events WHERE (block_number > ? OR (block_number = ? AND log_index > ?))"
+        params: tuple[Any, ...] = (position[0], position[0], position[1])
+        if contract is not None:
+            sql += " AND contract = ?"
+            params += (contract,)
+        with self._lock:
+            return self._rows(sql + " ORDER BY block_number, log_index", params)
 
     def events(self, contract: str | None = None, name: str | None = None, **where: Any) -> list[IndexedEvent]:
         """Events in chain order, filtered by contract, event name and argument values."""

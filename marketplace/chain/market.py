@@ -31,37 +31,11 @@ from eth_utils import keccak, to_checksum_address
 
 from marketplace.chain.contracts import BoundContract, Chain, Event
 from marketplace.chain.deploy import ZERO, Deployment
+from marketplace.chain.lifecycle import OrderState, ProviderStatus  # noqa: F401 - re-exported: the wire enums
 from marketplace.chain.writer import Receipt, Signer, TxRequest, as_signer
 from marketplace.errors import ChainError, InputError
 
 # ---------------------------------------------------------------------------- enums (wire values)
-
-
-class OrderState(IntEnum):
-    """``ComputeMarket.State``; the integer values are the contract's."""
-
-    NONE = 0
-    OPEN = 1
-    ASSIGNED = 2
-    RUNNING = 3
-    COMPLETED = 4
-    SETTLED = 5
-    CANCELLED = 6
-    REFUNDED = 7
-    DISPUTED = 8
-    RESOLVED = 9
-
-    @property
-    def final(self) -> bool:
-        return self in (OrderState.SETTLED, OrderState.CANCELLED, OrderState.REFUNDED, OrderState.RESOLVED)
-
-
-class ProviderStatus(IntEnum):
-    NONE = 0
-    ACTIVE = 1
-    PAUSED = 2
-    UNBONDING = 3
-    EXITED = 4
 
 
 class SlashReason(IntEnum):

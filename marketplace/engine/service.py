@@ -52,7 +52,7 @@ from eth_utils import keccak, to_checksum_address
 
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import ZERO, Deployment
-from marketplace.chain.indexer import EventIndexer
+from marketplace.chain.indexer import BEFORE_FIRST, EventIndexer
 from marketplace.chain.market import Market, OrderIntent, OrderState, ProviderInfo
 from marketplace.chain.market import ProviderStatus as ChainStatus
 from marketplace.chain.writer import Receipt, Signer
@@ -274,7 +274,7 @@ class Engine:
         self._rebuild = True
         self._round_inputs: dict[str, Any] = {}
         self._round_now = 0.0
-        self._pos = (-1, -1)
+        self._pos = BEFORE_FIRST
         self._idem_path = self.state_dir / "idempotency.json"
         self._idem: dict[str, list[Any]] = json.loads(self._idem_path.read_text()) if self._idem_path.exists() else {}
         #: the registry's minStake, read once here and then followed through its SettingChanged events
@@ -760,13 +760,9 @@ class Engine:
 
     def _sync(self) -> None:
         self.indexer.sync()
-        sql = ("SELECT * FROM events WHERE block_number > ? OR (block_number = ? AND log_index > ?) "
-               "ORDER BY block_number, log_index")
-        with self.indexer._lock:  # noqa: SLF001 - the indexer's query API has no "since" filter
-            rows = self.indexer._rows(sql, (self._pos[0], self._pos[0], self._pos[1]))  # noqa: SLF001
-        for ev in rows:
+        for ev in self.indexer.since(self._pos):
             self._apply(ev.contract, ev.name, ev.args, ev.block_number, ev.tx_hash)
-            self._pos = (ev.block_number, ev.log_index)
+            self._pos = ev.position
 
     def _recover(self) -> None:
         """Rebuild orders and leases from the chain's events (the index is persisted in state_dir)."""

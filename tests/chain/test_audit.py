@@ -14,7 +14,8 @@ from eth_utils import keccak
 from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
-from marketplace.chain.audit import Auditor, EscrowAudit, replay_order
+from marketplace.chain.audit import Auditor, EscrowAudit
+from marketplace.chain.lifecycle import replay_order
 from marketplace.chain.market import OrderState, ProviderStatus, SlashReason, cost, wait_until
 from marketplace.errors import InputError, NotFound
 from tests.chain.market_env import ETH, PRICE, Env
@@ -248,12 +249,11 @@ def test_replay_catches_a_missing_or_reordered_event(env: Env):
     auditor = _auditor(env)
     auditor.sync()
     events = [e for e in auditor.indexer.events(order=oid) if e.contract == "ComputeMarket"]
-    replayed, _, problems = replay_order(events)
-    assert replayed.state is OrderState.SETTLED and not problems
-    _, _, problems = replay_order([e for e in events if e.name != "Accepted"])
+    replay = replay_order(events)
+    assert replay.fold.state is OrderState.SETTLED and not replay.problems
+    problems = replay_order([e for e in events if e.name != "Accepted"]).problems
     assert any("illegal transition: Completed" in p for p in problems)
-    _, _, problems = replay_order(events[:2] + events[3:2:-1] + events[2:3])
-    assert problems
+    assert replay_order(events[:2] + events[3:2:-1] + events[2:3]).problems
 
 
 def test_an_index_that_misses_the_beginning_is_reported_not_trusted(env: Env):
