@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
 from marketplace.chain.market import Order, OrderState, ProviderStatus
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
@@ -73,6 +73,7 @@ from marketplace.convergence.lsdb import Originator
 from marketplace.engine.spec import Spec
 from marketplace.errors import AgentError, ChainError, ConaError, TransactionReverted
 from marketplace.resources.model import DeviceClass, NodeDescriptor
+from marketplace.results import ResultRecord
 from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
 from provider_agent.journal import Journal, Lease
 from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeResult, NativeRuntime, allowlist, \
@@ -105,11 +106,8 @@ def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
 
 
 def result_bytes(run: RunResult | NativeResult) -> bytes:
-    """The bytes a provider uploads; their keccak is ``RunResult.result_hash`` (what goes on chain):
-    status, a zero byte, the exit code (int32 big-endian), then the workload's stdout."""
-    data = run.status.encode() + b"\x00" + run.exit_code.to_bytes(4, "big", signed=True) + run.output
-    assert keccak(data) == run.result_hash
-    return data
+    """The bytes a provider uploads (``marketplace.results``); their keccak is ``run.result_hash``."""
+    return ResultRecord(run.status, run.exit_code, run.output).encode()
 
 
 def _lsa_answer(resp: httpx.Response) -> tuple[str, str | None]:

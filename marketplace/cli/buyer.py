@@ -48,6 +48,8 @@ from rich.table import Table
 
 from marketplace.errors import (ChainError, ChainMismatch, ChainUnavailable, ConaError, InputError, NotFound,
                                 Rejected, TransactionReverted)
+from marketplace.results import parse_result as parse_result_record
+from marketplace.results import result_digest
 
 log = logging.getLogger(__name__)
 
@@ -654,12 +656,11 @@ def watch(order_id: int = typer.Argument(..., help="the order id"),
 
 
 def parse_result(blob: bytes) -> dict[str, Any]:
-    """The provider's result bytes: status, a zero byte, the exit code (int32 big-endian), stdout."""
-    status, sep, rest = blob.partition(b"\x00")
-    if not sep or len(rest) < 4:
+    """The provider's result bytes (``marketplace.results``) as a dict; bytes in another format are all output."""
+    rec = parse_result_record(blob)
+    if rec is None:
         return {"status": None, "exit_code": None, "output": blob}
-    return {"status": status.decode(errors="replace"), "exit_code": int.from_bytes(rest[:4], "big", signed=True),
-            "output": rest[4:]}
+    return {"status": rec.status, "exit_code": rec.exit_code, "output": rec.output}
 
 
 @order_app.command("result")
@@ -667,15 +668,13 @@ def result(order_id: int = typer.Argument(..., help="the order id"),
            out_file: Optional[Path] = typer.Option(None, "--out", help="write the workload's output here"),
            api: Optional[str] = ApiOpt, as_json: bool = JsonOpt) -> None:
     """The order's result, checked against the result hash on chain."""
-    from eth_utils import keccak
-
     client = ApiClient(_api_url(api))
     try:
         view = client.get(f"/v1/orders/{order_id}")
         blob = client.request("GET", f"/v1/orders/{order_id}/result").content
     finally:
         client.close()
-    got = "0x" + keccak(blob).hex()
+    got = "0x" + result_digest(blob).hex()
     if got != view.get("result"):
         raise ChainError(f"order {order_id}: the result bytes hash to {got}, the chain holds {view.get('result')}",
                          hint="the API served bytes that are not the provider's committed result")

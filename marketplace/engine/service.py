@@ -70,6 +70,7 @@ from marketplace.matching import (BindResult, BindStatus, MatchingConfig, Order,
                                   Reservation, Scheduler)
 from marketplace.resources.model import DeviceClass
 from marketplace.resources.requirement import Requirement
+from marketplace.results import result_digest
 from marketplace.routing import RoutingTable, Topology, load_topology
 from marketplace.settings import PACKAGE_ROOT
 
@@ -993,7 +994,7 @@ class Engine:
         if want == b"\x00" * 32:
             raise ResultRejected(f"order {order_id} has no result hash on chain yet", reason="no-result-on-chain",
                                  field="order_id")
-        got = keccak(data)
+        got = result_digest(data)
         if got != want:
             raise ResultRejected(f"keccak of the uploaded bytes is 0x{got.hex()}, the chain holds 0x{want.hex()}",
                                  reason="hash-mismatch", field="body")

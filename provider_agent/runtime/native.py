@@ -59,9 +59,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from eth_utils import keccak
-
 from marketplace.errors import InputError
+from marketplace.results import ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +133,8 @@ class NativeResult:
 
     @property
     def result_hash(self) -> bytes:
-        """keccak-256 over status, 0x00, exit code (int32 BE), stdout: ``wasm.RunResult``'s formula."""
-        return keccak(self.status.encode() + b"\x00" + self.exit_code.to_bytes(4, "big", signed=True) + self.output)
+        """What a provider commits on chain (``marketplace.results``)."""
+        return ResultRecord(self.status, self.exit_code, self.output).digest
 
 
 # -- pure parsing ---------------------------------------------------------------------------

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
-from eth_utils import keccak
 
 from marketplace.errors import AgentError, InputError
+from marketplace.results import ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class RunResult:
 
     @property
     def result_hash(self) -> bytes:
-        """keccak-256 over the status, the exit code and the output: what a provider commits on chain."""
-        return keccak(self.status.encode() + b"\x00" + self.exit_code.to_bytes(4, "big", signed=True) + self.output)
+        """What a provider commits on chain (``marketplace.results``)."""
+        return ResultRecord(self.status, self.exit_code, self.output).digest
 
 
 def module_digest(module: bytes) -> str:
