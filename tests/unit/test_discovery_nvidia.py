@@ -10,12 +10,12 @@ from tests.unit._hw import fixture, garble, truncations
 
 pytestmark = pytest.mark.unit
 
-H100 = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
-L40S = "linux-x86_64__nvidia-l40s__595.80.txt"
+H100 = "nvidia-h100-capture-590/nvidia-smi-capture.txt"
+L40S = "nvidia-l40s-capture-595/nvidia-smi-capture.txt"
 
 
 def test_a100_v12_mig_instances_and_attached_gpus_mismatch():
-    facts = nvidia.parse_smi_xml(fixture("a100-sxm4-v12.xml"))
+    facts = nvidia.parse_smi_xml(fixture("nvidia-a100-mig-xml-v12/nvidia-smi-q.xml"))
     (dev,) = facts.devices
     assert dev.model == "NVIDIA A100-SXM4-80GB" and dev.count == 4
     assert (dev.compute_units, dev.memory_mib, dev.clock_mhz) == (14, 19968, 1410.0)
@@ -28,7 +28,7 @@ def test_a100_v12_mig_instances_and_attached_gpus_mismatch():
 
 
 def test_t4_older_schema():
-    facts = nvidia.parse_smi_xml(fixture("tesla-t4.xml"))
+    facts = nvidia.parse_smi_xml(fixture("nvidia-t4-xml/nvidia-smi-q.xml"))
     assert facts.warnings == ()
     (dev,) = facts.devices
     assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz, dev.compute_units) == (
@@ -38,7 +38,7 @@ def test_t4_older_schema():
 
 
 def test_dual_a5000_v13_groups_two_identical_gpus():
-    facts = nvidia.parse_smi_xml(fixture("dual_a5000-v13.xml"))
+    facts = nvidia.parse_smi_xml(fixture("nvidia-dual-a5000-xml-v13/nvidia-smi-q.xml"))
     assert facts.warnings == ()
     (dev,) = facts.devices
     assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz) == ("NVIDIA RTX A5000", 2, 24564, 2100.0)
@@ -78,7 +78,7 @@ def test_unknown_gpu_gets_no_flops_and_a_warning():
     assert any("not in the datasheet catalog" in w.message for w in facts.warnings)
 
 
-@pytest.mark.parametrize("name", ["a100-sxm4-v12.xml", "tesla-t4.xml", "dual_a5000-v13.xml"])
+@pytest.mark.parametrize("name", ["nvidia-a100-mig-xml-v12/nvidia-smi-q.xml", "nvidia-t4-xml/nvidia-smi-q.xml", "nvidia-dual-a5000-xml-v13/nvidia-smi-q.xml"])
 def test_damaged_xml_warns_and_does_not_raise(name):
     text = fixture(name)
     for damaged in [*truncations(text), garble(text)]:
