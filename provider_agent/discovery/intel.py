@@ -94,7 +94,7 @@ def _sycl_name(rest: str, backend: str) -> str:
     rest = re.sub(r"\s*\[[^\]]*\]\s*$", "", rest)  # the driver version
     if backend == "opencl":
         return re.sub(r"\s+OpenCL \d.*$", "", rest).strip()
-    return re.sub(r"\s+\d+(?:\.\d+)+$", "", rest).strip()  # the device version (1.3, 12.55.8)
+    return re.sub(r"\s+\d+(?:[.,]\d+)+$", "", rest).strip()  # the device version (1.3, 12.55.8)
 
 
 def parse_sycl_ls(text: str, source: str = "sycl-ls.txt") -> IntelFacts:

@@ -30,7 +30,8 @@ _BLOCK_KEYS = frozenset({
 })
 
 #: keys every English lscpu prints; none of them in a long output means it was localised
-_ENGLISH_KEYS = frozenset({"Architecture", "CPU(s)", "Vendor ID", "Model name", "Byte Order", "Flags"})
+_ENGLISH_KEYS = frozenset({"Architecture", "Vendor ID", "Model name", "BIOS Model name", "Byte Order", "Socket(s)",
+                           "Core(s) per socket", "Thread(s) per core"})
 
 _PARSABLE_ROW = re.compile(r"^\d+(,[0-9A-Za-z:.-]*)+$")
 
@@ -91,7 +92,10 @@ class LscpuBlock:
 
     @property
     def max_mhz(self) -> float | None:
-        return number(self.get("CPU max MHz"))
+        value = self.get("CPU max MHz")
+        if value is not None and re.fullmatch(r"\s*\d+,\d+\s*", value):
+            value = value.replace(",", ".")  # printed under a locale with a decimal comma
+        return number(value)
 
     @property
     def flags(self) -> frozenset[str]:
@@ -171,7 +175,7 @@ def parse_lscpu(text: str, source: str = "lscpu") -> Lscpu:
     blocks: list[list[tuple[str, str]]] = [[]]
     for key, value in pairs:
         if key in _BLOCK_KEYS:
-            if key in ("Model name", "BIOS Model name") and any(k == key for k, _ in blocks[-1]):
+            if any(k == key for k, _ in blocks[-1]):  # a key seen twice starts the next core type
                 blocks.append([])
             blocks[-1].append((key, value))
         else:

@@ -192,7 +192,11 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None, source: str 
 def _mig_from_text(index: int, base: Gpu, table: str | None, listing: str | None, w: Warnings) -> list[Gpu]:
     """The MIG instances of GPU ``index`` (``base`` gives its name, memory, clock, link)."""
     parsed_list = nvidia_text.parse_list(listing, w) if listing is not None else None
-    profiles = parsed_list.gpus.get(index, ("", {}))[1] if parsed_list else {}
+    listed_name, profiles = parsed_list.gpus.get(index, (base.name, {})) if parsed_list else (base.name, {})
+    if listed_name != base.name:
+        w.add(f"nvidia-smi -L names GPU {index} {listed_name!r}, not {base.name!r}: "
+              "the two captures are of different machines or drivers; -L not used")
+        profiles = {}
     if table is not None:
         rows = [r for r in nvidia_text.parse_table(table, w).mig if r.gpu == index]
         if rows:
