@@ -69,7 +69,7 @@ def parse_table(text: str, w: Warnings) -> SmiTable:
     gpus: list[TableGpu] = []
     rows: list[MigRow] = []
     pending: dict[str, object] | None = None
-    in_mig = in_processes = False
+    in_mig = in_processes = started = False
     m = re.search(r"(?:Driver|KMD) Version:\s*(\S+)", text)
     for lineno, line in enumerate(text.splitlines(), 1):
         line = line.rstrip()
@@ -77,6 +77,10 @@ def parse_table(text: str, w: Warnings) -> SmiTable:
             in_mig, in_processes = True, False
         elif "Processes:" in line:
             in_mig, in_processes = False, True
+        if started and line and not line.startswith(("|", "+")):
+            w.add(f"line {lineno} is not part of the nvidia-smi table: {line[:60]!r}")
+            continue
+        started = started or line.startswith("+")
         if in_processes or not line.startswith("|") or set(line) <= set("|+-= "):
             continue
         gpu = _GPU_ROW.match(line)
