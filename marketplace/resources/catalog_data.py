@@ -37,6 +37,14 @@ class DeviceSpec:
     memory_gib: float | None = None
     mig_slices: int | None = None
 
+    def __post_init__(self) -> None:
+        # figures are floats whatever literal a row uses: a descriptor built from them must encode
+        # (canonical JSON, Compute LSA) the same as one decoded from the wire
+        for name in ("memory_bandwidth_gbps", "boost_clock_mhz", "memory_gib"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+
     def peak(self, precision: Precision) -> float | None:
         for p, v in self.flops:
             if p == precision:

@@ -158,6 +158,8 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None, source: str 
         w.add("no GPU rows")
     gpus: list[Gpu] = []
     driver = None
+    parsed_table = nvidia_text.parse_table(table, w) if table is not None else None
+    parsed_list = nvidia_text.parse_list(listing, w) if listing is not None else None
     for n, row in enumerate(rows, 1):
         if len(row) != len(names):
             w.add(f"row {n} has {len(row)} values for {len(names)} columns: skipped (truncated?)")
@@ -183,25 +185,24 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None, source: str 
                    int(gen) if gen is not None else None, int(width) if width is not None else None)
         if rec.get("mig.mode.current", "").strip() == "Enabled":
             index = integer(rec.get("index")) if rec.get("index") is not None else n - 1
-            gpus.extend(_mig_from_text(index if index is not None else n - 1, base, table, listing, w))
+            gpus.extend(_mig_from_text(index if index is not None else n - 1, base, parsed_table, parsed_list, w))
             continue
         gpus.append(base)
     return GpuFacts(group_gpus(gpus, w), w.freeze(), driver)
 
 
-def _mig_from_text(index: int, base: Gpu, table: str | None, listing: str | None, w: Warnings) -> list[Gpu]:
+def _mig_from_text(index: int, base: Gpu, table: "nvidia_text.SmiTable | None",
+                   listing: "nvidia_text.SmiList | None", w: Warnings) -> list[Gpu]:
     """The MIG instances of GPU ``index`` (``base`` gives its name, memory, clock, link)."""
-    parsed_list = nvidia_text.parse_list(listing, w) if listing is not None else None
-    listed_name, profiles = parsed_list.gpus.get(index, (base.name, {})) if parsed_list else (base.name, {})
+    listed_name, profiles = listing.gpus.get(index, (base.name, {})) if listing else (base.name, {})
     if listed_name != base.name:
         w.add(f"nvidia-smi -L names GPU {index} {listed_name!r}, not {base.name!r}: "
               "the two captures are of different machines or drivers; -L not used")
         profiles = {}
-    if table is not None:
-        rows = [r for r in nvidia_text.parse_table(table, w).mig if r.gpu == index]
-        if rows:
-            return [dataclasses.replace(base, memory_mib=r.memory_mib, mig_sms=r.sms, mig_parent_mib=base.memory_mib,
-                                        mig_profile=profiles.get(r.device)) for r in rows]
+    rows = [r for r in table.mig if r.gpu == index] if table is not None else []
+    if rows:
+        return [dataclasses.replace(base, memory_mib=r.memory_mib, mig_sms=r.sms, mig_parent_mib=base.memory_mib,
+                                    mig_profile=profiles.get(r.device)) for r in rows]
     if profiles:
         w.add(f"GPU {index} ({base.name}) MIG instances known by profile only ({', '.join(profiles.values())}): "
               "their exact memory is not in nvidia-smi -L; add the nvidia-smi table for it")
@@ -219,21 +220,22 @@ def parse_smi_text(table: str | None, listing: str | None, source: str = "nvidia
         if text and not text.endswith("\n"):
             w.add("text does not end with a newline: the output may be truncated")
     gpus: list[Gpu] = []
+    parsed_list = nvidia_text.parse_list(listing, w) if listing is not None else None
     if table is not None:
         parsed = nvidia_text.parse_table(table, w)
         if not parsed.gpus:
             w.add("no GPU row in the nvidia-smi table")
         for g in parsed.gpus:
             base = Gpu(g.name, g.memory_mib, None, None, None)
-            gpus.extend(_mig_from_text(g.index, base, table, listing, w) if g.mig else [base])
+            gpus.extend(_mig_from_text(g.index, base, parsed, parsed_list, w) if g.mig else [base])
         return GpuFacts(group_gpus(gpus, w), w.freeze(), parsed.driver)
-    parsed_list = nvidia_text.parse_list(listing or "", w)
-    if not parsed_list.gpus:
+    if parsed_list is None or not parsed_list.gpus:
         w.add("no 'GPU i: NAME' line in nvidia-smi -L")
+        parsed_list = nvidia_text.SmiList({})
     for index, (name, profiles) in sorted(parsed_list.gpus.items()):
         w.add(f"GPU {index} ({name}): nvidia-smi -L gives no memory size")
         base = Gpu(name, None, None, None, None)
-        gpus.extend(_mig_from_text(index, base, None, listing, w) if profiles else [base])
+        gpus.extend(_mig_from_text(index, base, None, parsed_list, w) if profiles else [base])
     return GpuFacts(group_gpus(gpus, w), w.freeze(), None)
 
 

@@ -75,3 +75,21 @@ def test_family_names_resolve_only_when_memory_fits_one_product():
     assert catalog.resolve("AMD Radeon RX 6700/6700 XT / 6800M", 12272)[0] is None
     assert catalog.family_candidates("Radeon RX 6700/6700 XT / 6800M") == (
         "Radeon RX 6700", "Radeon RX 6700 XT", "Radeon RX 6800M")
+
+
+def test_figures_are_floats_so_descriptors_encode_like_decoded_ones():
+    # a row written "1502" must not give a descriptor whose canonical JSON says 1502 where the Compute
+    # LSA decoder gives 1502.0: the digests would differ and the registration would be contradicted
+    for spec in catalog.specs():
+        for value in (spec.boost_clock_mhz, spec.memory_bandwidth_gbps, spec.memory_gib):
+            assert value is None or type(value) is float, spec.model
+        assert all(type(v) is float for _, v in spec.flops), spec.model
+
+
+def test_every_fixture_descriptor_has_float_clocks_and_bandwidths():
+    from provider_agent.probe import discover_dump
+    from tests.unit._hw_damage import fixture_dirs
+    for folder in fixture_dirs():
+        for d in discover_dump(folder).descriptor.devices:
+            assert d.clock_mhz is None or type(d.clock_mhz) is float, (folder.name, d.model)
+            assert d.memory_bandwidth_gbps is None or type(d.memory_bandwidth_gbps) is float, (folder.name, d.model)
