@@ -1,6 +1,7 @@
 """``cona-agent``: the provider agent's command line (thin: parse, call the library, format).
 
-Commands: ``discover`` (this machine, or a captured dump with ``--from DIR``); the account
+Commands: ``discover`` (this machine, a captured dump with ``--from DIR``, or every fixture folder
+under ``--check DIR`` against its ``expected.json``); the account
 commands ``init``, ``register``, ``stake``, ``status``, ``pause``, ``resume``, ``unbond``,
 ``withdraw``; and ``run``, the daemon (``provider_agent.daemon``).
 
@@ -28,6 +29,8 @@ from marketplace.resources.model import NodeDescriptor
 from provider_agent import account as account_mod
 from provider_agent import keystore, probe
 from provider_agent.discovery import Discovery
+from provider_agent.discovery import check as check_mod
+from provider_agent.discovery.errors import DumpError, ExpectationError
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +78,50 @@ def _print(result: Discovery, as_json: bool) -> None:
 @app.command()
 def discover(
     from_dir: Optional[Path] = typer.Option(None, "--from", help="discover from a captured dump directory"),
+    check_dir: Optional[Path] = typer.Option(None, "--check", help="check every fixture folder with an expected.json"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     disk_path: str = typer.Option("/", "--disk-path", help="live probe: the filesystem whose free space is offered"),
 ) -> None:
     """Describe this machine's hardware (or a dump's) as a NodeDescriptor with its digest and warnings."""
     try:
-        result = probe.discover_dump(from_dir) if from_dir is not None else probe.discover_live(disk_path)
+        if check_dir is not None:
+            outcome = _check_fixtures(check_dir)
+        else:
+            result = probe.discover_dump(from_dir) if from_dir is not None else probe.discover_live(disk_path)
     except ConaError as exc:
         if as_json:
             typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
         else:
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    _print(result, as_json)
+    if check_dir is None:
+        _print(result, as_json)
+        return
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2, sort_keys=True))
+    else:
+        for r in outcome["results"]:
+            typer.echo(f"{'right' if r['right'] else 'WRONG'}  {r['fixture']}" + "".join(f"\n    {m}" for m in r["mismatches"]))
+        typer.echo(f"{outcome['right']} of {outcome['fixtures']} fixtures right")
+    if outcome["right"] != outcome["fixtures"]:
+        raise typer.Exit(1)
+
+
+def _check_fixtures(root: Path) -> dict:
+    """``discover --check``: every sub-folder of ``root`` holding an ``expected.json``, discovered and compared."""
+    if not root.is_dir():
+        raise DumpError(f"{str(root)!r} is not a directory of fixture folders", field="check")
+    checks = []
+    for folder in sorted(p for p in root.iterdir() if (p / "expected.json").is_file()):
+        try:
+            expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ExpectationError(f"{folder.name}/expected.json is not JSON: {exc}", field="expected.json") from None
+        found = probe.discover_dump(folder)
+        checks.append(check_mod.check(folder.name, found.descriptor, len(found.warnings), expected))
+    if not checks:
+        raise DumpError(f"no folder under {str(root)!r} holds an expected.json", field="check")
+    return check_mod.report(checks)
 
 
 # ---------------------------------------------------------------------------- account commands
