@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from marketplace.cli.output import emit_line, fail
 from marketplace.errors import ConaError, InputError
 from marketplace.resources.model import NodeDescriptor
 from provider_agent import account as account_mod
@@ -82,11 +83,7 @@ def discover(
     try:
         result = probe.discover_dump(from_dir) if from_dir is not None else probe.discover_live(disk_path)
     except ConaError as exc:
-        if as_json:
-            typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
-        else:
-            typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc, as_json) from None
     _print(result, as_json)
 
 
@@ -105,17 +102,14 @@ JsonOpt = typer.Option(False, "--json", help="print one JSON object")
 
 
 def _fail(exc: ConaError, as_json: bool) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
-    else:
-        err = getattr(exc, "error", None)
-        hint = exc.hint or (account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None)
-        typer.echo(f"error: {exc.message}" + (f" (hint: {hint})" if hint else ""), err=True)
-    return typer.Exit(2)
+    """One line on stderr (with the hint for a contract error the agent knows), exit status 2."""
+    err = getattr(exc, "error", None)
+    hint = account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None
+    return fail(exc, as_json=as_json, one_line=True, hint=hint)
 
 
 def _emit(as_json: bool, payload: dict, text: str) -> None:
-    typer.echo(json.dumps(payload, sort_keys=True) if as_json else text)
+    emit_line(payload, as_json, text)
 
 
 def _deployment(engine: Optional[str], deployment: Optional[Path]):
@@ -305,11 +299,7 @@ def status(
             acct.close()
     except ConaError as exc:
         raise _fail(exc, as_json) from None
-    if as_json:
-        typer.echo(json.dumps(info, sort_keys=True))
-        return
-    for k, v in info.items():
-        typer.echo(f"{k:22} {v}")
+    _emit(as_json, info, "\n".join(f"{k:22} {v}" for k, v in info.items()))
 
 
 @app.command()
