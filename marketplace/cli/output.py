@@ -7,7 +7,8 @@ command group prints the same way:
   or a line of text); ``emit`` prints ``cona``'s (indented JSON), ``emit_line`` prints
   ``cona-agent``'s (one sorted JSON object per line, or one line of text);
 - a ``ConaError`` is never a traceback: it is ``error: <message>`` and, when the error
-  carries one, ``hint: <what to do>``, on stderr, and the command exits with status 2
+  carries one, ``hint: <what to do>``, each one line however long (never wrapped, never read
+  as rich markup), on stderr, and the command exits with status 2
   (``EXIT_ERROR``). ``cona-agent`` puts the hint on the same line (one line per error, so a
   log or a script reads it whole) and, with ``--json``, prints ``{"error": {...}}`` instead;
 - ``run`` is the entry point of ``cona`` and of every group run alone
@@ -26,6 +27,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from marketplace.errors import ConaError
 
@@ -63,10 +65,10 @@ def report(exc: ConaError, *, as_json: bool = False, one_line: bool = False, hin
         typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
     elif one_line:
         typer.echo(f"error: {exc.message}" + (f" (hint: {hint})" if hint else ""), err=True)
-    else:
-        console.print(f"[red]error:[/] {exc.message}")
+    else:  # one line each, however long (no wrapping), and the text as it is (no markup)
+        console.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
         if hint:
-            console.print(f"[dim]hint:[/] {hint}")
+            console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
 
 
 def fail(exc: ConaError, *, as_json: bool = False, one_line: bool = False, hint: str | None = None) -> typer.Exit:
