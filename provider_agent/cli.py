@@ -12,7 +12,6 @@ from an argument.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -20,10 +19,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from marketplace.cli.output import emit_line, fail
+from marketplace.cli.output import emit_document, emit_line, fail, wide
 from marketplace.errors import ConaError, InputError
 from marketplace.resources.model import NodeDescriptor
 from provider_agent import account as account_mod
@@ -60,11 +58,9 @@ def _table(node: NodeDescriptor) -> Table:
 
 def _print(result: Discovery, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        emit_document(result.to_dict())
         return
-    console = Console()
-    if console.width < 160:  # a descriptor row does not fit 80 columns; let the terminal wrap instead
-        console = Console(width=160)
+    console = wide(160)  # a descriptor row does not fit 80 columns; let the terminal wrap instead
     console.print(_table(result.descriptor))
     console.print(f"digest 0x{result.descriptor.digest().hex()}", soft_wrap=True)
     for note in result.notes:

@@ -56,6 +56,17 @@ def emit_line(data: dict[str, Any], as_json: bool, text: str) -> None:
     typer.echo(json.dumps(data, sort_keys=True) if as_json else text)
 
 
+def emit_document(data: dict[str, Any]) -> None:
+    """A document for people and scripts alike (a hardware descriptor): indented JSON, keys sorted."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def wide(min_width: int = 160) -> Console:
+    """A stdout console at least ``min_width`` columns wide: a table too wide for the terminal is
+    printed whole and the terminal wraps it, instead of squeezing every cell."""
+    return out if out.width >= min_width else Console(width=min_width)
+
+
 def report(exc: ConaError, *, as_json: bool = False, one_line: bool = False, hint: str | None = None) -> None:
     """Print ``exc`` on stderr: ``error:`` and ``hint:`` lines (``cona``), both on one line
     (``one_line``, ``cona-agent``), or ``{"error": {...}}`` (``as_json``). ``hint`` stands in
