@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from marketplace.cli.output import emit_document, emit_line, fail, wide
 from marketplace.errors import ConaError, InputError
 from marketplace.resources.model import NodeDescriptor
 from provider_agent import account as account_mod
@@ -62,11 +62,9 @@ def _table(node: NodeDescriptor) -> Table:
 
 def _print(result: Discovery, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        emit_document(result.to_dict())
         return
-    console = Console()
-    if console.width < 160:  # a descriptor row does not fit 80 columns; let the terminal wrap instead
-        console = Console(width=160)
+    console = wide(160)  # a descriptor row does not fit 80 columns; let the terminal wrap instead
     console.print(_table(result.descriptor))
     console.print(f"digest 0x{result.descriptor.digest().hex()}", soft_wrap=True)
     for note in result.notes:
@@ -89,16 +87,12 @@ def discover(
         else:
             result = probe.discover_dump(from_dir) if from_dir is not None else probe.discover_live(disk_path)
     except ConaError as exc:
-        if as_json:
-            typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
-        else:
-            typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc, as_json) from None
     if check_dir is None:
         _print(result, as_json)
         return
     if as_json:
-        typer.echo(json.dumps(outcome, indent=2, sort_keys=True))
+        emit_document(outcome)
     else:
         for r in outcome["results"]:
             typer.echo(f"{'right' if r['right'] else 'WRONG'}  {r['fixture']}" + "".join(f"\n    {m}" for m in r["mismatches"]))
@@ -139,17 +133,14 @@ JsonOpt = typer.Option(False, "--json", help="print one JSON object")
 
 
 def _fail(exc: ConaError, as_json: bool) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
-    else:
-        err = getattr(exc, "error", None)
-        hint = exc.hint or (account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None)
-        typer.echo(f"error: {exc.message}" + (f" (hint: {hint})" if hint else ""), err=True)
-    return typer.Exit(2)
+    """One line on stderr (with the hint for a contract error the agent knows), exit status 2."""
+    err = getattr(exc, "error", None)
+    hint = account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None
+    return fail(exc, as_json=as_json, one_line=True, hint=hint)
 
 
 def _emit(as_json: bool, payload: dict, text: str) -> None:
-    typer.echo(json.dumps(payload, sort_keys=True) if as_json else text)
+    emit_line(payload, as_json, text)
 
 
 def _deployment(engine: Optional[str], deployment: Optional[Path]):
@@ -339,11 +330,7 @@ def status(
             acct.close()
     except ConaError as exc:
         raise _fail(exc, as_json) from None
-    if as_json:
-        typer.echo(json.dumps(info, sort_keys=True))
-        return
-    for k, v in info.items():
-        typer.echo(f"{k:22} {v}")
+    _emit(as_json, info, "\n".join(f"{k:22} {v}" for k, v in info.items()))
 
 
 @app.command()
