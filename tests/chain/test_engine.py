@@ -15,7 +15,9 @@ import pytest
 from marketplace.chain.backends import EmbeddedBackend
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
-from marketplace.chain.market import Market, OrderState, cost, wait_until
+from marketplace.chain.intents import cost
+from marketplace.chain.lifecycle import OrderState
+from marketplace.chain.market import Market, wait_until
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome

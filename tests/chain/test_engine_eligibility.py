@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.chain.market import OrderState
+from marketplace.chain.lifecycle import OrderState
 from tests.chain.test_engine import ETH, assigned_events, make_engine, market_up, w, world  # noqa: F401
 
 pytestmark = pytest.mark.chain
