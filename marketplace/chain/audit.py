@@ -201,7 +201,8 @@ class Auditor:
             if named != bid:
                 problems.append(f"Assigned of order {a.args['order']} in the batch's transaction names batch {named}")
                 continue
-            assignments.append(BatchAssignment(as_int(a.args["order"]), as_address(a.args["provider"]), as_int(a.args["price"]),
+            assignments.append(BatchAssignment(as_int(a.args["order"]), as_address(a.args["provider"]),
+                                               as_int(a.args["price"]),
                                                tuple(as_address(b) for b in a.args["backups"]),
                                                as_int(a.args["acceptDeadline"]), a.log_index))
         orders = as_int(ev.args["orders"])
@@ -465,6 +466,7 @@ def index_path(state_dir: Path, chain_id: int, genesis: str, market: str) -> Pat
 
 
 __all__ = [
-    "AMOUNT_ARGS", "MARKET", "REGISTRY", "Auditor", "BatchAssignment", "BatchAudit", "EscrowAudit", "HistoryEntry", "Lease",
-    "OrderHistory", "OrderMoney", "ProviderHistory", "check_address", "check_batch_id", "escrow_check_dict", "index_path",
+    "AMOUNT_ARGS", "MARKET", "REGISTRY", "Auditor", "BatchAssignment", "BatchAudit", "EscrowAudit", "HistoryEntry",
+    "Lease", "MarketBooks", "OrderHistory", "OrderMoney", "ProviderHistory", "StakeBooks", "check_address",
+    "check_batch_id", "escrow_check_dict", "index_path",
 ]

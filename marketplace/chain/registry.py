@@ -19,15 +19,12 @@ from eth_utils import to_checksum_address
 
 from marketplace.chain.client import ContractClient, EscrowCheck, Tx, b32, check_uint
 from marketplace.chain.contracts import BoundContract, Chain
+from marketplace.chain.indexer import arg_bytes
 from marketplace.chain.lifecycle import ProviderFold, ProviderStatus
 from marketplace.chain.writer import as_signer
 from marketplace.errors import InputError
 
 DEVICE_CLASSES = 4
-
-
-def _bytes(value: Any) -> bytes:
-    return bytes(value) if isinstance(value, (bytes, bytearray)) else bytes.fromhex(str(value).removeprefix("0x"))
 
 
 @dataclass(frozen=True)
@@ -47,7 +44,7 @@ class ProviderInfo:
         """The registry's record as a provider's events describe it (``lifecycle.fold_provider``
         over every registry event since its ``Registered``): what ``Registry.provider`` reads."""
         return cls(to_checksum_address(fold.address), fold.status, fold.domain, fold.live_leases, fold.unbond_at,
-                   fold.stake, _bytes(fold.hardware), _bytes(fold.metadata), tuple(fold.prices))
+                   fold.stake, arg_bytes(fold.hardware), arg_bytes(fold.metadata), tuple(fold.prices))
 
     def price(self, device_class: int) -> int:
         if not 1 <= device_class <= DEVICE_CLASSES:

@@ -22,6 +22,7 @@ from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
 from marketplace.engine.errors import SpecMismatch
+from marketplace.engine.orders import Status
 from marketplace.engine.service import Engine, EngineConfig
 from marketplace.engine.spec import spec_digest
 from marketplace.resources.model import DeviceClass
@@ -207,6 +208,9 @@ def test_heartbeat_loss_fails_the_lease_with_pro_rata_pay_and_moves_it_to_a_back
     assert 600 <= served <= 610
     assert int(failed.args["paid"]) == cost(1, served, PRICE)
     assert after.state == OrderState.ASSIGNED and after.provider == o.backups[0]
+    rec = engine.orders[oid]
+    assert rec.status == Status.ASSIGNED and rec.reasons == [["OrderFailed", "moved to backup " + o.backups[0]]]
+    assert rec.provider == o.backups[0]
     assert engine.providers()[[p["address"] for p in engine.providers()].index(o.provider)]["status"] == "offline"
 
 
@@ -296,3 +300,21 @@ def test_engine_loop_thread_assigns_without_explicit_steps(w, tmp_path):
     finally:
         stop.set()
         t.join(5)
+
+
+def test_registry_events_fold_to_the_registry_record_and_reach_the_matcher(w, tmp_path):
+    engine = make_engine(w, tmp_path)
+    market_up(w, engine)
+    addr = w.signers[3].address
+    w.market.registry.top_up(w.signers[3], ETH)
+    w.market.registry.pause(w.signers[3])
+    engine.step()
+    # the engine followed the events (lifecycle.fold_provider), and they say what the registry says
+    assert addr in engine.provider_table.registered
+    assert engine.provider_table.chain_info[addr] == w.market.registry.provider(addr)
+    listed = {p["address"]: p for p in engine.providers()}
+    assert listed[addr]["status"] == "draining" and listed[addr]["stake"] == str(3 * ETH)
+    engine.close()
+    again = make_engine(w, tmp_path)  # a restart folds the same events to the same record
+    assert again.provider_table.chain_info[addr] == w.market.registry.provider(addr)
+    again.close()
