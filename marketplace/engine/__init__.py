@@ -1,6 +1,6 @@
 """The engine service: the orchestration adapter that turns the pure pieces into a running market.
 
-    Engine(chain, deployment, topology=..., state_dir=..., config=..., clock=...)
+    Engine(chain, deployment, topology=..., state_dir=..., config=..., clock=..., indexer=None)
       .submit_lsa(raw) -> InstallResult       .heartbeat(dict)
       .place_order(intent, signature, spec)   .place_order_tx(tx_hash, spec)
       .step(now) / .run(stop)                 .replay(batch_id)

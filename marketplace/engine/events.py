@@ -13,7 +13,7 @@ backups and deadline come from ``lifecycle.fold_order``; the engine's reactions 
 - Assigned (directly or by a handover): the matcher holds the capacity on the provider;
 - Running: the heartbeat monitor watches the provider;
 - the engine's ``Status`` follows the state (``orders.STATUS_AFTER``), with a reason for a
-  handover; each event is noted in the order's history.
+  handover; each event is noted in the order's history with the state after it.
 
 Registry events update the ``ProviderTable`` (``lifecycle.fold_provider`` over the index) and
 re-project the provider; ``BatchCommitted`` is recorded in ``batches``.
@@ -168,7 +168,7 @@ class EventFold:
             self.monitor.watch(rec.provider, now)
 
     def _note(self, rec: OrderRecord, name: str, block: int, tx_hash: str, batch: Any = None) -> None:
-        entry = {"event": name, "block": block, "tx": tx_hash}
+        entry = {"event": name, "block": block, "tx": tx_hash, "state": rec.state.label}
         if batch is not None and arg_bytes(batch) != ZERO_BATCH:
             entry["batch"] = "0x" + arg_bytes(batch).hex()  # the matching batch that decided this assignment
         rec.history.append(entry)

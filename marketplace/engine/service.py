@@ -52,7 +52,7 @@ from marketplace.engine.queries import Queries
 from marketplace.engine.replay import replay_batch
 from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
-from marketplace.errors import ChainError
+from marketplace.errors import ChainError, InputError
 from marketplace.matching import MatchingConfig
 from marketplace.routing import RoutingTable, Topology, load_topology
 from marketplace.settings import PACKAGE_ROOT
@@ -77,11 +77,16 @@ class EngineConfig:
 
 
 class Engine:
-    """The orchestration adapter: wires the parts and runs the loop (see the module docstring)."""
+    """The orchestration adapter: wires the parts and runs the loop (see the module docstring).
+
+    ``indexer``: the process's one ``EventIndexer`` of the market and its registry, when the
+    composition root shares one (the engine then leaves closing it to its owner); without it the
+    engine indexes into ``state_dir/index.sqlite`` itself."""
 
     def __init__(self, chain: Chain, deployment: Deployment, *, topology: Topology | str | Path | None,
                  state_dir: Path, config: EngineConfig | None = None,
-                 clock: Callable[[], float] = time.time, orchestrator: Signer | None = None) -> None:
+                 clock: Callable[[], float] = time.time, orchestrator: Signer | None = None,
+                 indexer: EventIndexer | None = None) -> None:
         self.chain, self.deployment = chain, deployment
         self.config = cfg = config or EngineConfig()
         self.clock = clock
@@ -107,7 +112,8 @@ class Engine:
         self.lsas = table.lsas
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
-        self.indexer = EventIndexer(chain.backend, {
+        self._owns_indexer = indexer is None
+        self.indexer = self._check_indexer(indexer) if indexer is not None else EventIndexer(chain.backend, {
             MARKET: (self.market.address, chain.abis[MARKET]),
             REGISTRY: (self.registry.address, chain.abis[REGISTRY]),
         }, db_path=self.state_dir / "index.sqlite", start_block=deployment.block, reorg_depth=cfg.reorg_depth)
@@ -136,6 +142,13 @@ class Engine:
         with self.lock:
             self.events.recover()
 
+    def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
+        for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
+            if address not in indexer.by_address:
+                raise InputError(f"the injected event indexer does not index the {name} at {address}",
+                                 field="indexer", hint="index the deployment's ComputeMarket and ProviderRegistry")
+        return indexer
+
     # ================================================================== the loop
 
     def step(self, now: float | None = None) -> None:
@@ -158,7 +171,8 @@ class Engine:
             self.wake.clear()
 
     def close(self) -> None:
-        self.indexer.close()
+        if self._owns_indexer:
+            self.indexer.close()
 
     # ================================================================== the service's calls
 

@@ -21,8 +21,10 @@ from marketplace.chain.market import Market, wait_until
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
+from marketplace.chain.indexer import EventIndexer
 from marketplace.engine.errors import SpecMismatch
 from marketplace.engine.orders import Status
+from marketplace.errors import InputError
 from marketplace.engine.service import Engine, EngineConfig
 from marketplace.engine.spec import spec_digest
 from marketplace.resources.model import DeviceClass
@@ -142,6 +144,8 @@ def test_order_is_assigned_to_a_fitting_provider_with_backups_and_the_batch_repl
     assert committed.tx_hash == ev.tx_hash and committed.args["batchId"] == ev.args["batchId"]
     assert int(committed.args["orders"]) == 1
     assert engine.orders[oid].history[-1]["batch"] == ev.args["batchId"]
+    # each history entry carries the state its event left the order in
+    assert [h["state"] for h in engine.orders[oid].history] == ["open", "assigned"]
     o = w.market.order(oid)
     big = {w.signers[3].address, w.signers[4].address}  # H100 80 GB and L40S 48 GB; the T4 has 15 GiB
     assert o.state == OrderState.ASSIGNED and o.provider in big
@@ -209,6 +213,7 @@ def test_heartbeat_loss_fails_the_lease_with_pro_rata_pay_and_moves_it_to_a_back
     assert int(failed.args["paid"]) == cost(1, served, PRICE)
     assert after.state == OrderState.ASSIGNED and after.provider == o.backups[0]
     rec = engine.orders[oid]
+    assert [h["state"] for h in rec.history] == ["open", "assigned", "running", "assigned"]
     assert rec.status == Status.ASSIGNED and rec.reasons == [["OrderFailed", "moved to backup " + o.backups[0]]]
     assert rec.provider == o.backups[0]
     assert engine.providers()[[p["address"] for p in engine.providers()].index(o.provider)]["status"] == "offline"
@@ -318,3 +323,32 @@ def test_registry_events_fold_to_the_registry_record_and_reach_the_matcher(w, tm
     again = make_engine(w, tmp_path)  # a restart folds the same events to the same record
     assert again.provider_table.chain_info[addr] == w.market.registry.provider(addr)
     again.close()
+
+
+def test_an_injected_indexer_is_used_and_left_open_and_one_of_another_market_is_refused(w, tmp_path):
+    abis = w.chain.abis
+    shared = EventIndexer(w.chain.backend, {
+        "ComputeMarket": (w.market.address, abis["ComputeMarket"]),
+        "ProviderRegistry": (w.market.registry.address, abis["ProviderRegistry"]),
+    }, start_block=w.dep.block)
+    engine = Engine(w.chain, w.dep, topology=TOPOLOGY, state_dir=tmp_path, clock=Clock(), indexer=shared)
+    assert engine.indexer is shared and not (tmp_path / "index.sqlite").exists()
+    market_up(w, engine)
+    spec = w.spec(min_memory_mib=40960)
+    it, sig = w.signed(6, spec)
+    oid = engine.place_order(it, sig, spec)
+    engine.step()
+    assert w.market.state(oid) == OrderState.ASSIGNED
+    engine.close()
+    shared.sync()  # still open: closing it is its owner's business
+    assert len(shared.events("ComputeMarket", "Assigned", order=oid)) == 1
+    shared.close()
+
+    registry_only = EventIndexer(w.chain.backend, {
+        "ProviderRegistry": (w.market.registry.address, abis["ProviderRegistry"])}, start_block=w.dep.block)
+    with pytest.raises(InputError) as info:
+        Engine(w.chain, w.dep, topology=TOPOLOGY, state_dir=tmp_path / "other", clock=Clock(),
+               indexer=registry_only)
+    assert info.value.fields["field"] == "indexer" and "ComputeMarket" in info.value.message
+    registry_only.close()
+
