@@ -9,7 +9,8 @@ Used by ``Engine.replay`` and by ``cona audit replay`` (no engine needed).
 
 Invariant: ``reproduced`` is true exactly when the rerun's decisions hash to the committed
 one; every other disagreement (event vs contract record, stored inputs vs their hash) raises
-``ReplayMismatch``, and a missing batch or input document raises ``NotFound``.
+``ReplayMismatch``, a missing batch or input document ``NotFound``, and a batch id that is not
+32 bytes of hex an ``InputError`` naming the field ``batch``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from marketplace.chain.audit_values import check_batch_id
 from marketplace.chain.indexer import EventIndexer, arg_bytes
 from marketplace.chain.market import Market
 from marketplace.engine import batch as B
 from marketplace.engine.errors import ReplayMismatch
 from marketplace.engine.store import batch_path
-from marketplace.errors import InputError, NotFound
+from marketplace.errors import NotFound
 
 
 def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_id: str | bytes, *,
@@ -33,9 +35,7 @@ def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_i
 
     The batch is found by its own event (``BatchCommitted`` with this ``batchId``), and the
     orders it assigned by theirs (``Assigned`` naming the same ``batchId``, same transaction)."""
-    bid = arg_bytes(batch_id) if not isinstance(batch_id, bytes) else batch_id
-    if len(bid) != 32:
-        raise InputError("a batch id is 32 bytes of hex", field="batch")
+    bid = bytes.fromhex(check_batch_id(batch_id, "batch")[2:])
     indexer.sync()
     events = indexer.events("ComputeMarket", "BatchCommitted", batchId="0x" + bid.hex())
     if not events:

@@ -159,6 +159,10 @@ def test_order_is_assigned_to_a_fitting_provider_with_backups_and_the_batch_repl
     assert bid == ev.args["batchId"]
     rep = engine.replay(bid)
     assert rep["reproduced"] and rep["decisions"][0][1] == o.provider and rep["assigned"] == [oid]
+    for bad in ("0xzz", bid[:-2], b"\x01" * 31):
+        with pytest.raises(InputError) as info:
+            engine.replay(bad)
+        assert info.value.fields["field"] == "batch"
     # the explanation names why the T4 was left out
     ex = engine.explain(oid)
     t4 = next(p for p in ex["providers"] if p["provider"] == w.signers[5].address)
