@@ -49,9 +49,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
-
 from bench.stats import percentile, rnd
+from marketplace.client import ApiClient
+from marketplace.errors import ConaError, NotFound
 from marketplace.settings import PACKAGE_ROOT
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,8 @@ def market(state_dir: Path, providers: int = PROVIDERS) -> Iterator[str]:
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"cona up exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
-            try:
-                if len(httpx.get(f"{api}/v1/providers", timeout=2).json()) == providers \
-                        and "CONA is up" in log_path.read_text():
-                    break
-            except (httpx.HTTPError, ValueError, TypeError):
-                pass
+            if _listed(api) == providers and "CONA is up" in log_path.read_text():
+                break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the market was not up within {START_TIMEOUT_S:.0f} s: "
                                    f"{log_path.read_text()[-2000:]}")
@@ -134,6 +130,15 @@ def market(state_dir: Path, providers: int = PROVIDERS) -> Iterator[str]:
             proc.wait()
 
 
+def _listed(api: str) -> int:
+    """How many providers the engine lists (0 while it does not answer)."""
+    try:
+        with ApiClient(api, timeout=2) as client:
+            return len(client.providers())
+    except ConaError:
+        return 0
+
+
 # ============================================================================ orders through HTTP
 
 
@@ -141,14 +146,13 @@ def place_orders(api: str, n: int) -> tuple[list[int], list[float]]:
     """Sign and place ``n`` orders one after another; return their ids and their order-to-lease times (ms)."""
     from marketplace.chain.backends import dev_accounts
     from marketplace.chain.contracts import Chain
-    from marketplace.chain.deploy import Deployment
     from marketplace.chain.market import Market
     from marketplace.chain.writer import Signer
     from marketplace.engine.spec import Spec
     from marketplace.settings import ConaSettings
 
-    http = httpx.Client(base_url=api, timeout=10)
-    dep = Deployment.from_dict(http.get("/v1/deployment").raise_for_status().json())
+    client = ApiClient(api, timeout=10)
+    dep = client.deployment()
     chain = Chain.open(ConaSettings(chain="rpc", rpc_url=f"{api}/rpc"))
     try:
         m = Market.from_deployment(chain, dep)
@@ -170,10 +174,9 @@ def place_orders(api: str, n: int) -> tuple[list[int], list[float]]:
                     "spec": spec.to_dict()}
             key = "bench:" + m.digest(intent).hex()
             t0 = time.perf_counter()
-            oid = int(http.post("/v1/orders", json=body, headers={"Idempotency-Key": key}).raise_for_status()
-                      .json()["id"])
+            oid = client.place_order(body, key)
             while True:
-                state = http.get(f"/v1/orders/{oid}").raise_for_status().json()["state"]
+                state = client.order(oid)["state"]
                 if state in _LEASED:
                     times.append((time.perf_counter() - t0) * 1000)
                     break
@@ -185,7 +188,7 @@ def place_orders(api: str, n: int) -> tuple[list[int], list[float]]:
         return ids, times
     finally:
         chain.close()
-        http.close()
+        client.close()
 
 
 def settle(api: str, ids: list[int], *, wait: bool = True, timeout: float = SETTLE_TIMEOUT_S) -> None:
@@ -194,16 +197,23 @@ def settle(api: str, ids: list[int], *, wait: bool = True, timeout: float = SETT
     measured reads; then read each endpoint of the mix once (the first ``/v1/orders`` opens the
     views' event index, a cold start this bench does not measure)."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=api, timeout=10) as http:
+    with ApiClient(api, timeout=10) as client:
         for oid in ids if wait else ():
-            while (http.get(f"/v1/orders/{oid}").raise_for_status().json()["state"] not in _WORKED
-                   or http.get(f"/v1/orders/{oid}/result").status_code != 200):
+            while client.order(oid)["state"] not in _WORKED or not _has_result(client, oid):
                 if time.monotonic() > deadline:
                     log.warning("order %d not done within %.0f s: measuring anyway", oid, timeout)
                     break
                 time.sleep(0.2)
         for label, _ in MIX:
-            http.get(label.replace("{id}", str(ids[0]) if ids else "1")).raise_for_status()
+            client.get(label.replace("{id}", str(ids[0]) if ids else "1"))
+
+
+def _has_result(client: ApiClient, oid: int) -> bool:
+    try:
+        client.order_result(oid)
+    except NotFound:
+        return False
+    return True
 
 
 # ============================================================================ the load generator (own process)

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import httpx
-
 from marketplace.chain.backends import dev_accounts
+from marketplace.client import ApiClient
+from marketplace.errors import ConaError
 from marketplace.supervisor import ProcessFailed
 from provider_agent import keystore
 
@@ -92,18 +92,25 @@ def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *
         addresses.append(acct.address)
         log.info("demo provider %s (%s) at node %s, domain %d", p.name, acct.address, p.attachment, p.domain)
     # all agents register and advertise at once; wait until the engine has every one
+    with ApiClient(running.api_url, timeout=2.0) as api:
+        _wait_listed(api, children, addresses, timeout, running.supervisor.log_dir)
+    return addresses
+
+
+def _wait_listed(api: ApiClient, children: list[Any], addresses: list[str], timeout: float, log_dir: Path) -> None:
+    """Until the engine lists every address (or a child exits, or ``timeout`` passes)."""
     deadline = time.monotonic() + timeout
     while True:
         for child in children:
             if not child.alive():
                 raise ProcessFailed(f"{child.name} exited with status {child.process.returncode} while starting",
                                     hint=f"its log ends with:\n{child.tail()}")
-        missing = set(a.lower() for a in addresses) - _listed(running.api_url)
+        missing = set(a.lower() for a in addresses) - _listed(api)
         if not missing:
-            return addresses
+            return
         if time.monotonic() > deadline:
             raise ProcessFailed(f"{len(missing)} demo provider(s) not advertised after {timeout:.0f}s",
-                                hint="see the agent logs in " + str(running.supervisor.log_dir))
+                                hint="see the agent logs in " + str(log_dir))
         time.sleep(0.1)
 
 
@@ -113,14 +120,10 @@ def _min_stake(running: Any) -> int:
     return Market.from_deployment(running.chain, running.deployment).registry.min_stake
 
 
-def _listed(api_url: str) -> set[str]:
+def _listed(api: ApiClient) -> set[str]:
     """The providers the engine lists (each one's signed LSA was installed), lower-case."""
     try:
-        r = httpx.get(f"{api_url}/v1/providers", timeout=2.0)
-    except httpx.HTTPError:
+        items = api.providers()
+    except ConaError:  # not up yet
         return set()
-    if r.status_code != 200:
-        return set()
-    body = r.json()
-    items = body.get("providers", body) if isinstance(body, dict) else body
     return {str(it.get("address", "")).lower() for it in items if isinstance(it, dict)}

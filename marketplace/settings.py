@@ -20,6 +20,8 @@ from marketplace.errors import ConfigError
 
 #: the repository root of an editable install (marketplace/ sits right under it)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: the network the engine runs on unless told otherwise: GEANT 2012 (Topology Zoo), 40 nodes
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "data" / "topologies" / "Geant2012.graphml"
 
 ChainKind = Literal["embedded", "anvil", "rpc"]
 

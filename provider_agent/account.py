@@ -25,7 +25,8 @@ from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.market import DEVICE_CLASSES, Market, ProviderStatus
 from marketplace.chain.writer import Signer
-from marketplace.errors import AgentError, ChainMismatch, ChainUnavailable, InputError
+from marketplace.client import ApiClient
+from marketplace.errors import AgentError, ChainMismatch, InputError
 from marketplace.resources.model import DeviceClass
 from marketplace.settings import PACKAGE_ROOT, ConaSettings
 
@@ -65,16 +66,9 @@ def parse_prices(items: Sequence[str]) -> list[int]:
 
 
 def fetch_deployment(engine_url: str, timeout: float = 10.0) -> Deployment:
-    import httpx
-
-    url = engine_url.rstrip("/") + "/v1/deployment"
-    try:
-        resp = httpx.get(url, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise ChainUnavailable(f"cannot reach the engine at {url}: {exc}", hint="is the engine running?") from None
-    if resp.status_code != 200:
-        raise AgentError(f"the engine answered {resp.status_code} to GET {url}: {resp.text[:200]}")
-    return Deployment.from_dict(resp.json())
+    """The market's deployment record as the engine serves it (``GET /v1/deployment``)."""
+    with ApiClient(engine_url, timeout=timeout, unreachable_hint="is the engine running?") as api:
+        return api.deployment()
 
 
 def load_deployment_file(path: Path) -> Deployment:

@@ -1,6 +1,7 @@
 """``cona-agent``: the provider agent's command line (thin: parse, call the library, format).
 
-Commands: ``discover`` (this machine, or a captured dump with ``--from DIR``); the account
+Commands: ``discover`` (this machine, a captured dump with ``--from DIR``, or every fixture folder
+under ``--check DIR`` against its ``expected.json``); the account
 commands ``init``, ``register``, ``stake``, ``status``, ``pause``, ``resume``, ``unbond``,
 ``withdraw``; and ``run``, the daemon (``provider_agent.daemon``).
 
@@ -20,14 +21,16 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from marketplace.cli.output import emit_document, emit_line, fail, wide
 from marketplace.errors import ConaError, InputError
 from marketplace.resources.model import NodeDescriptor
 from provider_agent import account as account_mod
 from provider_agent import keystore, probe
 from provider_agent.discovery import Discovery
+from provider_agent.discovery import check as check_mod
+from provider_agent.discovery.errors import DumpError, ExpectationError
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +62,9 @@ def _table(node: NodeDescriptor) -> Table:
 
 def _print(result: Discovery, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        emit_document(result.to_dict())
         return
-    console = Console()
-    if console.width < 160:  # a descriptor row does not fit 80 columns; let the terminal wrap instead
-        console = Console(width=160)
+    console = wide(160)  # a descriptor row does not fit 80 columns; let the terminal wrap instead
     console.print(_table(result.descriptor))
     console.print(f"digest 0x{result.descriptor.digest().hex()}", soft_wrap=True)
     for note in result.notes:
@@ -75,19 +76,46 @@ def _print(result: Discovery, as_json: bool) -> None:
 @app.command()
 def discover(
     from_dir: Optional[Path] = typer.Option(None, "--from", help="discover from a captured dump directory"),
+    check_dir: Optional[Path] = typer.Option(None, "--check", help="check every fixture folder with an expected.json"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     disk_path: str = typer.Option("/", "--disk-path", help="live probe: the filesystem whose free space is offered"),
 ) -> None:
     """Describe this machine's hardware (or a dump's) as a NodeDescriptor with its digest and warnings."""
     try:
-        result = probe.discover_dump(from_dir) if from_dir is not None else probe.discover_live(disk_path)
-    except ConaError as exc:
-        if as_json:
-            typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
+        if check_dir is not None:
+            outcome = _check_fixtures(check_dir)
         else:
-            typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    _print(result, as_json)
+            result = probe.discover_dump(from_dir) if from_dir is not None else probe.discover_live(disk_path)
+    except ConaError as exc:
+        raise _fail(exc, as_json) from None
+    if check_dir is None:
+        _print(result, as_json)
+        return
+    if as_json:
+        emit_document(outcome)
+    else:
+        for r in outcome["results"]:
+            typer.echo(f"{'right' if r['right'] else 'WRONG'}  {r['fixture']}" + "".join(f"\n    {m}" for m in r["mismatches"]))
+        typer.echo(f"{outcome['right']} of {outcome['fixtures']} fixtures right")
+    if outcome["right"] != outcome["fixtures"]:
+        raise typer.Exit(1)
+
+
+def _check_fixtures(root: Path) -> dict:
+    """``discover --check``: every sub-folder of ``root`` holding an ``expected.json``, discovered and compared."""
+    if not root.is_dir():
+        raise DumpError(f"{str(root)!r} is not a directory of fixture folders", field="check")
+    checks = []
+    for folder in sorted(p for p in root.iterdir() if (p / "expected.json").is_file()):
+        try:
+            expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ExpectationError(f"{folder.name}/expected.json is not JSON: {exc}", field="expected.json") from None
+        found = probe.discover_dump(folder)
+        checks.append(check_mod.check(folder.name, found.descriptor, len(found.warnings), expected))
+    if not checks:
+        raise DumpError(f"no folder under {str(root)!r} holds an expected.json", field="check")
+    return check_mod.report(checks)
 
 
 # ---------------------------------------------------------------------------- account commands
@@ -105,17 +133,14 @@ JsonOpt = typer.Option(False, "--json", help="print one JSON object")
 
 
 def _fail(exc: ConaError, as_json: bool) -> typer.Exit:
-    if as_json:
-        typer.echo(json.dumps({"error": exc.to_dict()}), err=True)
-    else:
-        err = getattr(exc, "error", None)
-        hint = exc.hint or (account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None)
-        typer.echo(f"error: {exc.message}" + (f" (hint: {hint})" if hint else ""), err=True)
-    return typer.Exit(2)
+    """One line on stderr (with the hint for a contract error the agent knows), exit status 2."""
+    err = getattr(exc, "error", None)
+    hint = account_mod.HINTS.get(err.split(".")[-1].split("(")[0]) if err else None
+    return fail(exc, as_json=as_json, one_line=True, hint=hint)
 
 
 def _emit(as_json: bool, payload: dict, text: str) -> None:
-    typer.echo(json.dumps(payload, sort_keys=True) if as_json else text)
+    emit_line(payload, as_json, text)
 
 
 def _deployment(engine: Optional[str], deployment: Optional[Path]):
@@ -305,11 +330,7 @@ def status(
             acct.close()
     except ConaError as exc:
         raise _fail(exc, as_json) from None
-    if as_json:
-        typer.echo(json.dumps(info, sort_keys=True))
-        return
-    for k, v in info.items():
-        typer.echo(f"{k:22} {v}")
+    _emit(as_json, info, "\n".join(f"{k:22} {v}" for k, v in info.items()))
 
 
 @app.command()

@@ -63,15 +63,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from eth_utils import to_checksum_address
 
 from marketplace.chain.market import Order, OrderState, ProviderStatus
+from marketplace.client import ApiClient, ApiUnreachable
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, LsaContent
 from marketplace.convergence.lsdb import Originator
 from marketplace.engine.spec import Spec
-from marketplace.errors import AgentError, ChainError, ConaError, TransactionReverted
+from marketplace.errors import AgentError, ChainError, ConaError, Rejected, TransactionReverted
 from marketplace.resources.model import DeviceClass, NodeDescriptor
 from marketplace.results import ResultRecord
 from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
@@ -96,6 +96,9 @@ LSA_TAKEN = ("installed", "duplicate")
 LSA_RETRY_TOO_SOON = 1.0
 LSA_RETRY_AWAY = 5.0
 LSA_RETRY_REFUSED = 30.0
+#: the reasons the engine gives for refusing a heartbeat of a provider whose LSA it does not hold
+#: ("unknown-provider" since the engine persists its LSDB; earlier engines said "unknown-originator")
+UNKNOWN_PROVIDER = ("unknown-provider", "unknown-originator")
 
 
 def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
@@ -108,33 +111,6 @@ def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
 def result_bytes(run: RunResult | NativeResult) -> bytes:
     """The bytes a provider uploads (``marketplace.results``); their keccak is ``run.result_hash``."""
     return ResultRecord(run.status, run.exit_code, run.output).encode()
-
-
-def _lsa_answer(resp: httpx.Response) -> tuple[str, str | None]:
-    """(outcome, reason) of the engine's answer to an LSA: its JSON on 2xx, the problem detail's
-    ``reason`` on a refusal."""
-    try:
-        body = resp.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    if resp.is_success:
-        return str(body.get("outcome", "")), body.get("reason")
-    return "rejected", body.get("reason") or body.get("detail") or resp.text[:200]
-
-
-def _unknown_provider(resp: httpx.Response) -> bool:
-    """Whether the engine refused a heartbeat because it holds no LSA of this provider."""
-    if resp.status_code != 409:
-        return False
-    try:
-        body = resp.json()
-    except ValueError:
-        return False
-    # "unknown-provider" since the engine persists its LSDB; earlier engines said "unknown-originator"
-    return isinstance(body, dict) and body.get("type") == "/problems/engine-heartbeat-rejected" and \
-        body.get("reason") in ("unknown-provider", "unknown-originator")
 
 
 class SpecError(AgentError):
@@ -186,7 +162,7 @@ class Agent:
         self.key = key
         self.descriptor = descriptor
         self.journal = Journal(cfg.state_dir)
-        self.http = httpx.Client(base_url=cfg.engine.rstrip("/"), timeout=10.0)
+        self.api = ApiClient(cfg.engine, timeout=10.0, unreachable_hint="is the engine running?")
         dep = load_deployment_file(cfg.deployment_file) if cfg.deployment_file else self._wait_deployment()
         self.acct = Account.open(rpc_url=cfg.rpc_url, key=key, deployment=dep,
                                  journal_path=Path(cfg.state_dir) / "writer.jsonl")
@@ -253,7 +229,7 @@ class Agent:
         self.stop.set()
         self.wake.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.http.close()
+        self.api.close()
         self.acct.close()
         self.journal.close()
 
@@ -298,28 +274,34 @@ class Agent:
         raw = self.originator.next(content)
         self.journal.set_meta("lsa_sequence", self.originator.sequence)
         self._advertised = avail
+        self._send_lsa(raw, avail)
+
+    def _send_lsa(self, raw: bytes, avail: tuple[Availability, ...]) -> None:
+        seq = self.originator.sequence
         try:
-            resp = self.http.post("/v1/lsas", content=raw, headers={"content-type": "application/octet-stream"})
-        except httpx.HTTPError as exc:
-            log.warning("LSA seq %d not delivered: %s", self.originator.sequence, exc)
+            answer = self.api.post_lsa(raw)
+        except ApiUnreachable as exc:
+            log.warning("LSA seq %d not delivered: %s", seq, exc)
             self._lsa_not_taken(LSA_RETRY_AWAY)
             return
-        outcome, reason = _lsa_answer(resp)
-        log.info("LSA seq %d (%s) -> %d %s%s", self.originator.sequence,
-                 " ".join(f"{a.device_class.name}:{a.free_milli}" for a in avail), resp.status_code, outcome,
-                 f" ({reason})" if reason else "")
-        if outcome in LSA_TAKEN:
+        except ConaError as exc:  # a problem detail: refused (4xx), or the engine failed (5xx)
+            log.warning("LSA seq %d not installed: %d rejected %s", seq, exc.http_status,
+                        exc.fields.get("reason") or exc.message)
+            self._lsa_not_taken(LSA_RETRY_REFUSED if exc.http_status < 500 else LSA_RETRY_AWAY)
+            return
+        log.info("LSA seq %d (%s) -> %s%s", seq, " ".join(f"{a.device_class.name}:{a.free_milli}" for a in avail),
+                 answer.outcome, f" ({answer.reason})" if answer.reason else "")
+        if answer.outcome in LSA_TAKEN:
             self._lsa_retry_at = 0.0
-        elif outcome == "too-soon":
+        elif answer.outcome == "too-soon":
             # RFC 2328 MinLSArrival: the engine dropped this instance without installing it, so it
             # still holds the previous one (e.g. "busy" after a lease that already ended); the
             # originator must send again once the interval has passed, or the engine keeps a
             # stale availability until the next refresh, 45 minutes later
             self._lsa_not_taken(LSA_RETRY_TOO_SOON)
         else:
-            log.warning("LSA seq %d not installed: %d %s %s", self.originator.sequence, resp.status_code, outcome,
-                        reason or "")
-            self._lsa_not_taken(LSA_RETRY_REFUSED if resp.status_code < 500 else LSA_RETRY_AWAY)
+            log.warning("LSA seq %d not installed: %s %s", seq, answer.outcome, answer.reason or "")
+            self._lsa_not_taken(LSA_RETRY_REFUSED)
 
     def _lsa_not_taken(self, seconds: float) -> None:
         self._advertised = None
@@ -333,8 +315,9 @@ class Agent:
             self._hb_seq = max(self._hb_seq + 1, time.time_ns() // 1_000_000)
             hb = sign_heartbeat(self.key, sequence=self._hb_seq, timestamp=int(time.time()), leases=leases)
             try:
-                resp = self.http.post("/v1/heartbeats", json=hb.to_dict())
-                if _unknown_provider(resp):
+                self.api.post_heartbeat(hb.to_dict())
+            except Rejected as exc:
+                if exc.reason in UNKNOWN_PROVIDER:
                     # the engine holds no LSA of ours (it restarted, or our LSA aged out): an engine
                     # that does not know us never matches us, and declares our leases failed once
                     # its heartbeat bound passes; advertise again now, not at the next refresh
@@ -343,7 +326,9 @@ class Agent:
                                     self._hb_seq, self.me)
                     self._readvertise.set()
                     self.wake.set()
-            except httpx.HTTPError as exc:
+                else:
+                    log.debug("heartbeat %d refused: %s", self._hb_seq, exc)
+            except ConaError as exc:
                 log.debug("heartbeat %d not delivered: %s", self._hb_seq, exc)
             self.stop.wait(self.cfg.heartbeat_interval)
 
@@ -380,7 +365,7 @@ class Agent:
         for lease in self.journal.open_leases():
             try:
                 self.advance(lease)
-            except (ChainError, httpx.HTTPError) as exc:
+            except ChainError as exc:  # the chain, or the engine's API (ApiUnreachable), is away
                 log.warning("lease %d: %s (will retry)", lease.order, exc)
                 self._later(lease.order, "any", 1.0)
 
@@ -417,10 +402,7 @@ class Agent:
             if not self._due(o.id, "spec"):
                 return
             try:
-                resp = self.http.get(f"/v1/orders/{o.id}/spec")
-                if resp.status_code != 200:
-                    raise SpecError(f"order {o.id}: the engine answered {resp.status_code} for the spec")
-                spec = resp.json()
+                spec = self.api.order_spec(o.id)
                 self._check(spec, o)
             except (ConaError, ValueError) as exc:
                 # not accepting is the safe answer to a spec we cannot verify; retry until the deadline
@@ -445,8 +427,7 @@ class Agent:
         fut = self.runs.get(o.id)
         if fut is None:
             if not lease.has("spec"):  # accepted before the spec line was journaled cannot happen, but be safe
-                resp = self.http.get(f"/v1/orders/{o.id}/spec")
-                spec = resp.json()
+                spec = self.api.order_spec(o.id)
                 self._check(spec, o)
                 self._record(o.id, "spec", spec=spec)
                 lease = self.journal.lease(o.id)
@@ -503,18 +484,16 @@ class Agent:
                 return
             blob = self.journal.result(lease.data("ran")["result_hash"])
             try:
-                resp = self.http.post(f"/v1/orders/{o.id}/result", content=blob,
-                                      headers={"content-type": "application/octet-stream"})
-            except httpx.HTTPError as exc:
+                stored = self.api.upload_result(o.id, blob)
+            except ApiUnreachable as exc:
                 log.warning("lease %d: result upload failed: %s", o.id, exc)
                 self._later(o.id, "upload", 2.0)
                 return
-            if resp.status_code >= 300:
-                log.warning("lease %d: the engine refused the result: %d %s", o.id, resp.status_code,
-                            resp.text[:200])
+            except ConaError as exc:
+                log.warning("lease %d: the engine refused the result: %d %s", o.id, exc.http_status, exc.message)
                 self._later(o.id, "upload", 5.0)
                 return
-            self._record(o.id, "uploaded", status=resp.status_code)
+            self._record(o.id, "uploaded", result=stored.get("result"))
         if o.state == OrderState.COMPLETED:
             # the next block's timestamp: a node that mines on demand (anvil) leaves the latest
             # block's time behind the wall clock; a settle sent too early is refused by gas

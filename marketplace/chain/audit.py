@@ -24,7 +24,13 @@ runs in a fresh process with no engine at all (``cona audit ...``, ``/v1/audit/.
   and the same books recomputed from events: every account's withdrawable balance, the
   escrow left in each live order, what came in and went out. It holds when the contract
   holds what it owes, the events add up to the contract's own totals, and each account's
-  replayed balance equals ``balances(account)``.
+  replayed balance equals ``balances(account)``. ``MarketBooks`` and ``StakeBooks`` replay
+  the two contracts' books; the escrow left in each order is ``lifecycle.fold_order``'s.
+
+The values (``OrderHistory``, ``EscrowAudit``, ...) and the id checks live in
+``marketplace.chain.audit_values`` and are re-exported here; what the events mean for an order
+or a provider is ``marketplace.chain.lifecycle``'s, so the auditor's own work is comparing
+those folds with the contracts' views.
 
 Invariant: for a deployment indexed from its first block, on a chain without a bug in
 the contracts, every ``consistent``/``balanced`` flag here is true; a false one names
@@ -34,306 +40,26 @@ the field (``mismatches``) so that an auditor can point at the discrepancy.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from eth_utils import is_address, to_checksum_address
-
+from marketplace.chain.audit_values import (AMOUNT_ARGS, MARKET, REGISTRY, ZERO_BATCH, BatchAssignment, BatchAudit,
+                                            EscrowAudit, HistoryEntry, Lease, OrderHistory, OrderMoney,
+                                            ProviderHistory, as_address, as_int, check_address, check_batch_id,
+                                            escrow_check_dict, hex32)
+from marketplace.chain.client import EscrowCheck
 from marketplace.chain.contracts import Chain
-from marketplace.chain.deploy import ZERO, Deployment
+from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer, IndexedEvent
-from marketplace.chain.lifecycle import (ORDER_EVENTS, PROVIDER_EVENTS, OrderFold, ProviderFold, fold_provider,
-                                         replay_order)
-from marketplace.chain.market import EscrowCheck, Market, Order, OrderState, ProviderStatus
+from marketplace.chain.lifecycle import (ORDER_EVENTS, PROVIDER_EVENTS, LifecycleViolation, OrderFold, ProviderFold,
+                                         ProviderStatus, fold_order, fold_provider, replay_order)
+from marketplace.chain.market import Market, Order
+from marketplace.chain.registry import Registry
 from marketplace.chain.writer import Receipt
 from marketplace.errors import InputError, NotFound
 
 log = logging.getLogger(__name__)
-
-MARKET = "ComputeMarket"
-REGISTRY = "ProviderRegistry"
-
-#: event arguments that are amounts of the payment asset (or metered usage), shown as amounts
-AMOUNT_ARGS = ("escrow", "price", "maxPrice", "paid", "fee", "refund", "slashed", "amount", "balance", "stake",
-               "released", "usage", "served")
-
-
-def _int(value: Any) -> int:
-    """Indexed arguments above 2^53 are stored as decimal strings; both forms read back as int."""
-    return int(value)
-
-
-def _addr(value: Any) -> str:
-    return to_checksum_address(value)
-
-
-def check_address(value: str, name: str = "address") -> str:
-    if not isinstance(value, str) or not is_address(value):
-        raise InputError(f"{name} is not an Ethereum address: {value!r}", field=name)
-    return to_checksum_address(value)
-
-
-ZERO_BATCH = "0x" + "00" * 32
-
-
-def check_batch_id(value: Any, name: str = "batch_id") -> str:
-    """A batch id as ``0x`` + 64 lowercase hex digits (bytes or hex text in)."""
-    if isinstance(value, (bytes, bytearray)):
-        raw = bytes(value)
-    elif isinstance(value, str):
-        text = value[2:] if value[:2] in ("0x", "0X") else value
-        try:
-            raw = bytes.fromhex(text) if len(text) == 64 else b""
-        except ValueError:
-            raw = b""
-    else:
-        raw = b""
-    if len(raw) != 32:
-        raise InputError(f"{name} must be 32 bytes as 0x + 64 hex digits, got {value!r}", field=name)
-    return "0x" + raw.hex()
-
-
-def _hex32(value: Any) -> str:
-    return "0x" + bytes(value).hex() if isinstance(value, (bytes, bytearray)) else str(value).lower()
-
-
-def escrow_check_dict(check: EscrowCheck) -> dict[str, Any]:
-    return {"contract": check.contract, "held": str(check.held), "owed": str(check.owed),
-            "balanced": check.balanced, "parts": {k: str(v) for k, v in check.parts.items()}}
-
-
-# ---------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One event in a history: where it is on chain, what it says, and (for orders) the state after it."""
-
-    contract: str
-    event: str
-    block: int
-    timestamp: int
-    tx_hash: str
-    log_index: int
-    args: dict[str, Any]
-    state: str | None = None
-
-    @classmethod
-    def of(cls, ev: IndexedEvent, state: OrderState | None = None) -> "HistoryEntry":
-        return cls(ev.contract, ev.name, ev.block_number, ev.timestamp, ev.tx_hash, ev.log_index, dict(ev.args),
-                   state.name if state is not None else None)
-
-    @property
-    def amounts(self) -> dict[str, int]:
-        return {k: _int(v) for k, v in self.args.items() if k in AMOUNT_ARGS}
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"contract": self.contract, "event": self.event, "block": self.block, "timestamp": self.timestamp,
-               "tx_hash": self.tx_hash, "log_index": self.log_index,
-               # amounts as decimal strings: wei do not fit a JSON double
-               "args": {k: (str(_int(v)) if k in AMOUNT_ARGS else v) for k, v in self.args.items()}}
-        if self.state is not None:
-            out["state"] = self.state
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class OrderMoney:
-    """Where an order's escrow went, from its events: escrow == paid + refunded + remaining."""
-
-    escrow: int
-    paid: int  # gross, out of escrow, to the provider(s) (fee included)
-    fees: int  # the operator's part of ``paid``
-    refunded: int  # escrow returned to the buyer
-    slashed_to_buyer: int  # provider stake moved to the buyer (not escrow)
-    remaining: int  # escrow still reserved
-
-    def to_dict(self) -> dict[str, str]:
-        return {k: str(getattr(self, k)) for k in self.__slots__}
-
-
-@dataclass(frozen=True, slots=True)
-class OrderHistory:
-    order_id: int
-    market: str
-    block: int  # the block the history and the state were read at
-    transitions: tuple[HistoryEntry, ...]
-    slashes: tuple[HistoryEntry, ...]
-    state: OrderState  # what the contract says
-    replayed_state: OrderState  # what the events say
-    order: Order
-    money: OrderMoney
-    mismatches: tuple[str, ...]
-    #: the matching batch named by the order's first ``Assigned`` (None: never assigned, or by hand)
-    batch_id: str | None = None
-
-    @property
-    def consistent(self) -> bool:
-        return not self.mismatches
-
-    def to_dict(self) -> dict[str, Any]:
-        o = self.order
-        return {
-            "order": self.order_id, "market": self.market, "block": self.block, "batch": self.batch_id,
-            "state": self.state.name,
-            "replayed_state": self.replayed_state.name, "consistent": self.consistent,
-            "mismatches": list(self.mismatches),
-            "buyer": o.buyer, "provider": o.provider if o.provider != ZERO else None,
-            "device_class": o.device_class, "units": o.units, "duration": o.duration, "tier": o.tier,
-            "max_price": str(o.max_price), "price": str(o.price), "served": o.served, "usage": str(o.usage),
-            "backups": list(o.backups), "digest": "0x" + o.digest.hex(), "result": "0x" + o.result.hex(),
-            "money": self.money.to_dict(),
-            "transitions": [t.to_dict() for t in self.transitions],
-            "slashes": [s.to_dict() for s in self.slashes],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """One order as a provider saw it: how its part ended and what it earned from it."""
-
-    order_id: int
-    assigned_block: int
-    outcome: str  # the event that ended this provider's part, or the live state
-    paid: int  # gross, out of escrow
-    fee: int
-    slashed: int
-
-    @property
-    def earned(self) -> int:
-        return self.paid - self.fee
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"order": self.order_id, "assigned_block": self.assigned_block, "outcome": self.outcome,
-                "paid": str(self.paid), "fee": str(self.fee), "earned": str(self.earned), "slashed": str(self.slashed)}
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderHistory:
-    address: str
-    block: int
-    status: ProviderStatus
-    stake: int
-    live_leases: int
-    replayed_status: ProviderStatus
-    replayed_stake: int
-    events: tuple[HistoryEntry, ...]  # registry events, in chain order
-    slashes: tuple[HistoryEntry, ...]
-    leases: tuple[Lease, ...]
-    earned: int  # credited to its market balance by leases, net of fees
-    market_balance: int  # withdrawable now in the market
-    withdrawn: int  # withdrawn from the market
-    mismatches: tuple[str, ...]
-
-    @property
-    def consistent(self) -> bool:
-        return not self.mismatches
-
-    @property
-    def slashed(self) -> int:
-        return sum(_int(s.args["amount"]) for s in self.slashes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "provider": self.address, "block": self.block, "status": self.status.name, "stake": str(self.stake),
-            "live_leases": self.live_leases, "replayed_status": self.replayed_status.name,
-            "replayed_stake": str(self.replayed_stake), "consistent": self.consistent,
-            "mismatches": list(self.mismatches), "slashed": str(self.slashed), "earned": str(self.earned),
-            "market_balance": str(self.market_balance), "withdrawn": str(self.withdrawn),
-            "events": [e.to_dict() for e in self.events], "slashes": [s.to_dict() for s in self.slashes],
-            "leases": [lease.to_dict() for lease in self.leases],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class BatchAssignment:
-    """One order a batch assigned, as its ``Assigned`` event says."""
-
-    order_id: int
-    provider: str
-    price: int
-    backups: tuple[str, ...]
-    accept_deadline: int
-    log_index: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"order": self.order_id, "provider": self.provider, "price": str(self.price),
-                "backups": list(self.backups), "accept_deadline": self.accept_deadline, "log_index": self.log_index}
-
-
-@dataclass(frozen=True, slots=True)
-class BatchAudit:
-    """One matching batch: where the chain recorded it, its hashes, and what it assigned."""
-
-    batch_id: str
-    market: str
-    block: int  # the block of the assignBatch transaction
-    timestamp: int
-    tx_hash: str
-    log_index: int
-    inputs_hash: str
-    decisions_hash: str
-    orders: int  # what BatchCommitted says it assigned
-    assignments: tuple[BatchAssignment, ...]  # what the transaction's Assigned events say, in log order
-    as_of: int  # the block the audit read the contract at
-    mismatches: tuple[str, ...]
-
-    @property
-    def consistent(self) -> bool:
-        return not self.mismatches
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch_id, "market": self.market, "block": self.block, "timestamp": self.timestamp,
-            "tx_hash": self.tx_hash, "log_index": self.log_index, "inputs_hash": self.inputs_hash,
-            "decisions_hash": self.decisions_hash, "orders": self.orders, "as_of": self.as_of,
-            "consistent": self.consistent, "mismatches": list(self.mismatches),
-            "assignments": [a.to_dict() for a in self.assignments],
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class EscrowAudit:
-    """The books of both contracts, as they say and as their events add up."""
-
-    block: int
-    market: EscrowCheck
-    registry: EscrowCheck
-    # recomputed from events
-    free_from_events: int
-    escrow_from_events: int
-    held_from_events: int  # deposits - withdrawals + slashed stake received
-    staked_from_events: int
-    released_from_events: int
-    owed_by_role: dict[str, int]  # buyers, providers, operator (free balances), escrow (live orders)
-    accounts: int  # accounts with a balance history
-    live_orders: int
-    mismatches: tuple[str, ...]
-
-    @property
-    def owed_from_events(self) -> int:
-        return self.free_from_events + self.escrow_from_events
-
-    @property
-    def balanced(self) -> bool:
-        return self.market.balanced and self.registry.balanced and not self.mismatches
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "block": self.block, "balanced": self.balanced, "mismatches": list(self.mismatches),
-            "market": escrow_check_dict(self.market), "registry": escrow_check_dict(self.registry),
-            "from_events": {
-                "owed": str(self.owed_from_events), "free": str(self.free_from_events),
-                "escrow": str(self.escrow_from_events), "held": str(self.held_from_events),
-                "staked": str(self.staked_from_events), "released": str(self.released_from_events),
-            },
-            "owed_by_role": {k: str(v) for k, v in self.owed_by_role.items()},
-            "accounts": self.accounts, "live_orders": self.live_orders,
-        }
-
-
-# ---------------------------------------------------------------------------- replay
 
 
 def _compare_order(r: OrderFold, o: Order) -> list[str]:
@@ -384,8 +110,6 @@ class Auditor:
             address = check_address(market_address, "market")
             market_c = chain.at(MARKET, address)
             registry_c = chain.at(REGISTRY, market_c.call("registry"))
-            from marketplace.chain.market import Registry
-
             market = Market(chain, market_c, Registry(chain, registry_c, None, market_c), None)
         elif deployment is not None:
             market = Market.from_deployment(chain, deployment)
@@ -428,10 +152,10 @@ class Auditor:
         if not market_events:
             problems.append("no events for this order in the index (indexed from a later block?)")
         problems += _compare_order(replayed, order)
-        if replayed.slashed != sum(_int(s.args["amount"]) for s in slashes):
+        if replayed.slashed != sum(as_int(s.args["amount"]) for s in slashes):
             problems.append(f"slashed: order events say {replayed.slashed}, registry Slashed events say "
-                            f"{sum(_int(s.args['amount']) for s in slashes)}")
-        placed = next((_int(e.args["escrow"]) for e in market_events if e.name == "OrderPlaced"), 0)
+                            f"{sum(as_int(s.args['amount']) for s in slashes)}")
+        placed = next((as_int(e.args["escrow"]) for e in market_events if e.name == "OrderPlaced"), 0)
         money = OrderMoney(placed, replayed.paid, replayed.fees, replayed.refunded, replayed.slashed, replayed.escrow)
         if placed != money.paid + money.refunded + money.remaining:
             problems.append("escrow does not add up: placed != paid + refunded + remaining")
@@ -439,7 +163,7 @@ class Auditor:
             log.warning("order %d on %s: history disagrees with the contract: %s", order_id, self.market.address,
                         "; ".join(problems))
         first = next((e for e in market_events if e.name == "Assigned"), None)
-        batch = _hex32(first.args.get("batchId", ZERO_BATCH)) if first is not None else ZERO_BATCH
+        batch = hex32(first.args.get("batchId", ZERO_BATCH)) if first is not None else ZERO_BATCH
         return OrderHistory(
             order_id, self.market.address, self.block, tuple(HistoryEntry.of(e, s) for e, s in steps),
             tuple(HistoryEntry.of(s) for s in slashes), order.state, replayed.state, order, money, tuple(problems),
@@ -473,24 +197,25 @@ class Auditor:
         logs = [e for e in self.market.contract.decode_logs(Receipt.from_rpc(raw).logs) if e.name == "Assigned"]
         assignments = []
         for a in logs:
-            named = _hex32(a.args["batchId"])
+            named = hex32(a.args["batchId"])
             if named != bid:
                 problems.append(f"Assigned of order {a.args['order']} in the batch's transaction names batch {named}")
                 continue
-            assignments.append(BatchAssignment(_int(a.args["order"]), _addr(a.args["provider"]), _int(a.args["price"]),
-                                               tuple(_addr(b) for b in a.args["backups"]),
-                                               _int(a.args["acceptDeadline"]), a.log_index))
-        orders = _int(ev.args["orders"])
+            assignments.append(BatchAssignment(as_int(a.args["order"]), as_address(a.args["provider"]),
+                                               as_int(a.args["price"]),
+                                               tuple(as_address(b) for b in a.args["backups"]),
+                                               as_int(a.args["acceptDeadline"]), a.log_index))
+        orders = as_int(ev.args["orders"])
         if orders != len(assignments):
             problems.append(f"BatchCommitted says {orders} orders, its transaction assigned {len(assignments)}")
         elsewhere = [e for e in self.indexer.events(contract=MARKET, name="Assigned", batchId=bid)
                      if e.tx_hash != ev.tx_hash]
         for e in elsewhere:
             problems.append(f"order {e.args['order']} names this batch in another transaction {e.tx_hash}")
-        ih, dh = _hex32(ev.args["inputsHash"]), _hex32(ev.args["decisionsHash"])
+        ih, dh = hex32(ev.args["inputsHash"]), hex32(ev.args["decisionsHash"])
         rec = self._call(self.market.contract, "batches", bytes.fromhex(bid[2:]))
-        for name, event_value, contract_value in (("inputs_hash", ih, _hex32(rec[0])),
-                                                  ("decisions_hash", dh, _hex32(rec[1])),
+        for name, event_value, contract_value in (("inputs_hash", ih, hex32(rec[0])),
+                                                  ("decisions_hash", dh, hex32(rec[1])),
                                                   ("block", ev.block_number, rec[2]), ("orders", orders, rec[3])):
             if event_value != contract_value:
                 problems.append(f"{name}: BatchCommitted says {event_value}, contract says {contract_value}")
@@ -532,9 +257,9 @@ class Auditor:
         leases = self._leases(who)
         earned = sum(lease.earned for lease in leases)
         balance = self._call(self.market.contract, "balances", who)
-        withdrawn = sum(_int(e.args["amount"]) for e in
+        withdrawn = sum(as_int(e.args["amount"]) for e in
                         self.indexer.events(contract=MARKET, name="Withdrawn", account=who))
-        deposited = sum(_int(e.args["amount"]) for e in
+        deposited = sum(as_int(e.args["amount"]) for e in
                         self.indexer.events(contract=MARKET, name="Deposited", account=who))
         if deposited == 0 and not self.indexer.events(contract=MARKET, name="OrderPlaced", buyer=who) \
                 and who != self._call(self.market.contract, "feeRecipient"):
@@ -555,7 +280,7 @@ class Auditor:
         starts = sorted(assigned + took_over, key=lambda e: (e.block_number, e.log_index))
         leases = []
         for start in starts:
-            oid = _int(start.args["order"])
+            oid = as_int(start.args["order"])
             outcome, paid, fee, slashed = "live", 0, 0, 0
             for ev in self.indexer.events(contract=MARKET, order=oid):
                 if (ev.block_number, ev.log_index) <= (start.block_number, start.log_index):
@@ -565,10 +290,10 @@ class Auditor:
                 if ev.name == "Cancelled":
                     outcome = "Cancelled"
                 elif ev.name in ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut") and ender is not None \
-                        and _addr(ender) == who:
+                        and as_address(ender) == who:
                     outcome = ev.name
-                    paid, fee = _int(a.get("paid", 0)), _int(a.get("fee", 0))
-                    slashed = _int(a.get("slashed", 0)) if ev.name != "Settled" else 0
+                    paid, fee = as_int(a.get("paid", 0)), as_int(a.get("fee", 0))
+                    slashed = as_int(a.get("slashed", 0)) if ev.name != "Settled" else 0
                 elif ev.name in ("Accepted", "Completed", "Disputed"):
                     outcome = ev.name  # live, as far as it has gone
                     continue
@@ -589,97 +314,150 @@ class Auditor:
                                     self._call(reg, "totalReleased"))
         registry_check = EscrowCheck(REGISTRY, r_held, staked + released,
                                      {"totalStaked": staked, "totalReleased": released})
-        operator = _addr(self._call(m, "feeRecipient"))
+        operator = as_address(self._call(m, "feeRecipient"))
 
-        balances: dict[str, int] = {}
-        reported: dict[str, int] = {}  # the `balance` field Deposited/Withdrawn carry
-        orders: dict[int, tuple[str, int]] = {}  # order -> (buyer, escrow left)
-        held_events = 0
-        problems: list[str] = []
-
-        def credit(who: Any, amount: int) -> None:
-            if amount:
-                key = _addr(who)
-                balances[key] = balances.get(key, 0) + amount
-
+        books = MarketBooks(operator)
         for ev in self.indexer.events(contract=MARKET):
-            a, name = ev.args, ev.name
-            if name == "Deposited":
-                credit(a["account"], _int(a["amount"]))
-                held_events += _int(a["amount"])
-                reported[_addr(a["account"])] = _int(a["balance"])
-            elif name == "Withdrawn":
-                credit(a["account"], -_int(a["amount"]))
-                held_events -= _int(a["amount"])
-                reported[_addr(a["account"])] = _int(a["balance"])
-            elif name == "OrderPlaced":
-                credit(a["buyer"], -_int(a["escrow"]))
-                orders[_int(a["order"])] = (_addr(a["buyer"]), _int(a["escrow"]))
-            elif name in ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved"):
-                oid = _int(a["order"])
-                if oid not in orders:
-                    problems.append(f"{name} of order {oid} at block {ev.block_number} before its OrderPlaced")
-                    continue
-                buyer, left = orders[oid]
-                paid, fee = _int(a.get("paid", 0)), _int(a.get("fee", 0))
-                refund, slashed = _int(a.get("refund", 0)), _int(a.get("slashed", 0))
-                if paid:
-                    credit(a["provider"], paid - fee)
-                    credit(operator, fee)
-                credit(buyer, refund + slashed)
-                held_events += slashed  # slashed stake arrives from the registry
-                orders[oid] = (buyer, left - paid - refund)
-            if name in ("Deposited", "Withdrawn"):
-                acct = _addr(a["account"])
-                if balances.get(acct, 0) != reported[acct]:
-                    problems.append(f"{name} of {acct} at block {ev.block_number} reports balance {reported[acct]}, "
-                                    f"the events before it add up to {balances.get(acct, 0)}")
-
-        free_events = sum(balances.values())
-        escrow_events = sum(left for _, left in orders.values())
-        for name, from_events, on_chain in (("totalFree", free_events, free), ("totalEscrow", escrow_events, escrow),
-                                            ("held", held_events, held)):
+            books.apply(ev)
+        problems = list(books.problems)
+        for name, from_events, on_chain in (("totalFree", books.free, free), ("totalEscrow", books.escrow, escrow),
+                                            ("held", books.held, held)):
             if from_events != on_chain:
                 problems.append(f"{MARKET}.{name}: events add up to {from_events}, contract says {on_chain}")
-        for acct, amount in sorted(balances.items()):
+        for acct, amount in sorted(books.balances.items()):
             actual = self._call(m, "balances", acct)
             if actual != amount:
                 problems.append(f"balance of {acct}: events add up to {amount}, contract says {actual}")
 
-        stakes: dict[str, int] = {}
-        releases: dict[str, int] = {}
-        for ev in self.indexer.events(contract=REGISTRY):
-            a, name = ev.args, ev.name
-            if name == "Registered":
-                stakes[_addr(a["provider"])] = _int(a["stake"])
-            elif name == "StakeAdded":
-                stakes[_addr(a["provider"])] = stakes.get(_addr(a["provider"]), 0) + _int(a["amount"])
-            elif name == "Slashed":
-                stakes[_addr(a["provider"])] = stakes.get(_addr(a["provider"]), 0) - _int(a["amount"])
-            elif name == "ProviderExited":
-                who = _addr(a["provider"])
-                stakes[who] = stakes.get(who, 0) - _int(a["released"])
-                releases[who] = releases.get(who, 0) + _int(a["released"])
-            elif name == "Withdrawn":
-                who = _addr(a["account"])
-                releases[who] = releases.get(who, 0) - _int(a["amount"])
-        staked_events, released_events = sum(stakes.values()), sum(releases.values())
-        for name, from_events, on_chain in (("totalStaked", staked_events, staked),
-                                            ("totalReleased", released_events, released)):
+        stakes = StakeBooks.of(self.indexer.events(contract=REGISTRY))
+        for name, from_events, on_chain in (("totalStaked", stakes.staked, staked),
+                                            ("totalReleased", stakes.released, released)):
             if from_events != on_chain:
                 problems.append(f"{REGISTRY}.{name}: events add up to {from_events}, contract says {on_chain}")
 
-        providers = set(stakes)
-        by_role = {"buyers": 0, "providers": 0, "operator": 0, "escrow": escrow_events}
-        for acct, amount in balances.items():
-            role = "operator" if acct == operator else "providers" if acct in providers else "buyers"
-            by_role[role] += amount
-        by_role["stakers"] = staked_events + released_events
-        live = sum(1 for _, left in orders.values() if left > 0)
+        by_role = books.owed_by_role(set(stakes.stakes))
+        by_role["stakers"] = stakes.staked + stakes.released
         if problems:
             log.warning("escrow audit of %s at block %d: %s", self.market.address, self.block, "; ".join(problems))
-        return EscrowAudit(self.block, market_check, registry_check, free_events, escrow_events, held_events,
-                           staked_events, released_events, by_role, len(balances), live, tuple(problems))
+        return EscrowAudit(self.block, market_check, registry_check, books.free, books.escrow, books.held,
+                           stakes.staked, stakes.released, by_role, len(books.balances), books.live_orders,
+                           tuple(problems))
+
+
+class MarketBooks:
+    """The market's books replayed from its events: every account's withdrawable balance, the escrow
+    left in each order (``lifecycle.fold_order``), and what the contract holds. Fed in chain order."""
+
+    def __init__(self, operator: str) -> None:
+        self.operator = operator
+        self.balances: dict[str, int] = {}
+        self.reported: dict[str, int] = {}  # the `balance` field Deposited/Withdrawn carry
+        self.orders: dict[int, OrderFold] = {}
+        self.held = 0  # deposits - withdrawals + slashed stake received
+        self.problems: list[str] = []
+
+    def credit(self, who: Any, amount: int) -> None:
+        if amount:
+            key = as_address(who)
+            self.balances[key] = self.balances.get(key, 0) + amount
+
+    def apply(self, ev: IndexedEvent) -> None:
+        a, name = ev.args, ev.name
+        if name in ("Deposited", "Withdrawn"):
+            sign = 1 if name == "Deposited" else -1
+            acct = as_address(a["account"])
+            self.credit(acct, sign * as_int(a["amount"]))
+            self.held += sign * as_int(a["amount"])
+            self.reported[acct] = as_int(a["balance"])
+            if self.balances.get(acct, 0) != self.reported[acct]:
+                self.problems.append(f"{name} of {acct} at block {ev.block_number} reports balance "
+                                     f"{self.reported[acct]}, the events before it add up to "
+                                     f"{self.balances.get(acct, 0)}")
+        elif name == "OrderPlaced":
+            self.credit(a["buyer"], -as_int(a["escrow"]))
+        elif name in ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved"):
+            oid = as_int(a["order"])
+            if oid not in self.orders:
+                self.problems.append(f"{name} of order {oid} at block {ev.block_number} before its OrderPlaced")
+                return
+            paid, fee = as_int(a.get("paid", 0)), as_int(a.get("fee", 0))
+            if paid:
+                self.credit(a["provider"], paid - fee)
+                self.credit(self.operator, fee)
+            slashed = as_int(a.get("slashed", 0))
+            self.credit(self.orders[oid].buyer, as_int(a.get("refund", 0)) + slashed)
+            self.held += slashed  # slashed stake arrives from the registry
+        if name in ORDER_EVENTS and (name == "OrderPlaced" or as_int(a["order"]) in self.orders):
+            self._fold(ev)  # every transition, so a handover finds the backups its Assigned named
+
+    def _fold(self, ev: IndexedEvent) -> None:
+        oid = as_int(ev.args["order"])
+        fold = self.orders.get(oid)
+        try:
+            self.orders[oid] = fold_order(fold, ev.name, ev.args, block=ev.block_number, timestamp=ev.timestamp,
+                                          tx=ev.tx_hash)
+        except LifecycleViolation as exc:
+            self.problems.append(f"{ev.name} of order {oid} at block {ev.block_number}: {exc}")
+            if fold is not None:  # the money still moved as the event says
+                out = as_int(ev.args.get("paid", 0)) + as_int(ev.args.get("refund", 0))
+                self.orders[oid] = replace(fold, escrow=fold.escrow - out)
+
+    @property
+    def free(self) -> int:
+        return sum(self.balances.values())
+
+    @property
+    def escrow(self) -> int:
+        return sum(o.escrow for o in self.orders.values())
+
+    @property
+    def live_orders(self) -> int:
+        return sum(1 for o in self.orders.values() if o.escrow > 0)
+
+    def owed_by_role(self, providers: set[str]) -> dict[str, int]:
+        by_role = {"buyers": 0, "providers": 0, "operator": 0, "escrow": self.escrow}
+        for acct, amount in self.balances.items():
+            role = "operator" if acct == self.operator else "providers" if acct in providers else "buyers"
+            by_role[role] += amount
+        return by_role
+
+
+@dataclass(frozen=True)
+class StakeBooks:
+    """The registry's books replayed from its events: stake per provider, and stake released but not
+    yet withdrawn."""
+
+    stakes: dict[str, int]
+    releases: dict[str, int]
+
+    @classmethod
+    def of(cls, events: Iterable[IndexedEvent]) -> "StakeBooks":
+        stakes: dict[str, int] = {}
+        releases: dict[str, int] = {}
+        for ev in events:
+            a, name = ev.args, ev.name
+            if name == "Registered":
+                stakes[as_address(a["provider"])] = as_int(a["stake"])
+            elif name == "StakeAdded":
+                stakes[as_address(a["provider"])] = stakes.get(as_address(a["provider"]), 0) + as_int(a["amount"])
+            elif name == "Slashed":
+                stakes[as_address(a["provider"])] = stakes.get(as_address(a["provider"]), 0) - as_int(a["amount"])
+            elif name == "ProviderExited":
+                who = as_address(a["provider"])
+                stakes[who] = stakes.get(who, 0) - as_int(a["released"])
+                releases[who] = releases.get(who, 0) + as_int(a["released"])
+            elif name == "Withdrawn":
+                who = as_address(a["account"])
+                releases[who] = releases.get(who, 0) - as_int(a["amount"])
+        return cls(stakes, releases)
+
+    @property
+    def staked(self) -> int:
+        return sum(self.stakes.values())
+
+    @property
+    def released(self) -> int:
+        return sum(self.releases.values())
 
 
 def index_path(state_dir: Path, chain_id: int, genesis: str, market: str) -> Path:
@@ -688,6 +466,7 @@ def index_path(state_dir: Path, chain_id: int, genesis: str, market: str) -> Pat
 
 
 __all__ = [
-    "AMOUNT_ARGS", "Auditor", "BatchAssignment", "BatchAudit", "EscrowAudit", "HistoryEntry", "Lease",
-    "OrderHistory", "OrderMoney", "ProviderHistory", "check_address", "check_batch_id", "escrow_check_dict", "index_path",
+    "AMOUNT_ARGS", "MARKET", "REGISTRY", "Auditor", "BatchAssignment", "BatchAudit", "EscrowAudit", "HistoryEntry",
+    "Lease", "MarketBooks", "OrderHistory", "OrderMoney", "ProviderHistory", "StakeBooks", "check_address",
+    "check_batch_id", "escrow_check_dict", "index_path",
 ]

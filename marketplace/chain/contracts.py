@@ -22,7 +22,7 @@ from eth_utils import event_abi_to_log_topic, function_signature_to_4byte_select
 
 from marketplace.chain.backends import ChainBackend, open_backend
 from marketplace.chain.compiler import Artifact, ensure_fresh, load_all_artifacts
-from marketplace.chain.revert import RevertDecoder, _canonical_type
+from marketplace.chain.revert import RevertDecoder, canonical_type
 from marketplace.chain.writer import IdempotencyJournal, Receipt, Signer, TransactionWriter, TxRequest, as_signer
 from marketplace.errors import ArtifactError, ChainMismatch, InputError
 from marketplace.settings import ConaSettings, ProjectConfig
@@ -84,7 +84,7 @@ class ContractABI:
 
     def encode_call(self, name: str, args: Sequence[Any]) -> bytes:
         fn = self.function(name, len(args))
-        types = [_canonical_type(i) for i in fn["inputs"]]
+        types = [canonical_type(i) for i in fn["inputs"]]
         selector = function_signature_to_4byte_selector(f"{name}({','.join(types)})")
         try:
             return selector + abi_encode(types, list(args))
@@ -94,7 +94,7 @@ class ContractABI:
 
     def decode_result(self, name: str, nargs: int, data: bytes) -> Any:
         fn = self.function(name, nargs)
-        types = [_canonical_type(o) for o in fn["outputs"]]
+        types = [canonical_type(o) for o in fn["outputs"]]
         values = abi_decode(types, data)
         values = tuple(_normalise(t, v) for t, v in zip(types, values))
         return values[0] if len(values) == 1 else values
@@ -103,7 +103,7 @@ class ContractABI:
         inputs = self.constructor["inputs"] if self.constructor else []
         if len(inputs) != len(args):
             raise InputError(f"{self.name} constructor takes {len(inputs)} arguments, not {len(args)}", field="args")
-        types = [_canonical_type(i) for i in inputs]
+        types = [canonical_type(i) for i in inputs]
         return abi_encode(types, list(args)) if types else b""
 
     def decode_log(self, log_: dict[str, Any]) -> Event | None:
@@ -117,11 +117,11 @@ class ContractABI:
         data_b = bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data)
         args: dict[str, Any] = {}
         for inp, topic in zip(indexed, topics[1:]):
-            t = _canonical_type(inp)
+            t = canonical_type(inp)
             args[inp["name"]] = _normalise(t, abi_decode([t], topic)[0]) if t not in ("string", "bytes") else topic
-        values = abi_decode([_canonical_type(i) for i in plain], data_b)
+        values = abi_decode([canonical_type(i) for i in plain], data_b)
         for inp, v in zip(plain, values):
-            args[inp["name"]] = _normalise(_canonical_type(inp), v)
+            args[inp["name"]] = _normalise(canonical_type(inp), v)
         ordered = {i["name"]: args[i["name"]] for i in ev["inputs"]}
         return Event(
             contract=self.name,

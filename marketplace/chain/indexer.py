@@ -71,6 +71,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def arg_bytes(value: Any) -> bytes:
+    """A ``bytesN`` event argument as bytes, whether it came decoded from a receipt (bytes) or from
+    the index (``0x`` hex, as ``_jsonable`` stores it)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return bytes.fromhex(str(value).removeprefix("0x"))
+
+
 def _key_value(value: Any) -> str:
     """The form in which an event argument is indexed for lookup (ints and addresses normalised)."""
     if isinstance(value, (bytes, bytearray)):

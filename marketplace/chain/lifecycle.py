@@ -315,6 +315,7 @@ class ProviderFold:
     domain: int = 0
     live_leases: int = 0
     hardware: str = ZERO_HASH
+    metadata: str = ZERO_HASH
     prices: tuple[int, ...] = ()
     slashed: int = 0
     unbond_at: int = 0
@@ -334,7 +335,8 @@ def fold_provider(fold: ProviderFold | None, name: str, args: Mapping[str, Any],
     if status is not None:
         ch["status"] = status
     if name in ("Registered", "Updated"):
-        ch.update(hardware=a.get("hardware", fold.hardware), domain=amount(a.get("domain", fold.domain)))
+        ch.update(hardware=a.get("hardware", fold.hardware), metadata=a.get("metadata", fold.metadata),
+                  domain=amount(a.get("domain", fold.domain)))
         if "prices" in a:
             ch["prices"] = tuple(amount(p) for p in a["prices"])
         if name == "Registered":

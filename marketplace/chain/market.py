@@ -1,41 +1,45 @@
-"""Typed clients for the market contracts: ProviderRegistry, ComputeMarket (and DemoToken).
+"""The typed client of ``ComputeMarket``: deposits, orders and every lease transition.
 
-Everything the engine, the agents, the API and the tests do on chain goes through
-``Registry`` and ``Market``. They speak in frozen dataclasses (``Order``,
-``ProviderInfo``, ``OrderIntent``, ``Tx``), never in raw tuples, and they write only
-through the transaction writer, so nonces, batching, idempotency keys and revert
+Everything the engine, the agents, the API and the tests do on the market goes through
+``Market`` (and its ``registry``, a ``marketplace.chain.registry.Registry``). It speaks in
+frozen values (``Order``, ``BatchRecord``, ``OrderIntent``, ``Tx``), never raw tuples, and
+writes only through the transaction writer, so nonces, batching, idempotency keys and revert
 decoding are the same everywhere.
-
-EIP-712 order intents are hashed and signed here in Python exactly as the contract
-does (``intent_digest`` equals ``ComputeMarket.intentDigest``; the tests check it), so
-a buyer can sign offline and the orchestrator can submit many intents in one
-transaction without ever holding the buyer's key.
 
 A matching round is bound by one transaction, ``assign_batch``: the batch record (its id and
 the hashes of its inputs and decisions) and every assignment it decided, all or nothing; each
 ``Assigned`` event names its ``batchId`` (zero for a manual ``assign``).
 
-Payment asset: native ETH (``asset == ZERO``) or one ERC-20. The clients hide the
-difference: an ETH payment is sent as ``value``, a token payment is approved first.
+The values the market's methods take and return are defined next door and re-exported here,
+so ``from marketplace.chain.market import ...`` keeps working: the wire enums ``OrderState``
+and ``ProviderStatus`` (``marketplace.chain.lifecycle``), the EIP-712 intent and ``cost``
+(``marketplace.chain.intents``), ``Registry``/``ProviderInfo``/``DEVICE_CLASSES``
+(``marketplace.chain.registry``) and ``Tx``/``EscrowCheck`` (``marketplace.chain.client``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Iterable, Sequence
 
-from eth_abi import encode as abi_encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
-from marketplace.chain.contracts import BoundContract, Chain, Event
+from marketplace.chain.client import ContractClient, EscrowCheck, Tx, b32
+from marketplace.chain.contracts import BoundContract, Chain
 from marketplace.chain.deploy import ZERO, Deployment
-from marketplace.chain.lifecycle import OrderState, ProviderStatus  # noqa: F401 - re-exported: the wire enums
+from marketplace.chain.intents import Eip712Domain, OrderIntent, cost, intent_digest, sign_intent
+from marketplace.chain.lifecycle import OrderState, ProviderStatus
+from marketplace.chain.registry import DEVICE_CLASSES, ProviderInfo, Registry
 from marketplace.chain.writer import Receipt, Signer, TxRequest, as_signer
-from marketplace.errors import ChainError, InputError
+from marketplace.errors import InputError
 
-# ---------------------------------------------------------------------------- enums (wire values)
+__all__ = [
+    "DEVICE_CLASSES", "MARKET_SETTINGS", "MAX_BACKUPS", "Assignment", "BatchRecord", "EscrowCheck", "Market",
+    "Order", "OrderIntent", "OrderState", "ProviderInfo", "ProviderStatus", "Registry", "SlashReason", "Tx", "cost",
+    "wait_until",
+]
 
 
 class SlashReason(IntEnum):
@@ -46,143 +50,7 @@ class SlashReason(IntEnum):
 
 #: settings the operator may change, as the contract names them (bytes32 strings)
 MARKET_SETTINGS = ("feeBps", "acceptWindow", "disputeWindow", "missSlashBps", "failSlashBps")
-DEVICE_CLASSES = 4
 MAX_BACKUPS = 8
-
-# ---------------------------------------------------------------------------- EIP-712
-
-_EIP712_DOMAIN_TYPEHASH = keccak(
-    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-ORDER_INTENT_TYPE = (
-    "OrderIntent(address buyer,bytes32 requirement,uint8 deviceClass,uint32 units,uint64 duration,"
-    "uint256 maxPrice,uint8 tier,uint256 nonce,uint64 deadline)"
-)
-ORDER_INTENT_TYPEHASH = keccak(ORDER_INTENT_TYPE.encode())
-_INTENT_TYPES = ["bytes32", "address", "bytes32", "uint8", "uint32", "uint64", "uint256", "uint8", "uint256", "uint64"]
-
-
-@dataclass(frozen=True)
-class Eip712Domain:
-    """The market's signing domain: name and version are fixed by the contract's constructor."""
-
-    chain_id: int
-    verifying_contract: str
-    name: str = "CONA ComputeMarket"
-    version: str = "1"
-
-    def separator(self) -> bytes:
-        return keccak(abi_encode(
-            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-            [_EIP712_DOMAIN_TYPEHASH, keccak(self.name.encode()), keccak(self.version.encode()), self.chain_id,
-             self.verifying_contract],
-        ))
-
-
-def _uint(name: str, value: int, bits: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, not {type(value).__name__}", field=name)
-    if not 0 <= value < 2**bits:
-        raise InputError(f"{name} must be within 0..2^{bits}-1, got {value}", field=name)
-    return value
-
-
-@dataclass(frozen=True)
-class OrderIntent:
-    """What a buyer signs (or sends itself). ``duration`` in seconds, ``max_price`` in asset
-    units per compute-unit-hour, ``requirement`` the 32-byte digest of the buyer's requirement."""
-
-    buyer: str
-    requirement: bytes
-    device_class: int
-    units: int
-    duration: int
-    max_price: int
-    tier: int = 0
-    nonce: int = 0
-    deadline: int = 0
-
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "buyer", to_checksum_address(self.buyer))
-        except (ValueError, TypeError):
-            raise InputError(f"buyer is not an address: {self.buyer!r}", field="buyer") from None
-        req = self.requirement
-        if isinstance(req, str):
-            req = bytes.fromhex(req[2:] if req.startswith("0x") else req)
-        if not isinstance(req, (bytes, bytearray)) or len(req) != 32:
-            raise InputError("requirement must be a 32-byte digest", field="requirement")
-        object.__setattr__(self, "requirement", bytes(req))
-        _uint("device_class", self.device_class, 8)
-        _uint("units", self.units, 32)
-        _uint("duration", self.duration, 64)
-        _uint("max_price", self.max_price, 256)
-        _uint("tier", self.tier, 8)
-        _uint("nonce", self.nonce, 256)
-        _uint("deadline", self.deadline, 64)
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.buyer, self.requirement, self.device_class, self.units, self.duration, self.max_price,
-                self.tier, self.nonce, self.deadline)
-
-    def struct_hash(self) -> bytes:
-        return keccak(abi_encode(_INTENT_TYPES, [ORDER_INTENT_TYPEHASH, *self.as_tuple()]))
-
-    def escrow(self) -> int:
-        """What placing this order locks: units x seconds x price-per-hour / 3600, rounded up."""
-        return cost(self.units, self.duration, self.max_price)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"buyer": self.buyer, "requirement": "0x" + self.requirement.hex(), "device_class": self.device_class,
-                "units": self.units, "duration": self.duration, "max_price": str(self.max_price), "tier": self.tier,
-                "nonce": str(self.nonce), "deadline": self.deadline}
-
-
-def intent_digest(domain: Eip712Domain, intent: OrderIntent) -> bytes:
-    """The EIP-712 digest the buyer signs (``\\x19\\x01 || domainSeparator || structHash``)."""
-    return keccak(b"\x19\x01" + domain.separator() + intent.struct_hash())
-
-
-def sign_intent(signer: Signer, domain: Eip712Domain, intent: OrderIntent) -> bytes:
-    """A 65-byte ``r || s || v`` signature (v = 27/28), as ECDSA.recover expects."""
-    if signer.address != intent.buyer:
-        raise InputError(f"{signer.address} cannot sign an intent for buyer {intent.buyer}", field="buyer")
-    v, r, s = signer.sign_digest(intent_digest(domain, intent))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([27 + v])
-
-
-def cost(units: int, seconds: int, price_per_hour: int) -> int:
-    """The contract's ``_cost``: rounded up so escrow always covers what is owed."""
-    raw = units * seconds * price_per_hour
-    return 0 if raw == 0 else (raw - 1) // 3600 + 1
-
-
-# ---------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True)
-class Tx:
-    """A mined transaction and the events it emitted (decoded, in log order)."""
-
-    receipt: Receipt
-    events: tuple[Event, ...]
-
-    @property
-    def tx_hash(self) -> str:
-        return self.receipt.tx_hash
-
-    @property
-    def gas_used(self) -> int:
-        return self.receipt.gas_used
-
-    def event(self, name: str) -> Event:
-        found = [e for e in self.events if e.name == name]
-        if len(found) != 1:
-            raise ChainError(f"expected one {name} event in {self.tx_hash}, found {len(found)}")
-        return found[0]
-
-    def named(self, name: str) -> list[Event]:
-        return [e for e in self.events if e.name == name]
 
 
 @dataclass(frozen=True)
@@ -234,157 +102,7 @@ class BatchRecord:
 Assignment = tuple[int, str, int, Sequence[str]]
 
 
-@dataclass(frozen=True)
-class ProviderInfo:
-    address: str
-    status: ProviderStatus
-    domain: int
-    live_leases: int
-    unbond_at: int
-    stake: int
-    hardware: bytes
-    metadata: bytes
-    prices: tuple[int, int, int, int]  # per device class CPU, GPU, NPU, TPU
-
-    def price(self, device_class: int) -> int:
-        if not 1 <= device_class <= DEVICE_CLASSES:
-            raise InputError(f"device class must be 1..{DEVICE_CLASSES}, got {device_class}", field="device_class")
-        return self.prices[device_class - 1]
-
-
-@dataclass(frozen=True)
-class EscrowCheck:
-    """The contract's own books: what it holds against what it owes."""
-
-    contract: str
-    held: int
-    owed: int
-    parts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def balanced(self) -> bool:
-        return self.held == self.owed
-
-
-# ---------------------------------------------------------------------------- clients
-
-
-class _Client:
-    def __init__(self, chain: Chain, contract: BoundContract, token: BoundContract | None) -> None:
-        self.chain = chain
-        self.contract = contract
-        self.token = token
-        self.address = contract.address
-
-    def _tx(self, sender: Any, fn: str, *args: Any, value: int = 0, key: str | None = None) -> Tx:
-        rec = self.contract.transact(as_signer(sender), fn, *args, value=value, key=key)
-        return Tx(rec, tuple(self._decode(rec)))
-
-    def _decode(self, rec: Receipt) -> list[Event]:
-        # events of every contract involved (a market call also emits registry events)
-        out = []
-        for lg in rec.logs:
-            abi = self._abis.get(to_checksum_address(lg["address"]))
-            if abi is not None:
-                ev = abi.decode_log(lg)
-                if ev is not None:
-                    out.append(ev)
-        return out
-
-    @property
-    def _abis(self) -> dict[str, Any]:
-        return {c.address: c.abi for c in self._contracts()}
-
-    def _contracts(self) -> list[BoundContract]:
-        return [self.contract]
-
-    def _pay(self, sender: Signer, amount: int) -> int:
-        """Prepares a payment of ``amount`` to this contract: returns the ETH value to send
-        (0 for a token, after approving it)."""
-        if self.token is None:
-            return amount
-        if self.token.call("allowance", sender.address, self.address) < amount:
-            self.token.transact(sender, "approve", self.address, amount)
-        return 0
-
-
-class Registry(_Client):
-    """ProviderRegistry: registration, stake, status and unbonding of providers."""
-
-    def __init__(self, chain: Chain, contract: BoundContract, token: BoundContract | None = None,
-                 market: BoundContract | None = None) -> None:
-        super().__init__(chain, contract, token)
-        self._market = market
-
-    def _contracts(self) -> list[BoundContract]:
-        return [self.contract] + ([self._market] if self._market else [])
-
-    def register(self, sender: Any, *, hardware: bytes, domain: int, prices: Sequence[int], stake: int,
-                 metadata: bytes = b"\x00" * 32) -> Tx:
-        signer = as_signer(sender)
-        if len(prices) != DEVICE_CLASSES:
-            raise InputError(f"prices must give one price per device class ({DEVICE_CLASSES})", field="prices")
-        _uint("domain", domain, 32)
-        value = self._pay(signer, stake)
-        return self._tx(signer, "register", _b32("hardware", hardware), domain, _b32("metadata", metadata),
-                        list(prices), stake, value=value)
-
-    def update(self, sender: Any, *, hardware: bytes, domain: int, prices: Sequence[int],
-               metadata: bytes = b"\x00" * 32) -> Tx:
-        return self._tx(sender, "update", _b32("hardware", hardware), domain, _b32("metadata", metadata), list(prices))
-
-    def top_up(self, sender: Any, amount: int) -> Tx:
-        signer = as_signer(sender)
-        return self._tx(signer, "topUp", amount, value=self._pay(signer, amount))
-
-    def pause(self, sender: Any) -> Tx:
-        return self._tx(sender, "pause")
-
-    def resume(self, sender: Any) -> Tx:
-        return self._tx(sender, "resume")
-
-    def begin_unbond(self, sender: Any) -> Tx:
-        return self._tx(sender, "beginUnbond")
-
-    def finish_unbond(self, sender: Any) -> Tx:
-        return self._tx(sender, "finishUnbond")
-
-    def withdraw(self, sender: Any) -> Tx:
-        return self._tx(sender, "withdraw")
-
-    def set_min_stake(self, sender: Any, value: int) -> Tx:
-        return self._tx(sender, "setMinStake", value)
-
-    # -- reads
-    def provider(self, address: str) -> ProviderInfo:
-        raw = self.contract.call("provider", address)
-        status, domain, live, unbond_at, stake, hardware, metadata, prices = raw
-        return ProviderInfo(to_checksum_address(address), ProviderStatus(status), domain, live, unbond_at, stake,
-                            bytes(hardware), bytes(metadata), tuple(prices))
-
-    def is_eligible(self, address: str) -> bool:
-        return bool(self.contract.call("isEligible", address))
-
-    def released(self, address: str) -> int:
-        return self.contract.call("released", address)
-
-    @property
-    def min_stake(self) -> int:
-        return self.contract.call("minStake")
-
-    @property
-    def unbonding_period(self) -> int:
-        return self.contract.call("unbondingPeriod")
-
-    def escrow_check(self) -> EscrowCheck:
-        held = self.contract.call("held")
-        staked = self.contract.call("totalStaked")
-        released = self.contract.call("totalReleased")
-        return EscrowCheck("ProviderRegistry", held, staked + released,
-                           {"totalStaked": staked, "totalReleased": released})
-
-
-class Market(_Client):
+class Market(ContractClient):
     """ComputeMarket: deposits, orders and every lease transition.
 
     Each transition method sends one transaction through the writer and returns a ``Tx``
@@ -507,7 +225,7 @@ class Market(_Client):
             if len(a[3]) > MAX_BACKUPS:
                 raise InputError(f"assignment {i} ranks {len(a[3])} backups, at most {MAX_BACKUPS}",
                                  field=f"assignments[{i}].backups")
-        return (_b32("batch_id", batch_id), _b32("inputs_hash", inputs_hash), _b32("decisions_hash", decisions_hash),
+        return (b32("batch_id", batch_id), b32("inputs_hash", inputs_hash), b32("decisions_hash", decisions_hash),
                 [a[0] for a in assignments], [a[1] for a in assignments], [list(a[3]) for a in assignments],
                 [a[2] for a in assignments])
 
@@ -515,7 +233,7 @@ class Market(_Client):
         return self._tx(provider, "accept", order_id, key=key)
 
     def complete(self, provider: Any, order_id: int, result: bytes, usage: int, *, key: str | None = None) -> Tx:
-        return self._tx(provider, "complete", order_id, _b32("result", result), usage, key=key)
+        return self._tx(provider, "complete", order_id, b32("result", result), usage, key=key)
 
     def settle(self, sender: Any, order_id: int, *, key: str | None = None) -> Tx:
         return self._tx(sender, "settle", order_id, key=key)
@@ -560,7 +278,7 @@ class Market(_Client):
 
     def batch(self, batch_id: bytes | str, *, block: str = "latest") -> BatchRecord | None:
         """The batch's on-chain record, or None when no ``assignBatch`` recorded it."""
-        bid = _b32("batch_id", batch_id)
+        bid = b32("batch_id", batch_id)
         ih, dh, number, orders = self.contract.call("batches", bid, block=block)
         if number == 0:
             return None
@@ -584,17 +302,6 @@ class Market(_Client):
     def send_many(self, sender: Any, reqs: Iterable[TxRequest]) -> list[Tx]:
         """Sends requests from one account as one batch; reverted ones carry ``receipt.error``."""
         return [self.decode(r) for r in self.chain.writer.transact_many(as_signer(sender), list(reqs))]
-
-
-def _b32(name: str, value: bytes | str) -> bytes:
-    if isinstance(value, str):
-        try:
-            value = bytes.fromhex(value[2:] if value.startswith("0x") else value)
-        except ValueError:
-            raise InputError(f"{name} must be 32 bytes of hex, got {value!r}", field=name) from None
-    if not isinstance(value, (bytes, bytearray)) or len(value) != 32:
-        raise InputError(f"{name} must be 32 bytes", field=name)
-    return bytes(value)
 
 
 def wait_until(market: Market, timestamp: int) -> None:

@@ -32,11 +32,11 @@ ERROR_STRING = bytes.fromhex("08c379a0")
 PANIC = bytes.fromhex("4e487b71")
 
 
-def _canonical_type(inp: dict[str, Any]) -> str:
+def canonical_type(inp: dict[str, Any]) -> str:
     """ABI type string, expanding tuples the way selectors need."""
     t = inp["type"]
     if t.startswith("tuple"):
-        inner = ",".join(_canonical_type(c) for c in inp.get("components", []))
+        inner = ",".join(canonical_type(c) for c in inp.get("components", []))
         return f"({inner}){t[5:]}"
     return t
 
@@ -89,7 +89,7 @@ class RevertDecoder:
         for item in abi:
             if item.get("type") != "error":
                 continue
-            types = tuple(_canonical_type(i) for i in item.get("inputs", []))
+            types = tuple(canonical_type(i) for i in item.get("inputs", []))
             names = tuple(i.get("name") or f"arg{n}" for n, i in enumerate(item.get("inputs", [])))
             selector = function_signature_to_4byte_selector(f"{item['name']}({','.join(types)})")
             defs = self._by_selector.setdefault(selector, [])

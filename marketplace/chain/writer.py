@@ -216,6 +216,11 @@ class TransactionWriter:
         with self._meta:
             self._nonces.clear()
 
+    @property
+    def gas_cap(self) -> int | None:
+        """The block gas limit the writer last read (with the fee, ``max_fee``); None before that."""
+        return self._gas_cap
+
     def max_fee(self, refresh: bool = False) -> int:
         now = time.monotonic()
         if refresh or self._fee is None or now - self._fee[0] > 5.0:

@@ -11,8 +11,8 @@ batch's events agree with its record),
 1 when the auditor found a discrepancy (printed), 2 on an error (unknown order, no
 deployment, chain unreachable).
 
-Wired into ``cona`` as ``app.add_typer(audit_app, name="audit")``; also runnable alone as
-``python -m marketplace.cli.audit``.
+``cona audit replay`` (``marketplace.cli.engine``) reruns a matching batch. Wired into ``cona``
+as ``app.add_typer(audit_app, name="audit")``; also runnable alone as ``python -m marketplace.cli.audit``.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.table import Table
 
+from marketplace.cli.engine import replay
+from marketplace.cli.options import ChainOpt, JsonOpt, RpcOpt, settings
+from marketplace.cli.output import emit, out, run
+
 log = logging.getLogger(__name__)
 
 audit_app = typer.Typer(help="Audit the market from chain data alone: histories and the escrow check.",
                         no_args_is_help=True)
 
-ChainOpt = typer.Option(None, "--chain", help="chain backend: embedded, anvil or rpc")
-RpcOpt = typer.Option(None, "--rpc-url", help="JSON-RPC URL (implies --chain rpc)")
-JsonOpt = typer.Option(False, "--json", help="print JSON for scripts")
 MarketOpt = typer.Option(None, "--market", help="ComputeMarket address (default: the deployment record)")
 FromOpt = typer.Option(0, "--from-block", min=0, help="first block to index (default 0: the whole chain)")
 NoCacheOpt = typer.Option(False, "--no-cache", help="index in memory instead of the state directory")
@@ -44,7 +45,6 @@ def _auditor(chain: Optional[str], rpc_url: Optional[str], market: Optional[str]
     from marketplace.chain.audit import Auditor, index_path
     from marketplace.chain.contracts import Chain
     from marketplace.chain.deploy import load_deployment
-    from marketplace.cli.main import settings
 
     s = settings(chain, rpc_url)
     ch = Chain.open(s)
@@ -95,8 +95,6 @@ def _events_table(title: str, entries: Any, with_state: bool) -> Table:
 
 
 def _verdict(ok: bool, mismatches: Any, what: str) -> None:
-    from marketplace.cli.main import out
-
     if ok:
         out.print(f"[green]{what}[/]")
     else:
@@ -110,8 +108,6 @@ def order(order_id: int = typer.Argument(..., help="the order id"), chain: Optio
           rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt, market: Optional[str] = MarketOpt,
           from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
     """Every transition of an order (block, time, tx, amounts), its state, and the replay check."""
-    from marketplace.cli.main import emit, out
-
     with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
         h = auditor.order(order_id)
     if as_json:
@@ -134,8 +130,6 @@ def provider(address: str = typer.Argument(..., help="the provider's address"), 
              rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt, market: Optional[str] = MarketOpt,
              from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
     """A provider's registration, stake changes, status, slashes, leases and earnings."""
-    from marketplace.cli.main import emit, out
-
     with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
         h = auditor.provider(address)
     if as_json:
@@ -160,8 +154,6 @@ def batch(batch_id: str = typer.Argument(..., help="the batch id (0x + 64 hex), 
           chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
           market: Optional[str] = MarketOpt, from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
     """A matching batch: its BatchCommitted (block, time, tx, hashes) and every order it assigned."""
-    from marketplace.cli.main import emit, out
-
     with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
         b = auditor.batch(batch_id)
     if as_json:
@@ -186,8 +178,6 @@ def batch(batch_id: str = typer.Argument(..., help="the batch id (0x + 64 hex), 
 def escrow(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
            market: Optional[str] = MarketOpt, from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
     """Whether the market and the registry hold what they owe, by their books and by their events."""
-    from marketplace.cli.main import emit, out
-
     with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
         a = auditor.escrow()
     if as_json:
@@ -211,7 +201,7 @@ def escrow(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_
     raise typer.Exit(0 if a.balanced else 1)
 
 
-if __name__ == "__main__":  # ``python -m marketplace.cli.audit ...``: the group alone, with cona's error handling
-    from marketplace.cli.main import main
+audit_app.command("replay")(replay)
 
-    main(command=audit_app, prog_name="cona audit")
+if __name__ == "__main__":  # ``python -m marketplace.cli.audit ...``: the group alone, with cona's error handling
+    run(audit_app, prog_name="cona audit")

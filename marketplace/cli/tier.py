@@ -38,6 +38,8 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from marketplace.cli.options import ChainOpt, JsonOpt, RpcOpt, settings
+from marketplace.cli.output import emit
 from marketplace.errors import ChainMismatch, InputError, NotFound, ProofError, Rejected
 from marketplace.passphrase import read_passphrase
 
@@ -49,9 +51,6 @@ tier_app = typer.Typer(help="Tier credentials, groups and proofs (zero-knowledge
 CREDENTIAL_FORMAT = "cona-tier-credential/1"
 SCRYPT_N = 2**18  # Web3 Secret Storage's standard work factor: about 1 s to derive here
 
-ChainOpt = typer.Option(None, "--chain", help="chain backend: embedded, anvil or rpc")
-RpcOpt = typer.Option(None, "--rpc-url", help="JSON-RPC URL (implies --chain rpc)")
-JsonOpt = typer.Option(False, "--json", help="print JSON for scripts")
 PassOpt = typer.Option(None, "--passphrase-file", help="read the passphrase from this file's first line "
                        "(default: prompt)", dir_okay=False)
 EpochOpt = typer.Option(None, "--epoch", help="epoch (default: the gate's current epoch)", min=0)
@@ -137,7 +136,6 @@ class _Gate:
         from marketplace.chain.contracts import Chain
         from marketplace.chain.deploy import ZERO, load_deployment
         from marketplace.chain.tiergate import GroupStore, TierGateClient
-        from marketplace.cli.main import settings
 
         self.settings = settings(chain_kind, rpc_url)
         self.chain = Chain.open(self.settings, keys=keys)
@@ -219,12 +217,6 @@ def _signer_keys(key_file: Optional[Path]) -> tuple[str, ...]:
     return (text,)
 
 
-def _emit(data: dict[str, Any], as_json: bool, table: Table | None = None) -> None:
-    from marketplace.cli.main import emit
-
-    emit(data, as_json, table)
-
-
 # ----------------------------------------------------------------------------- commands
 
 
@@ -238,7 +230,7 @@ def keygen(out: Path = typer.Option(..., "--out", help="the credential file to c
     secret = generate_key()
     doc = write_credential(out, secret, passphrase)
     log.info("tier credential %s written to %s", doc["public_key"][:18], out)
-    _emit({"public_key": doc["public_key"], "file": str(out)}, as_json,
+    emit({"public_key": doc["public_key"], "file": str(out)}, as_json,
           _table("Tier credential", [("public key", doc["public_key"]), ("file", str(out)),
                                      ("next", "give the public key to the operator (`cona tier issue`)")]))
 
@@ -302,7 +294,7 @@ def issue(keys: list[str] = typer.Argument(None, help="public keys (0x-hex, 64 b
             ("members (added)", f"{result['members']} ({added})"), ("slots per member", str(group.slots))]
     rows += [(f"bucket {i} ({b['size']} keys)", b["commitment"]) for i, b in enumerate(result["buckets"])]
     rows += [("tx", result["tx_hash"] or "nothing new: no transaction"), ("group file", str(path))]
-    _emit(result, as_json, _table("Tier group committed", rows))
+    emit(result, as_json, _table("Tier group committed", rows))
 
 
 @tier_app.command()
@@ -321,7 +313,7 @@ def prove(key: Path = typer.Option(..., "--key", help="the credential file (from
     """A buyer proves tier membership for one order; prints the proof (hex) and its nullifier."""
     from eth_utils import is_address, to_checksum_address
 
-    from zk import Scope, nullifier_for, prove_tier, ring_commitment
+    from zk import prove_tier, ring_commitment
 
     _tier(tier)
     digest = _digest(order_digest)
@@ -336,21 +328,7 @@ def prove(key: Path = typer.Option(..., "--key", help="the credential file (from
         committed = _committed(g, tier, epoch)
         group = g.store.load(committed, group_file)
         ring = group.bucket_of(secret.public_key())  # NotAMember, with its hint, before any work
-        chain_id = g.chain.backend.chain_id
-        if slot is None:
-            slot = g.gate.free_slot(secret, tier, epoch=epoch)
-            if slot is None:
-                raise Rejected(f"all {committed.slots} use(s) of tier {tier} in epoch {epoch} are spent",
-                               reason="no-free-slot", hint="wait for the next epoch")
-        elif slot >= committed.slots:
-            raise InputError(f"slot {slot} is outside 0..{committed.slots - 1} for tier {tier} epoch {epoch}",
-                             field="slot")
-        else:
-            spent = nullifier_for(secret, Scope(chain_id, g.gate.address, epoch, tier, slot))
-            if g.gate.is_spent(spent):
-                raise Rejected(f"slot {slot} of tier {tier} in epoch {epoch} is already used "
-                               f"(NullifierAlreadySpent 0x{spent.hex()})", reason="NullifierAlreadySpent",
-                               hint="omit --slot to take the first free one")
+        slot = _slot(g, secret, committed, tier, epoch, slot)
         statement = g.gate.statement(tier, digest, beneficiary, epoch=epoch)
         data = prove_tier(secret, group, statement, slot)
         if epoch == current:
@@ -369,12 +347,33 @@ def prove(key: Path = typer.Option(..., "--key", help="the credential file (from
     log.info("tier %d epoch %d slot %d: proof for order 0x%s, nullifier 0x%s", tier, epoch, slot,
              digest.hex()[:12], nullifier.hex()[:12])
     if as_json:
-        _emit(result, True)
+        emit(result, True)
     else:
-        _emit(_table("Tier proof", [("tier / epoch / slot", f"{tier} / {epoch} / {slot}"),
-                                    ("ring size", str(len(ring))), ("nullifier", result["nullifier"]),
-                                    ("proof", f"{len(data)} bytes, below")]), False)
-        _emit(result["proof"], False)
+        emit(_table("Tier proof", [("tier / epoch / slot", f"{tier} / {epoch} / {slot}"),
+                                   ("ring size", str(len(ring))), ("nullifier", result["nullifier"]),
+                                   ("proof", f"{len(data)} bytes, below")]), False)
+        emit(result["proof"], False)
+
+
+def _slot(g: _Gate, secret: Any, committed: Any, tier: int, epoch: int, slot: Optional[int]) -> int:
+    """The use of the tier to spend: ``slot`` if it is in range and unspent, else the first free one."""
+    from zk import Scope, nullifier_for
+
+    if slot is None:
+        free = g.gate.free_slot(secret, tier, epoch=epoch)
+        if free is None:
+            raise Rejected(f"all {committed.slots} use(s) of tier {tier} in epoch {epoch} are spent",
+                           reason="no-free-slot", hint="wait for the next epoch")
+        return free
+    if slot >= committed.slots:
+        raise InputError(f"slot {slot} is outside 0..{committed.slots - 1} for tier {tier} epoch {epoch}",
+                         field="slot")
+    spent = nullifier_for(secret, Scope(g.chain.backend.chain_id, g.gate.address, epoch, tier, slot))
+    if g.gate.is_spent(spent):
+        raise Rejected(f"slot {slot} of tier {tier} in epoch {epoch} is already used "
+                       f"(NullifierAlreadySpent 0x{spent.hex()})", reason="NullifierAlreadySpent",
+                       hint="omit --slot to take the first free one")
+    return slot
 
 
 @tier_app.command()
@@ -418,7 +417,7 @@ def status(tier: Optional[int] = typer.Option(None, "--tier", help="only this ti
         table.add_row(str(grp["tier"]), str(grp["version"]), str(grp["members"] if grp["members"] is not None
                                                                   else "?"),
                       sizes, str(grp["slots"]), str(grp["spent"]))
-    _emit(result, as_json, table)
+    emit(result, as_json, table)
 
 
 def _digest(text: str) -> bytes:

@@ -1,57 +1,38 @@
 """The device catalog: datasheet figures that the hardware tools do not print.
 
-nvidia-smi, rocm-smi and npu-smi report a device's name, memory and clocks,
-never its peak throughput. This module maps a normalized model name to the
-figures its vendor publishes, so discovery can fill ``DeviceCapability.flops``,
+nvidia-smi, rocm-smi, npu-smi, xpu-smi and system_profiler report a device's name, memory and
+clocks, never its peak throughput. This module maps a normalized model name to the figures its
+vendor publishes (rows in ``catalog_data``), so discovery can fill ``DeviceCapability.flops``,
 ``memory_bandwidth_gbps`` and ``interconnect``.
 
 Invariants:
-- every row cites the vendor datasheet it was copied from, in a comment;
-- figures are peak *dense* throughput: where a datasheet prints only the
-  "with sparsity" figure (NVIDIA Ampere and later, marked ``*`` there) the row
-  holds half of it, and says so;
-- a model that is not in the table, or whose name does not say which product
-  it is (Alibaba's ``P100`` may be the PCIe or the SXM2 board, whose peaks
-  differ), gets no entry: ``lookup`` returns ``None`` and callers leave FLOPS
-  unknown. Nothing here is estimated;
-- CPU peaks are never tabulated: ``derive_cpu_flops`` computes them from
-  discovered facts by a stated formula, and only for microarchitectures whose
-  FMA width is documented below.
+- every row cites the public document it was copied from (see ``catalog_data``);
+- figures are peak *dense* throughput: where a datasheet prints only the "with sparsity" figure
+  (NVIDIA Ampere and later) the row holds half of it, and says so;
+- a model that is not in the table, or whose name does not say which product it is (Alibaba's
+  ``P100`` may be the PCIe or the SXM2 board), gets no entry: ``lookup`` returns ``None`` and
+  callers leave FLOPS unknown. A figure a vendor does not publish is absent from its row.
+  Nothing here is estimated;
+- a family name as the PCI database prints it (``Radeon RX 7700 XT / 7800 XT``) resolves to one
+  row only when the device's memory matches exactly one candidate (``resolve``);
+- CPU peaks are never tabulated: ``derive_cpu_flops`` computes them from discovered facts by a
+  stated formula, and only for microarchitectures whose FMA width is documented below.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from marketplace.resources.model import DeviceClass, Precision
+from marketplace.resources.catalog_data import SPECS, DeviceSpec
+from marketplace.resources.model import Precision
+
+__all__ = ["AMBIGUOUS", "CPU_MICROARCH", "DeviceSpec", "UNRESOLVED", "derive_cpu_flops", "explain",
+           "family_candidates", "lookup", "normalize_model", "resolve", "specs"]
 
 log = logging.getLogger(__name__)
 
-T = 1e12  # tera: the unit every datasheet below prints
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSpec:
-    """Datasheet figures for one product. ``flops`` is per device, dense, in FLOP/s (OP/s for INT8)."""
-
-    model: str
-    vendor: str
-    device_class: DeviceClass
-    flops: tuple[tuple[Precision, float], ...]
-    memory_bandwidth_gbps: float | None
-    interconnect: str | None
-    compute_units: int | None
-    boost_clock_mhz: float | None
-    source: str
-    aliases: tuple[str, ...] = field(default=())
-
-    def peak(self, precision: Precision) -> float | None:
-        for p, v in self.flops:
-            if p == precision:
-                return v
-        return None
 
 
 def normalize_model(name: str) -> str:
@@ -68,103 +49,6 @@ def normalize_model(name: str) -> str:
 
 _VENDOR_WORDS = frozenset({"nvidia", "tesla", "amd", "huawei", "ascend", "radeon", "instinct", "geforce"})
 
-F64, F32, F16, B16, I8, F8 = (Precision.FP64, Precision.FP32, Precision.FP16, Precision.BF16,
-                              Precision.INT8, Precision.FP8)
-GPU = DeviceClass.GPU
-
-_SPECS: tuple[DeviceSpec, ...] = (
-    # NVIDIA H100 Tensor Core GPU Datasheet (H100 SXM column). FP64 Tensor Core 67 TF;
-    # FP32 67 TF; BF16/FP16 Tensor Core 1,979 TF*, FP8 3,958 TF*, INT8 3,958 TOPS* are
-    # "with sparsity", so the dense peaks are half. 3.35 TB/s HBM3; NVLink 900 GB/s,
-    # PCIe Gen5 128 GB/s. 132 SMs, 1980 MHz max boost (nvidia-smi reports clocks.max.sm 1980).
-    # nvidia-smi names the SXM5 board "NVIDIA H100 80GB HBM3" (the PCIe board is "H100 PCIe").
-    DeviceSpec("NVIDIA H100 80GB HBM3 SXM5", "NVIDIA", GPU,
-               ((F64, 67 * T), (F32, 67 * T), (F16, 989.5 * T), (B16, 989.5 * T),
-                (F8, 1979 * T), (I8, 1979 * T)),
-               3350.0, "NVLink 4 900 GB/s; PCIe Gen5 x16 128 GB/s", 132, 1980.0,
-               "NVIDIA H100 Tensor Core GPU Datasheet (SXM)", ("h100 80gb hbm3", "h100 sxm5 80gb", "h100 sxm")),
-    # NVIDIA A100 Tensor Core GPU Datasheet (A100 80GB SXM column). FP64 Tensor Core 19.5 TF;
-    # FP32 19.5 TF; BF16/FP16 Tensor Core 312 TF (624* with sparsity); INT8 624 TOPS (1,248*).
-    # 2,039 GB/s HBM2e; NVLink 600 GB/s, PCIe Gen4 64 GB/s. 108 SMs, 1410 MHz boost.
-    DeviceSpec("NVIDIA A100-SXM4-80GB", "NVIDIA", GPU,
-               ((F64, 19.5 * T), (F32, 19.5 * T), (F16, 312 * T), (B16, 312 * T), (I8, 624 * T)),
-               2039.0, "NVLink 3 600 GB/s; PCIe Gen4 x16 64 GB/s", 108, 1410.0,
-               "NVIDIA A100 Tensor Core GPU Datasheet (80GB SXM)", ("a100 sxm4 80gb",)),
-    # NVIDIA L40S GPU for AI and Graphics Performance datasheet. FP32 91.6 TF; BF16/FP16
-    # Tensor 362.05 TF (733* with sparsity); FP8 733 TF (1,466*); INT8 733 TOPS (1,466*).
-    # FP64 is not published. 48 GB GDDR6 at 864 GB/s; PCIe Gen4 x16 64 GB/s, no NVLink.
-    # 142 SMs (142 third-generation RT cores, one per SM).
-    DeviceSpec("NVIDIA L40S", "NVIDIA", GPU,
-               ((F32, 91.6 * T), (F16, 362.05 * T), (B16, 362.05 * T), (F8, 733 * T), (I8, 733 * T)),
-               864.0, "PCIe Gen4 x16 64 GB/s", 142, None,
-               "NVIDIA L40S datasheet", ("l40s",)),
-    # NVIDIA T4 Tensor Core GPU datasheet. FP32 8.1 TF; mixed precision (FP16/FP32) 65 TF;
-    # INT8 130 TOPS. FP64 not published. 16 GB GDDR6 at 320+ GB/s; PCIe Gen3 x16 32 GB/s.
-    # 40 SMs (2,560 CUDA cores / 64), 1590 MHz max (nvidia-smi max_clocks sm_clock 1590).
-    DeviceSpec("NVIDIA Tesla T4", "NVIDIA", GPU,
-               ((F32, 8.1 * T), (F16, 65 * T), (I8, 130 * T)),
-               320.0, "PCIe Gen3 x16 32 GB/s", 40, 1590.0,
-               "NVIDIA T4 Tensor Core GPU datasheet", ("t4",)),
-    # NVIDIA RTX A5000 datasheet. Single-precision 27.8 TF; 24 GB GDDR6 at 768 GB/s;
-    # NVLink 112.5 GB/s (bidirectional, 2-way bridge); PCIe Gen4 x16. The datasheet's
-    # "Tensor performance 222.2 TF" does not say for which precision or whether it counts
-    # sparsity, so no FP16/INT8 peak is recorded. 64 SMs (8,192 CUDA cores / 128).
-    DeviceSpec("NVIDIA RTX A5000", "NVIDIA", GPU,
-               ((F32, 27.8 * T),),
-               768.0, "NVLink 112.5 GB/s (2-way bridge); PCIe Gen4 x16", 64, None,
-               "NVIDIA RTX A5000 datasheet", ("rtx a5000",)),
-    # NVIDIA A10 Tensor Core GPU datasheet. FP32 31.2 TF; BF16/FP16 Tensor 125 TF (250*);
-    # INT8 250 TOPS (500*). 24 GB GDDR6 at 600 GB/s; PCIe Gen4 64 GB/s. 72 SMs.
-    DeviceSpec("NVIDIA A10", "NVIDIA", GPU,
-               ((F32, 31.2 * T), (F16, 125 * T), (B16, 125 * T), (I8, 250 * T)),
-               600.0, "PCIe Gen4 x16 64 GB/s", 72, None,
-               "NVIDIA A10 Tensor Core GPU datasheet", ("a10",)),
-    # NVIDIA Tesla P100 datasheet, PCIe 16GB and SXM2 (NVLink) columns. PCIe: FP64 4.7,
-    # FP32 9.3, FP16 18.7 TF; SXM2: 5.3 / 10.6 / 21.2 TF. 732 GB/s CoWoS HBM2.
-    DeviceSpec("NVIDIA Tesla P100 PCIe 16GB", "NVIDIA", GPU,
-               ((F64, 4.7 * T), (F32, 9.3 * T), (F16, 18.7 * T)),
-               732.0, "PCIe Gen3 x16 32 GB/s", 56, None,
-               "NVIDIA Tesla P100 datasheet (PCIe 16GB)", ("p100 pcie 16gb",)),
-    DeviceSpec("NVIDIA Tesla P100 SXM2 16GB", "NVIDIA", GPU,
-               ((F64, 5.3 * T), (F32, 10.6 * T), (F16, 21.2 * T)),
-               732.0, "NVLink 1 160 GB/s", 56, None,
-               "NVIDIA Tesla P100 datasheet (SXM2)", ("p100 sxm2 16gb",)),
-    # NVIDIA V100 Tensor Core GPU datasheet, PCIe and SXM2 columns. PCIe: FP64 7, FP32 14,
-    # Tensor (FP16) 112 TF; SXM2: 7.8 / 15.7 / 125 TF. 900 GB/s HBM2 (16 and 32 GB);
-    # NVLink 300 GB/s on SXM2, PCIe Gen3 32 GB/s.
-    DeviceSpec("NVIDIA Tesla V100 PCIe 16GB", "NVIDIA", GPU,
-               ((F64, 7 * T), (F32, 14 * T), (F16, 112 * T)),
-               900.0, "PCIe Gen3 x16 32 GB/s", 80, None,
-               "NVIDIA V100 Tensor Core GPU datasheet (PCIe)", ("v100 pcie 16gb",)),
-    DeviceSpec("NVIDIA Tesla V100 PCIe 32GB", "NVIDIA", GPU,
-               ((F64, 7 * T), (F32, 14 * T), (F16, 112 * T)),
-               900.0, "PCIe Gen3 x16 32 GB/s", 80, None,
-               "NVIDIA V100 Tensor Core GPU datasheet (PCIe)", ("v100 pcie 32gb",)),
-    DeviceSpec("NVIDIA Tesla V100 SXM2 16GB", "NVIDIA", GPU,
-               ((F64, 7.8 * T), (F32, 15.7 * T), (F16, 125 * T)),
-               900.0, "NVLink 2 300 GB/s", 80, None,
-               "NVIDIA V100 Tensor Core GPU datasheet (SXM2)", ("v100 sxm2 16gb",)),
-    DeviceSpec("NVIDIA Tesla V100 SXM2 32GB", "NVIDIA", GPU,
-               ((F64, 7.8 * T), (F32, 15.7 * T), (F16, 125 * T)),
-               900.0, "NVLink 2 300 GB/s", 80, None,
-               "NVIDIA V100 Tensor Core GPU datasheet (SXM2)", ("v100 sxm2 32gb",)),
-    # AMD Instinct MI100 Accelerator datasheet. Peak FP64 vector 11.5 TF; FP32 matrix
-    # 46.1 TF (vector 23.1); FP16 matrix 184.6 TF; bfloat16 92.3 TF; INT8 184.6 TOPS.
-    # 32 GB HBM2 at 1.2288 TB/s; PCIe Gen4 x16 and three Infinity Fabric links.
-    # 120 compute units, 1502 MHz peak engine clock (rocm-smi's top sclk level is 1502Mhz).
-    DeviceSpec("AMD Instinct MI100", "AMD", GPU,
-               ((F64, 11.5 * T), (F32, 46.1 * T), (F16, 184.6 * T), (B16, 92.3 * T), (I8, 184.6 * T)),
-               1228.8, "PCIe Gen4 x16; 3x Infinity Fabric links", 120, 1502.0,
-               "AMD Instinct MI100 Accelerator datasheet", ("mi100",)),
-    # AMD Radeon RX 6700 XT product specifications (amd.com). Peak single precision
-    # 13.21 TF, peak half precision 26.43 TF; 12 GB GDDR6, up to 384 GB/s; PCIe 4.0 x16.
-    # 40 compute units, 2581 MHz boost.
-    DeviceSpec("AMD Radeon RX 6700 XT", "AMD", GPU,
-               ((F32, 13.21 * T), (F16, 26.43 * T)),
-               384.0, "PCIe Gen4 x16", 40, 2581.0,
-               "AMD Radeon RX 6700 XT product specifications", ("rx 6700 xt",)),
-)
-
 # Names that a real source uses but that do not identify one product. The Alibaba trace
 # says "P100" or "V100M32" without the board: PCIe and SXM2 peaks differ by ~12%.
 AMBIGUOUS: dict[str, tuple[str, ...]] = {
@@ -180,12 +64,23 @@ UNRESOLVED: dict[str, str] = {
     "g2": "the Alibaba trace anonymises this GPU model as 'G2'",
     "g3": "the Alibaba trace anonymises this GPU model as 'G3'",
     "910b2c": "Huawei publishes no per-SKU datasheet for the Ascend 910B2C that could be cited",
+    "910b": "Huawei publishes no per-SKU datasheet for the Ascend 910B that could be cited",
+    "910b1": "Huawei publishes no per-SKU datasheet for the Ascend 910B1 that could be cited",
+    "910b2": "Huawei publishes no per-SKU datasheet for the Ascend 910B2 that could be cited",
+    "910b3": "Huawei publishes no per-SKU datasheet for the Ascend 910B3 that could be cited",
+    "910b4": "Huawei publishes no per-SKU datasheet for the Ascend 910B4 that could be cited",
+    "910c": "Huawei publishes no per-chip datasheet for the Ascend 910C that could be cited",
+    "910": "npu-smi prints 'Ascend910' for more than one generation (the 910C of Atlas A3 systems among them)",
+    "gb200": "NVIDIA publishes GB200 figures per superchip and per NVL72 rack, in revisions that differ; "
+             "no per-GPU figure is copied",
+    "jetson agx orin developer kit": "the AGX Orin developer kit carries a 32 GB or a 64 GB module, whose "
+                                     "GPUs differ; resolved only by memory size",
 }
 
 
 def _index() -> dict[str, DeviceSpec]:
     out: dict[str, DeviceSpec] = {}
-    for spec in _SPECS:
+    for spec in SPECS:
         for key in (normalize_model(spec.model), *spec.aliases):
             if key in out and out[key] is not spec:
                 raise AssertionError(f"catalog alias {key!r} names two rows")
@@ -199,6 +94,42 @@ _BY_NAME = _index()
 def lookup(name: str) -> DeviceSpec | None:
     """The datasheet row for a model name as a tool prints it, or ``None`` (unknown or ambiguous)."""
     return _BY_NAME.get(normalize_model(name))
+
+
+def family_candidates(name: str) -> tuple[str, ...]:
+    """The products a PCI-database family name lists: ``RX 7700 XT / 7800 XT`` -> both, prefixed alike.
+
+    ``Radeon RX 6700/6700 XT / 6800M`` -> ``Radeon RX 6700``, ``Radeon RX 6700 XT``, ``Radeon RX 6800M``.
+    A name without ``/`` is its own only candidate.
+    """
+    parts = [p.strip() for p in name.split("/") if p.strip()]
+    if len(parts) < 2:
+        return (name,)
+    prefix = re.match(r"^(.*?)(\d\S*.*)$", parts[0])
+    head = prefix.group(1) if prefix else ""
+    out = [parts[0]]
+    for part in parts[1:]:
+        out.append(part if not re.match(r"^\d", part) else head + part)
+    return tuple(out)
+
+
+def resolve(name: str, memory_mib: int | None = None) -> tuple[DeviceSpec | None, str]:
+    """The row for ``name``, resolving a family name by memory size; and the line that explains it."""
+    spec = lookup(name)
+    if spec is not None:
+        return spec, explain(name)
+    candidates = family_candidates(name)
+    if len(candidates) < 2:
+        return None, explain(name)
+    rows = [lookup(c) for c in candidates]
+    if memory_mib is None:
+        return None, f"{name!r} names {len(candidates)} products and the memory size is unknown: peak figures left unknown"
+    fits = [r for r in rows if r is None or r.memory_gib is None or abs(memory_mib / 1024 - r.memory_gib) <= 0.1 * r.memory_gib]
+    if len(fits) == 1 and fits[0] is not None:
+        return fits[0], f"{name!r} with {memory_mib} MiB is {fits[0].model} ({fits[0].source})"
+    unknown = [c for c, r in zip(candidates, rows) if r is None]
+    return None, (f"{name!r} with {memory_mib} MiB may be any of {', '.join(c for c, r in zip(candidates, rows) if r in fits)}"
+                  + (f" ({', '.join(unknown)} not in the catalog)" if unknown else "") + ": peak figures left unknown")
 
 
 def explain(name: str) -> str:
@@ -215,7 +146,7 @@ def explain(name: str) -> str:
 
 
 def specs() -> tuple[DeviceSpec, ...]:
-    return _SPECS
+    return SPECS
 
 
 # --- CPUs -------------------------------------------------------------------------------

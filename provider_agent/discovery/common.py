@@ -97,3 +97,9 @@ def cpu_list(text: str) -> frozenset[int] | None:
             return None
         out.update(range(lo, hi + 1))
     return frozenset(out)
+
+
+def truncation(text: str, w: Warnings) -> None:
+    """A tool's output always ends with a newline; text that does not was cut."""
+    if text and not text.endswith("\n"):
+        w.add("text does not end with a newline: the output may be truncated")

@@ -36,6 +36,7 @@ from typing import Iterable, Sequence
 
 from marketplace.resources import catalog
 from marketplace.resources.model import DeviceCapability, DeviceClass
+from provider_agent.discovery import nvidia_text
 from provider_agent.discovery.common import DiscoveryWarning, Warnings, integer, is_missing, number
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Gpu:
     pcie_width: int | None
     mig_sms: int | None = None  # set on MIG instances only
     mig_parent_mib: int | None = None
+    mig_profile: str | None = None  # "3g.40gb" when nvidia-smi -L named it
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,7 @@ def parse_smi_xml(text: str, source: str = "nvidia-smi-q.xml") -> GpuFacts:
                 gpus.append(Gpu(name, mib, clock, gen, width, mig_sms=sms, mig_parent_mib=memory))
         else:
             gpus.append(base)
-    return GpuFacts(_group(gpus, w), w.freeze(), _text(root, "driver_version"))
+    return GpuFacts(group_gpus(gpus, w), w.freeze(), _text(root, "driver_version"))
 
 
 # --- CSV ------------------------------------------------------------------------------------
@@ -131,9 +133,14 @@ PROBE_FIELDS = ("index", "name", "memory.total", "clocks.max.sm", "pcie.link.gen
                 "pcie.link.width.max", "mig.mode.current", "driver_version")
 
 
-def parse_query_csv(text: str, fields: Sequence[str] | None = None,
-                    source: str = "nvidia-smi-query.csv") -> GpuFacts:
-    """With ``fields`` the text is ``noheader,nounits``; without, its first row is the header."""
+def parse_query_csv(text: str, fields: Sequence[str] | None = None, source: str = "nvidia-smi-query.csv",
+                    listing: str | None = None, table: str | None = None) -> GpuFacts:
+    """With ``fields`` the text is ``noheader,nounits``; without, its first row is the header.
+
+    ``--query-gpu`` lists a GPU in MIG mode but not its instances: they are read from the default
+    table (``table``, exact memory and SMs) or, failing that, from ``nvidia-smi -L`` (``listing``,
+    profiles only); with neither the GPU is reported in a warning and not offered.
+    """
     w = Warnings(source)
     rows = [r for r in csv.reader(io.StringIO(text), skipinitialspace=True) if r]
     if fields is None:
@@ -151,6 +158,8 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None,
         w.add("no GPU rows")
     gpus: list[Gpu] = []
     driver = None
+    parsed_table = nvidia_text.parse_table(table, w) if table is not None else None
+    parsed_list = nvidia_text.parse_list(listing, w) if listing is not None else None
     for n, row in enumerate(rows, 1):
         if len(row) != len(names):
             w.add(f"row {n} has {len(row)} values for {len(names)} columns: skipped (truncated?)")
@@ -171,14 +180,63 @@ def parse_query_csv(text: str, fields: Sequence[str] | None = None,
         clock = val("clocks.max.sm", "MHz")
         gen = val("pcie.link.gen.max", None)
         width = val("pcie.link.width.max", None)
-        if rec.get("mig.mode.current", "").strip() == "Enabled":
-            w.add(f"row {n} ({name}) is in MIG mode: --query-gpu does not list MIG instances, "
-                  "read nvidia-smi -q -x for them; GPU skipped")
-            continue
         driver = driver or (rec.get("driver_version") or None)
-        gpus.append(Gpu(name, int(memory) if memory is not None else None, clock,
-                        int(gen) if gen is not None else None, int(width) if width is not None else None))
-    return GpuFacts(_group(gpus, w), w.freeze(), driver)
+        base = Gpu(name, int(memory) if memory is not None else None, clock,
+                   int(gen) if gen is not None else None, int(width) if width is not None else None)
+        if rec.get("mig.mode.current", "").strip() == "Enabled":
+            index = integer(rec.get("index")) if rec.get("index") is not None else n - 1
+            gpus.extend(_mig_from_text(index if index is not None else n - 1, base, parsed_table, parsed_list, w))
+            continue
+        gpus.append(base)
+    return GpuFacts(group_gpus(gpus, w), w.freeze(), driver)
+
+
+def _mig_from_text(index: int, base: Gpu, table: "nvidia_text.SmiTable | None",
+                   listing: "nvidia_text.SmiList | None", w: Warnings) -> list[Gpu]:
+    """The MIG instances of GPU ``index`` (``base`` gives its name, memory, clock, link)."""
+    listed_name, profiles = listing.gpus.get(index, (base.name, {})) if listing else (base.name, {})
+    if listed_name != base.name:
+        w.add(f"nvidia-smi -L names GPU {index} {listed_name!r}, not {base.name!r}: "
+              "the two captures are of different machines or drivers; -L not used")
+        profiles = {}
+    rows = [r for r in table.mig if r.gpu == index] if table is not None else []
+    if rows:
+        return [dataclasses.replace(base, memory_mib=r.memory_mib, mig_sms=r.sms, mig_parent_mib=base.memory_mib,
+                                    mig_profile=profiles.get(r.device)) for r in rows]
+    if profiles:
+        w.add(f"GPU {index} ({base.name}) MIG instances known by profile only ({', '.join(profiles.values())}): "
+              "their exact memory is not in nvidia-smi -L; add the nvidia-smi table for it")
+        return [dataclasses.replace(base, memory_mib=None, mig_parent_mib=base.memory_mib, mig_profile=p)
+                for p in profiles.values()]
+    w.add(f"GPU {index} ({base.name}) is in MIG mode but its instances are not in this capture: "
+          "add the nvidia-smi table or nvidia-smi -L (or -q -x); GPU not offered")
+    return []
+
+
+def parse_smi_text(table: str | None, listing: str | None, source: str = "nvidia-smi.txt") -> GpuFacts:
+    """The default ``nvidia-smi`` table and/or ``nvidia-smi -L``, without a CSV or XML."""
+    w = Warnings(source)
+    for text in (table, listing):
+        if text and not text.endswith("\n"):
+            w.add("text does not end with a newline: the output may be truncated")
+    gpus: list[Gpu] = []
+    parsed_list = nvidia_text.parse_list(listing, w) if listing is not None else None
+    if table is not None:
+        parsed = nvidia_text.parse_table(table, w)
+        if not parsed.gpus:
+            w.add("no GPU row in the nvidia-smi table")
+        for g in parsed.gpus:
+            base = Gpu(g.name, g.memory_mib, None, None, None)
+            gpus.extend(_mig_from_text(g.index, base, parsed, parsed_list, w) if g.mig else [base])
+        return GpuFacts(group_gpus(gpus, w), w.freeze(), parsed.driver)
+    if parsed_list is None or not parsed_list.gpus:
+        w.add("no 'GPU i: NAME' line in nvidia-smi -L")
+        parsed_list = nvidia_text.SmiList({})
+    for index, (name, profiles) in sorted(parsed_list.gpus.items()):
+        w.add(f"GPU {index} ({name}): nvidia-smi -L gives no memory size")
+        base = Gpu(name, None, None, None, None)
+        gpus.extend(_mig_from_text(index, base, None, parsed_list, w) if profiles else [base])
+    return GpuFacts(group_gpus(gpus, w), w.freeze(), None)
 
 
 # --- exporter capture -----------------------------------------------------------------------
@@ -242,7 +300,9 @@ def parse_capture(text: str, source: str = "nvidia-smi-capture.txt") -> Capture:
     if query is None:
         w.add("no '--query-gpu' section: no GPU read")
         return Capture(GpuFacts((), w.freeze()), header)
-    facts = parse_query_csv(query, source=f"{source}#query-gpu")
+    table = next((v for k, v in sections.items() if k.startswith("idle :: nvidia-smi (default table)")), None)
+    listing = sections.get("capabilities :: list (-L)")
+    facts = parse_query_csv(query, source=f"{source}#query-gpu", listing=listing, table=table)
     nvlink = _nvlink(sections.get("capabilities :: nvlink -s"), w)
     devices = facts.devices
     if nvlink is not None:
@@ -283,7 +343,7 @@ def _interconnect(g: Gpu) -> str | None:
     return f"PCIe Gen{g.pcie_gen}" + (f" x{g.pcie_width}" if g.pcie_width else "")
 
 
-def _group(gpus: Iterable[Gpu], w: Warnings) -> tuple[DeviceCapability, ...]:
+def group_gpus(gpus: Iterable[Gpu], w: Warnings) -> tuple[DeviceCapability, ...]:
     counts: dict[Gpu, int] = {}
     for g in gpus:
         counts[g] = counts.get(g, 0) + 1
@@ -293,18 +353,13 @@ def _group(gpus: Iterable[Gpu], w: Warnings) -> tuple[DeviceCapability, ...]:
         if spec is None:
             w.add(catalog.explain(g.name))
         features: set[str] = set()
-        share = 1000
-        units = spec.compute_units if spec else None
-        if g.mig_sms is not None:
+        share, units = 1000, spec.compute_units if spec else None
+        if g.mig_parent_mib is not None or g.mig_sms is not None or g.mig_profile is not None:
             features.add("mig")
+            if g.mig_profile:
+                features.add(f"mig-{g.mig_profile}")
             units = g.mig_sms
-            if spec is not None and spec.compute_units:
-                share = max(1, min(1000, round(1000 * g.mig_sms / spec.compute_units)))
-            elif g.memory_mib and g.mig_parent_mib:
-                share = max(1, min(1000, round(1000 * g.memory_mib / g.mig_parent_mib)))
-            else:
-                w.add(f"{g.name} MIG instance: neither SM count nor memory of the GPU known; "
-                      "offered as a whole device")
+            share = _mig_share(g, spec, w)
         out.append(DeviceCapability(
             DeviceClass.GPU, g.name, "NVIDIA", count=n, compute_units=units,
             clock_mhz=g.max_sm_mhz if g.max_sm_mhz is not None else (spec.boost_clock_mhz if spec else None),
@@ -312,6 +367,23 @@ def _group(gpus: Iterable[Gpu], w: Warnings) -> tuple[DeviceCapability, ...]:
             memory_bandwidth_gbps=spec.memory_bandwidth_gbps if spec else None,
             interconnect=_link_text(g, spec), features=frozenset(features), share_milli=share))
     return tuple(out)
+
+
+def _mig_share(g: Gpu, spec: catalog.DeviceSpec | None, w: Warnings) -> int:
+    """A MIG instance's share of its GPU: SMs over the GPU's SMs, else memory, else compute slices."""
+    def milli(part: float, whole: float) -> int:
+        return max(1, min(1000, round(1000 * part / whole)))
+
+    if g.mig_sms is not None and spec is not None and spec.compute_units:
+        return milli(g.mig_sms, spec.compute_units)
+    if g.memory_mib and g.mig_parent_mib:
+        return milli(g.memory_mib, g.mig_parent_mib)
+    slices = nvidia_text.profile_slices(g.mig_profile or "")
+    if slices is not None and spec is not None and spec.mig_slices:
+        return milli(slices, spec.mig_slices)
+    w.add(f"{g.name} MIG instance {g.mig_profile or ''}: neither its SMs, its memory nor the GPU's MIG "
+          "slices are known; offered as a whole device")
+    return 1000
 
 
 def _link_text(g: Gpu, spec: catalog.DeviceSpec | None) -> str | None:

@@ -7,7 +7,13 @@ change between ROCm versions. The two real captures show it:
   the device id is under ``Device ID``;
 - ROCm 4.3.0 (RX 6700 XT): ``Card series``, ``Card model`` and ``Card vendor`` are all the bare
   vendor id ``"0x1002"`` and the device id is under ``GPU ID`` (``0x73df``). That id names the
-  Navi 22 family, not one board, so the model is reported as the id and no FLOPS are given.
+  Navi 22 family, not one board, so the model is reported as the id and no FLOPS are given;
+- ROCm 5.7.1: ``Card series`` is the PCI name ``"Navi 22 [Radeon RX 6700/6700 XT / 6800M]"``, the id
+  is under ``GPU ID``;
+- ROCm 6.1.2 and 6.2.4: the keys are capitalised (``Card Series``, ``Card Model``) and ``Device Name``
+  repeats the PCI name. A bracketed name listing several products resolves to one only when the
+  VRAM size fits exactly one datasheet (RX 7700 XT 12 GB vs 7800 XT 16 GB); else it is kept as
+  printed, without FLOPS, with a warning.
 
 Fields read: the marketing name (the bracketed part of ``Card series``), ``VRAM Total Memory (B)``,
 ``pcie clock level`` (link speed and width), and the ``system`` ``(Topology) Link type`` entries
@@ -41,16 +47,25 @@ class RocmFacts:
     driver: str | None = None
 
 
+#: where each ROCm version puts the marketing name: 4.3-6.0 "Card series", 6.1+ "Card Series" and
+#: "Device Name" (the PCI database name, "Navi 32 [Radeon RX 7700 XT / 7800 XT]")
+NAME_KEYS = ("Card series", "Card Series", "Device Name", "Card SKU")
+DEVICE_ID_KEYS = ("Device ID", "GPU ID", "Card model", "Card Model")
+
+
 def _model(card: dict[str, object]) -> str | None:
-    series = str(card.get("Card series", "") or "")
-    m = re.search(r"\[([^\]]+)\]\s*$", series)
-    if m:
-        return f"AMD {m.group(1)}"
-    if series and not re.fullmatch(r"0x[0-9a-fA-F]+", series) and not is_missing(series):
-        return series
-    device = card.get("Device ID") or card.get("GPU ID")
-    if isinstance(device, str) and re.fullmatch(r"0x[0-9a-fA-F]+", device):
-        return f"AMD GPU {device.lower()}"
+    names = [str(card.get(k) or "") for k in NAME_KEYS]
+    for series in names:
+        m = re.search(r"\[([^\]]+)\]\s*$", series)
+        if m:
+            return f"AMD {m.group(1)}"
+    for series in names[:3]:
+        if series and not re.fullmatch(r"0x[0-9a-fA-F]+", series) and not is_missing(series):
+            return series
+    for key in DEVICE_ID_KEYS:
+        device = card.get(key)
+        if isinstance(device, str) and re.fullmatch(r"0x[0-9a-fA-F]+", device) and device.lower() != AMD_PCI_VENDOR:
+            return f"AMD GPU {device.lower()}"
     return None
 
 
@@ -94,9 +109,11 @@ def parse_rocm_json(text: str, source: str = "rocm-smi.json") -> RocmFacts:
         groups[(name, mib, link)] = groups.get((name, mib, link), 0) + 1
     devices = []
     for (name, mib, link), n in groups.items():
-        spec = catalog.lookup(name)
+        spec, why = catalog.resolve(name, mib)
         if spec is None:
-            w.add(catalog.explain(name))
+            w.add(why)
+        elif "/" in name:
+            name = spec.model  # a family name resolved by memory size: offer the product's name
         links = [x for x in (link, "XGMI between GPUs" if "XGMI" in link_types else None,
                              f"datasheet: {spec.interconnect}" if spec and spec.interconnect else None) if x]
         devices.append(DeviceCapability(

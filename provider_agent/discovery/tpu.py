@@ -10,8 +10,8 @@ with listings and environments built from Google's documented names, and is labe
 
 Invariants: the chip count is the number of device nodes seen; ``TPU_CHIPS_PER_HOST_BOUNDS`` is
 only a cross-check (a mismatch is a warning). The generation comes from the accelerator type's
-prefix; without it the model is "Google TPU (generation unknown)". No FLOPS are given (the
-catalog holds no TPU rows).
+prefix; without it the model is "Google TPU (generation unknown)". Peak figures and HBM bandwidth
+per chip come from the catalog (Google's TPU documentation) by generation.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from marketplace.resources import catalog
 from marketplace.resources.model import DeviceCapability, DeviceClass
 from provider_agent.discovery.common import DiscoveryWarning, Warnings
 
@@ -71,7 +72,10 @@ def parse_tpu(dev_entries: Iterable[str], env: Mapping[str, str], source: str = 
         else:
             w.add(f"TPU_CHIPS_PER_HOST_BOUNDS {bounds!r} is not a comma-separated list of integers")
     features = {"vfio"} if vfio and not accel else set()
-    device = DeviceCapability(DeviceClass.TPU, model, "Google", count=chips, features=frozenset(features))
+    spec = catalog.lookup(model)
+    device = DeviceCapability(DeviceClass.TPU, model, "Google", count=chips, features=frozenset(features),
+                              flops=spec.flops if spec else (),
+                              memory_bandwidth_gbps=spec.memory_bandwidth_gbps if spec else None)
     return TpuFacts((device,), w.freeze(), acc_type)
 
 

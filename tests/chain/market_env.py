@@ -15,7 +15,9 @@ from eth_utils import keccak
 
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
-from marketplace.chain.market import Market, OrderIntent, Registry
+from marketplace.chain.intents import OrderIntent
+from marketplace.chain.market import Market
+from marketplace.chain.registry import Registry
 from marketplace.chain.writer import Signer
 from marketplace.errors import TransactionReverted
 

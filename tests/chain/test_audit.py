@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
 from marketplace.chain.audit import Auditor, EscrowAudit
-from marketplace.chain.lifecycle import replay_order
-from marketplace.chain.market import OrderState, ProviderStatus, SlashReason, cost, wait_until
+from marketplace.chain.intents import cost
+from marketplace.chain.lifecycle import OrderState, ProviderStatus, replay_order
+from marketplace.chain.market import SlashReason, wait_until
 from marketplace.errors import InputError, NotFound
 from tests.chain.market_env import ETH, PRICE, Env
 

@@ -15,11 +15,16 @@ import pytest
 from marketplace.chain.backends import EmbeddedBackend
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
-from marketplace.chain.market import Market, OrderState, cost, wait_until
+from marketplace.chain.intents import cost
+from marketplace.chain.lifecycle import OrderState
+from marketplace.chain.market import Market, wait_until
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
+from marketplace.chain.indexer import EventIndexer
 from marketplace.engine.errors import SpecMismatch
+from marketplace.engine.orders import Status
+from marketplace.errors import InputError
 from marketplace.engine.service import Engine, EngineConfig
 from marketplace.engine.spec import spec_digest
 from marketplace.resources.model import DeviceClass
@@ -139,6 +144,8 @@ def test_order_is_assigned_to_a_fitting_provider_with_backups_and_the_batch_repl
     assert committed.tx_hash == ev.tx_hash and committed.args["batchId"] == ev.args["batchId"]
     assert int(committed.args["orders"]) == 1
     assert engine.orders[oid].history[-1]["batch"] == ev.args["batchId"]
+    # each history entry carries the state its event left the order in
+    assert [h["state"] for h in engine.orders[oid].history] == ["open", "assigned"]
     o = w.market.order(oid)
     big = {w.signers[3].address, w.signers[4].address}  # H100 80 GB and L40S 48 GB; the T4 has 15 GiB
     assert o.state == OrderState.ASSIGNED and o.provider in big
@@ -152,6 +159,10 @@ def test_order_is_assigned_to_a_fitting_provider_with_backups_and_the_batch_repl
     assert bid == ev.args["batchId"]
     rep = engine.replay(bid)
     assert rep["reproduced"] and rep["decisions"][0][1] == o.provider and rep["assigned"] == [oid]
+    for bad in ("0xzz", bid[:-2], b"\x01" * 31):
+        with pytest.raises(InputError) as info:
+            engine.replay(bad)
+        assert info.value.fields["field"] == "batch"
     # the explanation names why the T4 was left out
     ex = engine.explain(oid)
     t4 = next(p for p in ex["providers"] if p["provider"] == w.signers[5].address)
@@ -205,6 +216,10 @@ def test_heartbeat_loss_fails_the_lease_with_pro_rata_pay_and_moves_it_to_a_back
     assert 600 <= served <= 610
     assert int(failed.args["paid"]) == cost(1, served, PRICE)
     assert after.state == OrderState.ASSIGNED and after.provider == o.backups[0]
+    rec = engine.orders[oid]
+    assert [h["state"] for h in rec.history] == ["open", "assigned", "running", "assigned"]
+    assert rec.status == Status.ASSIGNED and rec.reasons == [["OrderFailed", "moved to backup " + o.backups[0]]]
+    assert rec.provider == o.backups[0]
     assert engine.providers()[[p["address"] for p in engine.providers()].index(o.provider)]["status"] == "offline"
 
 
@@ -294,3 +309,50 @@ def test_engine_loop_thread_assigns_without_explicit_steps(w, tmp_path):
     finally:
         stop.set()
         t.join(5)
+
+
+def test_registry_events_fold_to_the_registry_record_and_reach_the_matcher(w, tmp_path):
+    engine = make_engine(w, tmp_path)
+    market_up(w, engine)
+    addr = w.signers[3].address
+    w.market.registry.top_up(w.signers[3], ETH)
+    w.market.registry.pause(w.signers[3])
+    engine.step()
+    # the engine followed the events (lifecycle.fold_provider), and they say what the registry says
+    assert addr in engine.provider_table.registered
+    assert engine.provider_table.chain_info[addr] == w.market.registry.provider(addr)
+    listed = {p["address"]: p for p in engine.providers()}
+    assert listed[addr]["status"] == "draining" and listed[addr]["stake"] == str(3 * ETH)
+    engine.close()
+    again = make_engine(w, tmp_path)  # a restart folds the same events to the same record
+    assert again.provider_table.chain_info[addr] == w.market.registry.provider(addr)
+    again.close()
+
+
+def test_an_injected_indexer_is_used_and_left_open_and_one_of_another_market_is_refused(w, tmp_path):
+    abis = w.chain.abis
+    shared = EventIndexer(w.chain.backend, {
+        "ComputeMarket": (w.market.address, abis["ComputeMarket"]),
+        "ProviderRegistry": (w.market.registry.address, abis["ProviderRegistry"]),
+    }, start_block=w.dep.block)
+    engine = Engine(w.chain, w.dep, topology=TOPOLOGY, state_dir=tmp_path, clock=Clock(), indexer=shared)
+    assert engine.indexer is shared and not (tmp_path / "index.sqlite").exists()
+    market_up(w, engine)
+    spec = w.spec(min_memory_mib=40960)
+    it, sig = w.signed(6, spec)
+    oid = engine.place_order(it, sig, spec)
+    engine.step()
+    assert w.market.state(oid) == OrderState.ASSIGNED
+    engine.close()
+    shared.sync()  # still open: closing it is its owner's business
+    assert len(shared.events("ComputeMarket", "Assigned", order=oid)) == 1
+    shared.close()
+
+    registry_only = EventIndexer(w.chain.backend, {
+        "ProviderRegistry": (w.market.registry.address, abis["ProviderRegistry"])}, start_block=w.dep.block)
+    with pytest.raises(InputError) as info:
+        Engine(w.chain, w.dep, topology=TOPOLOGY, state_dir=tmp_path / "other", clock=Clock(),
+               indexer=registry_only)
+    assert info.value.fields["field"] == "indexer" and "ComputeMarket" in info.value.message
+    registry_only.close()
+

@@ -7,7 +7,7 @@ from eth_utils import keccak
 from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
-from marketplace.chain.market import OrderState
+from marketplace.chain.lifecycle import OrderState
 from tests.chain.test_engine import HW, PRICE, make_engine, w, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.chain

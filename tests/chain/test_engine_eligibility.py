@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.chain.market import OrderState
+from marketplace.chain.lifecycle import OrderState
 from tests.chain.test_engine import ETH, assigned_events, make_engine, market_up, w, world  # noqa: F401
 
 pytestmark = pytest.mark.chain
@@ -33,7 +33,7 @@ def test_a_raised_min_stake_stops_the_assignment_until_it_is_lowered_again_also_
     before = _nonce(w, orchestrator)
     engine.step()
     # no provider is eligible any more: nothing is written (no reverted batch), the order stays Open
-    assert engine._min_stake == 3 * ETH  # noqa: SLF001 - the minimum as the engine follows it
+    assert engine.provider_table.min_stake == 3 * ETH
     assert _nonce(w, orchestrator) == before
     assert w.market.state(oid) == OrderState.OPEN
     assert assigned_events(engine, oid) == []
@@ -42,7 +42,7 @@ def test_a_raised_min_stake_stops_the_assignment_until_it_is_lowered_again_also_
     # a restarted engine replays the SettingChanged events to the same minimum (and, like the
     # first one, refuses the LSAs of providers below it)
     engine = make_engine(w, tmp_path)
-    assert engine._min_stake == 3 * ETH  # noqa: SLF001
+    assert engine.provider_table.min_stake == 3 * ETH
     assert engine.submit_lsa(w.lsa(3, seq=2)).outcome.name == "REJECTED"
 
     w.market.registry.set_min_stake(operator, ETH)
@@ -52,7 +52,7 @@ def test_a_raised_min_stake_stops_the_assignment_until_it_is_lowered_again_also_
         engine.step()
         if w.market.state(oid) == OrderState.ASSIGNED:
             break
-    assert engine._min_stake == ETH  # noqa: SLF001
+    assert engine.provider_table.min_stake == ETH
     assert w.market.state(oid) == OrderState.ASSIGNED
     assert len(assigned_events(engine, oid)) == 1
     engine.close()

@@ -35,7 +35,8 @@ from marketplace import demo
 from marketplace.chain.backends import AnvilBackend, EmbeddedBackend, free_port
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
-from marketplace.chain.market import Market, OrderState
+from marketplace.chain.lifecycle import OrderState
+from marketplace.chain.market import Market
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, decode_header, encode_lsa
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome

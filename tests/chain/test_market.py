@@ -12,16 +12,9 @@ import pytest
 from eth_utils import keccak
 
 from marketplace.chain.deploy import ZERO
-from marketplace.chain.market import (
-    OrderIntent,
-    OrderState,
-    ProviderStatus,
-    SlashReason,
-    cost,
-    intent_digest,
-    sign_intent,
-    wait_until,
-)
+from marketplace.chain.intents import OrderIntent, cost, intent_digest, sign_intent
+from marketplace.chain.lifecycle import OrderState, ProviderStatus
+from marketplace.chain.market import SlashReason, wait_until
 from marketplace.errors import InputError
 from tests.chain.market_env import ETH, GPU, PRICE, REQUIREMENT, Env, reverts
 

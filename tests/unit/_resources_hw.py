@@ -36,14 +36,14 @@ def nvidia_xml(name: str) -> tuple[str, int, int]:
 
 @cache
 def h100_memory_mib() -> int:
-    text = (FIX / "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt").read_text()
+    text = (FIX / "nvidia-h100-capture-590/nvidia-smi-capture.txt").read_text()
     return int(re.search(r"(\d+)MiB \|", text).group(1))
 
 
 @cache
 def mi100() -> tuple[int, int]:
     """(card count, VRAM MiB) from the rocm-smi JSON."""
-    data = json.loads((FIX / "mi100_rocm602.json").read_text())
+    data = json.loads((FIX / "rocm-mi100-6.0.2/rocm-smi.json").read_text())
     cards = [v for k, v in data.items() if k.startswith("card")]
     return len(cards), int(cards[0]["VRAM Total Memory (B)"]) // (1024 * 1024)
 
@@ -51,7 +51,7 @@ def mi100() -> tuple[int, int]:
 @cache
 def ascend() -> tuple[str, int, int]:
     """(model, NPU count, HBM MB) from npu-smi info."""
-    text = (FIX / "vllm-ascend-issue-324_xeon8463B_910B2Cx4_npu-smi-info.txt").read_text()
+    text = (FIX / "ascend-910b2c-x4-23.0.3/npu-smi.txt").read_text()
     rows = re.findall(r"\|\s*\d+\s+(910\w+)\s*\|", text)
     hbm = re.findall(r"(\d+)/\s*(\d+)\s*\|\s*$", text, re.M)  # HBM used/total, "52675/ 65536"
     return rows[0], len(rows), int(hbm[0][1])
@@ -83,11 +83,11 @@ def cpu(name: str) -> DeviceCapability:
 
 
 def xeon_8463b() -> DeviceCapability:
-    return cpu("vllm-ascend-issue-324_xeon-platinum-8463B_x86_64_lscpu.txt")
+    return cpu("ascend-910b2c-x4-23.0.3/lscpu.txt")
 
 
 def epyc_7451() -> DeviceCapability:
-    return cpu("lscpu-x86_64-epyc_7451/lscpu_expected_output.txt")
+    return cpu("cpu-x86-epyc-7451/lscpu.txt")
 
 
 def h100(count: int = 8, share_milli: int = 1000) -> DeviceCapability:
@@ -111,7 +111,7 @@ def a100(count: int = 8, share_milli: int = 1000) -> DeviceCapability:
 
 
 def t4(share_milli: int = 1000) -> DeviceCapability:
-    name, n, mem = nvidia_xml("tesla-t4.xml")
+    name, n, mem = nvidia_xml("nvidia-t4-xml/nvidia-smi-q.xml")
     return DeviceCapability(
         DeviceClass.GPU, name, "NVIDIA", count=n, memory_mib=mem,
         # NVIDIA T4 Tensor Core GPU datasheet: FP32 8.1 TFLOPS, mixed FP16 65 TFLOPS, INT8 130 TOPS, 320 GB/s
@@ -121,7 +121,7 @@ def t4(share_milli: int = 1000) -> DeviceCapability:
 
 
 def a5000() -> DeviceCapability:
-    name, n, mem = nvidia_xml("dual_a5000-v13.xml")
+    name, n, mem = nvidia_xml("nvidia-dual-a5000-xml-v13/nvidia-smi-q.xml")
     # FLOPS left unknown on purpose: a GPU whose figures discovery could not find
     return DeviceCapability(DeviceClass.GPU, name, "NVIDIA", count=n, memory_mib=mem)
 

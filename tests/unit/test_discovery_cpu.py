@@ -11,13 +11,13 @@ from tests.unit._hw import fixture, garble, truncations
 
 pytestmark = pytest.mark.unit
 
-EPYC = "lscpu-x86_64-epyc_7451/"
-ARM = "lscpu-arm-A510-A710-A715-X3/"
-XEON = "vllm-ascend-issue-324_xeon-platinum-8463B_x86_64_lscpu.txt"
+EPYC = "cpu-x86-epyc-7451/"
+ARM = "cpu-arm-big-little-A510-A710-A715-X3/"
+XEON = "ascend-910b2c-x4-23.0.3/lscpu.txt"
 
 
 def test_epyc_cpuinfo_counts_sockets_cores_and_flags():
-    info = cpu.parse_cpuinfo(fixture(EPYC + "proc_cpuinfo.txt"))
+    info = cpu.parse_cpuinfo(fixture(EPYC + "cpuinfo"))
     assert info.warnings == ()
     assert info.logical == 96
     assert info.sockets() == 2
@@ -26,7 +26,7 @@ def test_epyc_cpuinfo_counts_sockets_cores_and_flags():
 
 
 def test_epyc_lscpu_with_parsable_sections():
-    ls = cpu.parse_lscpu(fixture(EPYC + "lscpu_expected_output.txt"))
+    ls = cpu.parse_lscpu(fixture(EPYC + "lscpu.txt"))
     assert ls.warnings == ()
     assert ls.cpus == 96 and ls.numa_nodes == 8
     (block,) = ls.blocks
@@ -36,9 +36,9 @@ def test_epyc_lscpu_with_parsable_sections():
 
 
 def test_epyc_devices_and_derived_flops():
-    facts = cpu.cpu_devices(cpu.parse_cpuinfo(fixture(EPYC + "proc_cpuinfo.txt")),
-                            cpu.parse_lscpu(fixture(EPYC + "lscpu_expected_output.txt")),
-                            cpu.parse_cpu_list(fixture(EPYC + "sys_devices_system_cpu_online.txt"), "online").value)
+    facts = cpu.cpu_devices(cpu.parse_cpuinfo(fixture(EPYC + "cpuinfo")),
+                            cpu.parse_lscpu(fixture(EPYC + "lscpu.txt")),
+                            cpu.parse_cpu_list(fixture(EPYC + "online"), "online").value)
     assert facts.warnings == ()
     (dev,) = facts.devices
     assert (dev.device_class, dev.vendor, dev.count, dev.compute_units) == (DeviceClass.CPU, "AMD", 2, 24)
@@ -62,9 +62,9 @@ def test_xeon_8463b_old_field_order_amx_and_avx512():
 
 
 def test_arm_big_little_gives_one_group_per_core_type_without_flops():
-    ls = cpu.parse_lscpu(fixture(ARM + "lscpu_expected_output.txt"))
+    ls = cpu.parse_lscpu(fixture(ARM + "lscpu.txt"))
     assert ls.warnings == ()
-    facts = cpu.cpu_devices(cpu.parse_cpuinfo(fixture(ARM + "proc_cpuinfo.txt")), ls)
+    facts = cpu.cpu_devices(cpu.parse_cpuinfo(fixture(ARM + "cpuinfo")), ls)
     groups = {d.model: d.compute_units for d in facts.devices}
     assert groups == {"Cortex-A510": 3, "Cortex-A710": 2, "Cortex-A715": 2, "Cortex-X3": 1}
     assert all(d.flops == () for d in facts.devices)  # no documented FMA width: no FLOPS
@@ -72,7 +72,7 @@ def test_arm_big_little_gives_one_group_per_core_type_without_flops():
 
 
 def test_arm_cpuinfo_alone_names_cores_by_part_number():
-    facts = cpu.cpu_devices(cpu.parse_cpuinfo(fixture(ARM + "proc_cpuinfo.txt")), None)
+    facts = cpu.cpu_devices(cpu.parse_cpuinfo(fixture(ARM + "cpuinfo")), None)
     assert {d.model: d.compute_units for d in facts.devices} == {
         "Cortex-A510": 3, "Cortex-A710": 2, "Cortex-A715": 2, "Cortex-X3": 1}
 
@@ -84,15 +84,15 @@ def test_unknown_microarchitecture_gets_no_flops():
 
 @pytest.mark.parametrize("dump", [EPYC, ARM])
 def test_damaged_cpuinfo_warns_and_does_not_raise(dump):
-    text = fixture(dump + "proc_cpuinfo.txt")
-    online = cpu.parse_cpu_list(fixture(dump + "sys_devices_system_cpu_online.txt"), "online").value
+    text = fixture(dump + "cpuinfo")
+    online = cpu.parse_cpu_list(fixture(dump + "online"), "online").value
     for damaged in [*truncations(text), garble(text)]:
         # a cut that falls between two processor blocks is only visible against the online list
         facts = cpu.cpu_devices(cpu.parse_cpuinfo(damaged), None, online)
         assert facts.warnings, "damage must be reported"
 
 
-@pytest.mark.parametrize("name", [EPYC + "lscpu_expected_output.txt", ARM + "lscpu_expected_output.txt", XEON])
+@pytest.mark.parametrize("name", [EPYC + "lscpu.txt", ARM + "lscpu.txt", XEON])
 def test_damaged_lscpu_warns_and_does_not_raise(name):
     text = fixture(name)
     for damaged in [*truncations(text), garble(text)]:

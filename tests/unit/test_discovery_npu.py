@@ -10,7 +10,7 @@ from tests.unit._hw import fixture, garble, truncations
 
 pytestmark = pytest.mark.unit
 
-NAME = "vllm-ascend-issue-324_xeon8463B_910B2Cx4_npu-smi-info.txt"
+NAME = "ascend-910b2c-x4-23.0.3/npu-smi.txt"
 
 
 def test_four_910b2c_with_64gib_hbm():

@@ -10,12 +10,12 @@ from tests.unit._hw import fixture, garble, truncations
 
 pytestmark = pytest.mark.unit
 
-H100 = "linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"
-L40S = "linux-x86_64__nvidia-l40s__595.80.txt"
+H100 = "nvidia-h100-capture-590/nvidia-smi-capture.txt"
+L40S = "nvidia-l40s-capture-595/nvidia-smi-capture.txt"
 
 
 def test_a100_v12_mig_instances_and_attached_gpus_mismatch():
-    facts = nvidia.parse_smi_xml(fixture("a100-sxm4-v12.xml"))
+    facts = nvidia.parse_smi_xml(fixture("nvidia-a100-mig-xml-v12/nvidia-smi-q.xml"))
     (dev,) = facts.devices
     assert dev.model == "NVIDIA A100-SXM4-80GB" and dev.count == 4
     assert (dev.compute_units, dev.memory_mib, dev.clock_mhz) == (14, 19968, 1410.0)
@@ -28,7 +28,7 @@ def test_a100_v12_mig_instances_and_attached_gpus_mismatch():
 
 
 def test_t4_older_schema():
-    facts = nvidia.parse_smi_xml(fixture("tesla-t4.xml"))
+    facts = nvidia.parse_smi_xml(fixture("nvidia-t4-xml/nvidia-smi-q.xml"))
     assert facts.warnings == ()
     (dev,) = facts.devices
     assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz, dev.compute_units) == (
@@ -38,7 +38,7 @@ def test_t4_older_schema():
 
 
 def test_dual_a5000_v13_groups_two_identical_gpus():
-    facts = nvidia.parse_smi_xml(fixture("dual_a5000-v13.xml"))
+    facts = nvidia.parse_smi_xml(fixture("nvidia-dual-a5000-xml-v13/nvidia-smi-q.xml"))
     assert facts.warnings == ()
     (dev,) = facts.devices
     assert (dev.model, dev.count, dev.memory_mib, dev.clock_mhz) == ("NVIDIA RTX A5000", 2, 24564, 2100.0)
@@ -78,7 +78,7 @@ def test_unknown_gpu_gets_no_flops_and_a_warning():
     assert any("not in the datasheet catalog" in w.message for w in facts.warnings)
 
 
-@pytest.mark.parametrize("name", ["a100-sxm4-v12.xml", "tesla-t4.xml", "dual_a5000-v13.xml"])
+@pytest.mark.parametrize("name", ["nvidia-a100-mig-xml-v12/nvidia-smi-q.xml", "nvidia-t4-xml/nvidia-smi-q.xml", "nvidia-dual-a5000-xml-v13/nvidia-smi-q.xml"])
 def test_damaged_xml_warns_and_does_not_raise(name):
     text = fixture(name)
     for damaged in [*truncations(text), garble(text)]:
@@ -101,3 +101,78 @@ def test_damaged_capture_warns_and_does_not_raise(name):
         assert facts.warnings
         for dev in facts.devices:  # whatever survives is what the text said
             assert dev.model in ("NVIDIA H100 80GB HBM3", "NVIDIA L40S")
+
+
+# --- MIG from text and CSV captures (issue 17) ----------------------------------------------
+
+H100_MIG = "nvidia-h100-mig-capture-590/nvidia-smi-capture.txt"
+H200_MIG = "nvidia-h200-mig-text-610/"
+
+
+def _by_profile(devices):
+    return {next(f for f in d.features if f.startswith("mig-")): (d.count, d.memory_mib, d.compute_units, d.share_milli)
+            for d in devices}
+
+
+def test_h100_mig_capture_offers_each_instance_with_its_memory_and_sm_share():
+    cap = nvidia.parse_capture(fixture(H100_MIG))
+    assert cap.gpus.warnings == ()
+    assert _by_profile(cap.gpus.devices) == {
+        "mig-3g.40gb": (1, 40448, 60, round(1000 * 60 / 132)),
+        "mig-2g.20gb": (1, 20096, 32, round(1000 * 32 / 132)),
+        "mig-1g.10gb": (2, 9984, 16, round(1000 * 16 / 132)),
+    }
+    assert all(d.model == "NVIDIA H100 80GB HBM3" and d.clock_mhz == 1980.0 for d in cap.gpus.devices)
+    assert all(d.interconnect.startswith("PCIe Gen5 x16") for d in cap.gpus.devices)
+
+
+def test_mig_csv_alone_offers_nothing_and_says_what_is_missing():
+    query = nvidia.split_capture(fixture(H100_MIG))["idle :: query-gpu (csv, what the exporter parses)"]
+    facts = nvidia.parse_query_csv(query)
+    assert facts.devices == ()
+    assert any("in MIG mode but its instances are not in this capture" in w.message for w in facts.warnings)
+
+
+def test_mig_csv_with_nvidia_smi_L_gives_instances_by_profile_with_slice_share():
+    sections = nvidia.split_capture(fixture(H100_MIG))
+    facts = nvidia.parse_query_csv(sections["idle :: query-gpu (csv, what the exporter parses)"],
+                                   listing=sections["capabilities :: list (-L)"])
+    assert _by_profile(facts.devices) == {
+        "mig-3g.40gb": (1, None, None, round(1000 * 3 / 7)),
+        "mig-2g.20gb": (1, None, None, round(1000 * 2 / 7)),
+        "mig-1g.10gb": (2, None, None, round(1000 * 1 / 7)),
+    }
+    assert any("known by profile only" in w.message for w in facts.warnings)
+
+
+def test_h200_mig_default_table_of_driver_610_with_its_list():
+    facts = nvidia.parse_smi_text(fixture(H200_MIG + "nvidia-smi.txt"), fixture(H200_MIG + "nvidia-smi-L.txt"))
+    (dev,) = facts.devices
+    assert (dev.model, dev.count, dev.memory_mib, dev.compute_units) == ("NVIDIA H200", 1, 71424, 60)
+    assert dev.share_milli == round(1000 * 60 / 132) and "mig-3g.71gb" in dev.features
+    assert dev.peak(Precision.BF16) == 989.5e12
+    assert facts.driver == "610.43.02"  # the 610 table says "KMD Version", not "Driver Version"
+
+
+def test_nvidia_smi_L_alone_names_gpus_without_memory():
+    facts = nvidia.parse_smi_text(None, fixture(H200_MIG + "nvidia-smi-L.txt"))
+    (dev,) = facts.devices
+    assert dev.memory_mib is None and dev.share_milli == round(1000 * 3 / 7)
+    assert any("gives no memory size" in w.message for w in facts.warnings)
+
+
+def test_geforce_rtx_3060_v12_xml_gets_catalog_figures():
+    (dev,) = nvidia.parse_smi_xml(fixture("nvidia-rtx3060-xml-v12/nvidia-smi-q.xml")).devices
+    assert (dev.model, dev.memory_mib, dev.clock_mhz, dev.compute_units) == ("NVIDIA GeForce RTX 3060", 12288, 2145.0, 28)
+    assert dev.peak(Precision.FP32) == pytest.approx(2 * 3584 * 1777e6, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", [H200_MIG + "nvidia-smi.txt", H200_MIG + "nvidia-smi-L.txt"])
+def test_damaged_text_warns_and_never_invents_instances(name):
+    text = fixture(name)
+    for damaged in [*truncations(text), garble(text)]:
+        table = damaged if name.endswith("smi.txt") else None
+        listing = damaged if name.endswith("L.txt") else None
+        facts = nvidia.parse_smi_text(table, listing)
+        assert facts.warnings
+        assert sum(d.count for d in facts.devices) <= 1

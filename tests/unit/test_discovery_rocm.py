@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_mi100_rocm602():
-    facts = rocm.parse_rocm_json(fixture("mi100_rocm602.json"))
+    facts = rocm.parse_rocm_json(fixture("rocm-mi100-6.0.2/rocm-smi.json"))
     assert facts.warnings == ()
     (dev,) = facts.devices
     assert (dev.model, dev.vendor, dev.count) == ("AMD Instinct MI100", "AMD", 4)
@@ -22,7 +22,7 @@ def test_mi100_rocm602():
 
 
 def test_rx6700xt_rocm430_has_only_pci_ids_so_no_model_and_no_flops():
-    facts = rocm.parse_rocm_json(fixture("rx6700xt_rocm430.json"))
+    facts = rocm.parse_rocm_json(fixture("rocm-rx6700xt-4.3.0/rocm-smi.json"))
     (dev,) = facts.devices
     assert dev.model == "AMD GPU 0x73df"
     assert dev.memory_mib == 12868124672 // 2**20
@@ -30,7 +30,7 @@ def test_rx6700xt_rocm430_has_only_pci_ids_so_no_model_and_no_flops():
     assert any("only PCI ids" in w.message for w in facts.warnings)
 
 
-@pytest.mark.parametrize("name", ["mi100_rocm602.json", "rx6700xt_rocm430.json"])
+@pytest.mark.parametrize("name", ["rocm-mi100-6.0.2/rocm-smi.json", "rocm-rx6700xt-4.3.0/rocm-smi.json"])
 def test_damaged_json_warns_and_does_not_raise(name):
     text = fixture(name)
     for damaged in [*truncations(text), garble(text)]:

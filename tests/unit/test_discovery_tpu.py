@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from marketplace.resources.model import DeviceClass
+from marketplace.resources.model import DeviceClass, Precision
 from provider_agent.discovery import tpu
 
 pytestmark = pytest.mark.unit
@@ -16,7 +16,8 @@ def test_v4_host_with_accel_nodes():
                           {"TPU_ACCELERATOR_TYPE": "v4-8", "TPU_CHIPS_PER_HOST_BOUNDS": "2,2,1"})
     assert facts.warnings == ()
     (dev,) = facts.devices
-    assert (dev.device_class, dev.model, dev.count, dev.flops) == (DeviceClass.TPU, "Google TPU v4", 4, ())
+    assert (dev.device_class, dev.model, dev.count) == (DeviceClass.TPU, "Google TPU v4", 4)
+    assert dev.peak(Precision.BF16) == 275e12 and dev.memory_bandwidth_gbps == 1200  # Cloud TPU v4 docs
 
 
 def test_v6e_host_with_vfio_groups():

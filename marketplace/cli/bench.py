@@ -1,0 +1,70 @@
+"""``cona bench ...``: the benchmarks, each one JSON object of figures on stdout.
+
+One command per module of ``bench/``; each imports its module only when it runs (they pull
+in the chain, the matcher or the load generator). ``--json`` is accepted for symmetry with
+the other commands: the output is JSON either way.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from marketplace.cli.options import JsonOpt
+from marketplace.cli.output import emit
+
+bench_app = typer.Typer(help="Benchmarks: one JSON object of figures on stdout.", no_args_is_help=True)
+
+QuickOpt = typer.Option(False, "--quick", help="a short smoke run")
+
+
+@bench_app.command("chain")
+def bench_chain(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
+    """Contract transactions per second through the writer (embedded, anvil, batched) and the web3 baseline."""
+    from bench import chain
+
+    emit(chain.run(quick=quick), True)
+
+
+@bench_app.command("route")
+def bench_route(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
+    """Convergence layer: SPF at 10k/100k nodes (and networkx), incremental updates, LSA decode and
+    verify rates, flooding convergence across five peer processes."""
+    from bench import flood, lsa, route
+
+    emit({**route.run(quick=quick), **lsa.run(quick=quick), **flood.run(quick=quick)}, True)
+
+
+@bench_app.command("match")
+def bench_match(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
+    """Matching on the Alibaba GPU trace at 1k/10k/100k providers against first fit, and order placed to
+    lease on chain through the engine (embedded chain), with the heartbeat failure-detection time."""
+    from bench import lease, match
+
+    emit({**match.run(quick=quick), **lease.run(quick=quick)}, True)
+
+
+@bench_app.command("api")
+def bench_api(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
+    """API reads at a bounded open-loop load of 1,000 req/s against `cona up` (p50/p99 from the scheduled
+    send time), and order placed to lease through HTTP."""
+    from bench import api
+
+    emit(api.run(quick=quick), True)
+
+
+@bench_app.command("zk")
+def bench_zk(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
+    """Tier proofs: prove and verify time in Python, gas on chain, at ring sizes 4, 16 and 32."""
+    from bench import zk
+
+    emit(zk.run(quick=quick), True)
+
+
+@bench_app.command("gas")
+def bench_gas(as_json: bool = typer.Option(False, "--json", help="print JSON (the default output)"),
+              quick: bool = typer.Option(False, "--quick", help="ETH only"),
+              markdown: bool = typer.Option(False, "--markdown", help="print the table of docs/gas.md")) -> None:
+    """Gas used by every market transition, exact, from receipts on the embedded chain."""
+    from bench import gas
+
+    gas.bench_gas(as_json=as_json, quick=quick, markdown=markdown)

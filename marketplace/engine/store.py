@@ -1,0 +1,115 @@
+"""The engine's files under ``state_dir``, each written whole or not at all.
+
+    specs/0x<digest>.json         a buyer's order document (canonical JSON), named by its digest
+    batches/0x<inputsHash>.json   a matching round's inputs and decisions (``batch.canonical``)
+    results/<order>.bin           a lease's result bytes (their keccak is the on-chain result hash)
+    lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
+    idempotency.json              Idempotency-Key -> [request digest, order id]
+    index.sqlite                  the event index (``EventIndexer``; not written here)
+
+Invariant: every file here is written by ``atomic_write`` (a temporary file in the same
+directory, then a rename over the target), so a reader or a restarted engine finds the old
+content or the new one, never part of either. Nothing here knows what the files mean beyond
+their names; the engine's parts decide what to keep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from marketplace.engine.spec import Spec
+
+log = logging.getLogger(__name__)
+
+SUBDIRS = ("specs", "batches", "results", "lsdb")
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` in one step (write a sibling temporary file, then rename it)."""
+    tmp = path.with_suffix(".tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    else:
+        tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def batch_path(state_dir: Path, inputs_hash: bytes) -> Path:
+    """Where a round's inputs are kept: content-addressed by their hash."""
+    return Path(state_dir) / "batches" / f"0x{inputs_hash.hex()}.json"
+
+
+class EngineStore:
+    """The files of one engine (see the module docstring); creates its folders on open."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = Path(state_dir)
+        for sub in SUBDIRS:
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.idempotency_path = self.root / "idempotency.json"
+
+    # -- specs
+
+    def spec_path(self, digest: bytes) -> Path:
+        return self.root / "specs" / f"0x{digest.hex()}.json"
+
+    def put_spec(self, spec: Spec) -> bytes:
+        """Keep ``spec`` under its digest (once: the same digest is the same document)."""
+        d = spec.digest()
+        path = self.spec_path(d)
+        if not path.exists():
+            atomic_write(path, spec.canonical_bytes())
+        return d
+
+    def load_spec(self, digest: bytes) -> Spec | None:
+        """The stored spec of ``digest``, or None when none is stored or it does not hash to it."""
+        path = self.spec_path(digest)
+        if not path.exists():
+            return None
+        s = Spec.from_dict(json.loads(path.read_text()))
+        return s if s.digest() == digest else None
+
+    # -- batches
+
+    def put_batch(self, inputs_hash: bytes, canonical: bytes) -> None:
+        """Keep a round's record, in its canonical JSON, under the hash of its inputs."""
+        atomic_write(batch_path(self.root, inputs_hash), canonical)
+
+    # -- results
+
+    def result_path(self, order_id: int) -> Path:
+        return self.root / "results" / f"{order_id}.bin"
+
+    def put_result(self, order_id: int, data: bytes) -> None:
+        atomic_write(self.result_path(order_id), data)
+
+    def result(self, order_id: int) -> bytes | None:
+        path = self.result_path(order_id)
+        return path.read_bytes() if path.exists() else None
+
+    # -- the LSDB copy
+
+    def lsa_path(self, provider: str) -> Path:
+        return self.root / "lsdb" / f"{provider}.json"
+
+    def put_lsa(self, provider: str, raw: bytes, arrived: float) -> None:
+        atomic_write(self.lsa_path(provider), json.dumps({"raw": raw.hex(), "arrived": arrived}))
+
+    def drop_lsa(self, provider: str) -> None:
+        self.lsa_path(provider).unlink(missing_ok=True)
+
+    def stored_lsas(self) -> Iterator[Path]:
+        """The kept LSA files, by provider address."""
+        return iter(sorted((self.root / "lsdb").glob("*.json")))
+
+    # -- the Idempotency-Key table
+
+    def load_idempotency(self) -> dict[str, list[Any]]:
+        path = self.idempotency_path
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def put_idempotency(self, table: dict[str, list[Any]]) -> None:
+        atomic_write(self.idempotency_path, json.dumps(table))
