@@ -277,7 +277,7 @@ contract ComputeMarket is IComputeMarket, Pausable, ReentrancyGuard, EIP712, Ass
     {
         bytes32 digest = intentDigest(it);
         if (!SignatureChecker.isValidSignatureNow(it.buyer, digest, signature)) {
-            revert BadSignature(it.buyer, address(0));
+            revert BadSignature(it.buyer);
         }
         return _place(it, digest, tierProof);
     }

@@ -105,7 +105,8 @@ interface IComputeMarket {
     error IntentExpired(uint64 deadline);
     error BadNonce(address buyer, uint256 expected, uint256 got);
     error NonceNotAhead(address buyer, uint256 current, uint256 requested);
-    error BadSignature(address buyer, address signer);
+    /// @notice The signature does not verify for `buyer` (an EOA's key or an ERC-1271 wallet).
+    error BadSignature(address buyer);
     error NotBuyer(address buyer, address caller);
     error InsufficientDeposit(address buyer, uint256 needed, uint256 available);
     error AcceptanceExpired(uint256 order, uint64 deadline);
