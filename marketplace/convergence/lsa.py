@@ -394,7 +394,7 @@ def _decode_node(data: bytes, pos: int, end: int) -> tuple[str, str | None, int 
             nxt = v + ln
             if nxt > end:
                 raise MalformedTlv(f"node sub-TLV {t} of {ln} bytes overruns the NODE TLV", offset=pos)
-            if t <= 5:
+            if 1 <= t <= 5:  # 0 and 6..255 are unknown: skipped, as docs/tlv.md says
                 bit = 1 << t
                 if seen & bit:
                     raise DuplicateTlv(f"node sub-TLV {t} appears twice", offset=pos)

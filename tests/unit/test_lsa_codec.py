@@ -258,6 +258,14 @@ def test_unknown_sub_tlvs_are_skipped_on_decode_and_kept_in_raw():
     assert lsa.raw == raw and recover_originator(raw) == address_of(KEY)
 
 
+def test_unknown_sub_tlv_types_may_repeat():
+    # type 0 is no node or device sub-TLV: skipped like any unknown one, so it may repeat
+    body = tlv(1, sub(1, b"n1") + sub(0, b"a") + sub(0, b"b")) + tlv(2, CORE + sub(0, b"") + sub(0, b"")
+                                                                      + sub(2, b"T4") + sub(11, b"") + sub(11, b"")) + TAIL
+    lsa = decode_lsa(seal(body, sequence=1, lifetime=10, key=KEY))
+    assert lsa.descriptor == NodeDescriptor("n1", (DeviceCapability(DeviceClass.GPU, "T4"),))
+
+
 # ---------------------------------------------------------------- decode errors, one by one
 
 
