@@ -319,7 +319,7 @@ def newer(a: LsaHeader, b: LsaHeader) -> int:
 # The decoder is the hot path of flooding (every LSA received is decoded before anything
 # else), so it is written for CPython: one pass over the bytes, integers read by indexing,
 # struct formats compiled once, wire codes mapped to enum members through 256-entry tables
-# instead of enum construction, and the model's ``_trusted`` constructors for values that
+# instead of enum construction, and the model's ``from_validated`` constructors for values that
 # this code has just validated (their ``__post_init__`` would check and sort them again).
 # Every check the spec asks for is still made, in the same order, with the same typed
 # error and offset.
@@ -338,8 +338,8 @@ _unpack_flop = _FLOP.unpack_from
 _iter_flops = _FLOP.iter_unpack
 _unpack_avail = _AVAIL.unpack_from
 _unpack_tlv = _TLV.unpack_from
-_trusted_device = DeviceCapability._trusted
-_trusted_node = NodeDescriptor._trusted
+_trusted_device = DeviceCapability.from_validated
+_trusted_node = NodeDescriptor.from_validated
 
 
 # error builders: the hot loop tests inline and calls these only to raise

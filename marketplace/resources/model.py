@@ -10,10 +10,10 @@ Invariants:
   (discovery must not make values up);
 - ``NodeDescriptor.digest()`` is a keccak-256 over a canonical encoding, so the
   same hardware always gives the same digest, whatever produced it;
-- every public constructor normalises and validates (``__post_init__``). The private
-  ``_trusted`` constructors skip that work and exist only for decoders that have already
-  checked every value on the wire (the Compute LSA codec); they must produce exactly the
-  object the public constructor would, and nobody else should call them.
+- every constructor normalises and validates (``__post_init__``) except
+  ``from_validated``, which is for values already validated by a decoder (the Compute LSA
+  codec checks every value on the wire): it skips that work and must produce exactly the
+  object the validating constructor would (a property test holds them equal).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from eth_utils import keccak
 
 from marketplace.errors import ResourceError
 
-# the private ``_trusted`` constructors bypass the frozen dataclasses' __init__ and
+# the ``from_validated`` constructors bypass the frozen dataclasses' __init__ and
 # __post_init__: object.__new__, then each slot's member descriptor (what a frozen
 # dataclass's own __init__ reaches through object.__setattr__, minus the name lookup)
 _new = object.__new__
@@ -125,7 +125,7 @@ class DeviceCapability:
         object.__setattr__(self, "features", frozenset(f.lower() for f in self.features))
 
     @classmethod
-    def _trusted(
+    def from_validated(
         cls,
         device_class: DeviceClass,
         model: str,
@@ -140,14 +140,15 @@ class DeviceCapability:
         features: frozenset[str],
         share_milli: int,
     ) -> "DeviceCapability":
-        """Build a capability from values a decoder has ALREADY validated and normalised.
+        """For values already validated by a decoder: build a capability without re-checking them.
 
         Skips ``__post_init__``: the caller guarantees ``device_class`` is a ``DeviceClass``,
         ``count >= 1``, ``1 <= share_milli <= 1000``, ``flops`` is a tuple of
         ``(Precision, float)`` in strictly ascending precision order and ``features`` a
         frozenset of lower-case strings, i.e. exactly what the public constructor would
-        store. Not for general use: the Compute LSA decoder calls it because re-checking
-        and re-sorting what it has just checked cost a third of a cold decode.
+        store. Not for general use (the validating constructor is): the Compute LSA decoder
+        calls it because re-checking and re-sorting what it has just checked cost a third
+        of a cold decode.
         """
         s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = _DEVICE_SLOTS
         self = _new(cls)
@@ -211,7 +212,7 @@ class NodeDescriptor:
         )
 
     @classmethod
-    def _trusted(
+    def from_validated(
         cls,
         hostname: str,
         devices: tuple[DeviceCapability, ...],
@@ -220,9 +221,9 @@ class NodeDescriptor:
         numa_nodes: int | None,
         arch: str | None,
     ) -> "NodeDescriptor":
-        """Build a descriptor whose ``devices`` a decoder has ALREADY checked to be a tuple in
+        """For values already validated by a decoder: ``devices`` must be a tuple already in
         (class, model, share_milli) order, so the sort of ``__post_init__`` (stable, hence a
-        no-op on sorted input) is skipped. Same contract as ``DeviceCapability._trusted``.
+        no-op on sorted input) is skipped. Same contract as ``DeviceCapability.from_validated``.
         """
         s0, s1, s2, s3, s4, s5 = _NODE_SLOTS
         self = _new(cls)
@@ -258,7 +259,7 @@ class NodeDescriptor:
         return keccak(self.canonical_bytes())
 
 
-# the slot setters of the two classes, for their ``_trusted`` constructors (bound after the
+# the slot setters of the two classes, for their ``from_validated`` constructors (bound after the
 # classes exist: ``@dataclass(slots=True)`` returns a new class)
 _DEVICE_SLOTS = _slot_setters(DeviceCapability)
 _NODE_SLOTS = _slot_setters(NodeDescriptor)

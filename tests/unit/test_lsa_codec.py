@@ -438,13 +438,13 @@ def test_fletcher_sums_on_both_sides_of_the_adler_modulus(n):
 
 @given(devices)
 @settings(max_examples=150, deadline=None)
-def test_trusted_device_constructor_builds_what_the_public_one_builds(d):
-    t = DeviceCapability._trusted(
+def test_from_validated_builds_what_the_validating_constructor_builds(d):
+    t = DeviceCapability.from_validated(
         d.device_class, d.model, d.vendor, d.count, d.compute_units, d.clock_mhz, d.flops, d.memory_mib,
         d.memory_bandwidth_gbps, d.interconnect, d.features, d.share_milli,
     )
     assert t == d and hash(t) == hash(d) and t.canonical() == d.canonical()
-    n = NodeDescriptor._trusted("h", (d,), 1, 2.0, 3, "x86_64")
+    n = NodeDescriptor.from_validated("h", (d,), 1, 2.0, 3, "x86_64")
     assert n == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64") and n.digest() == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64").digest()
 
 
