@@ -453,8 +453,9 @@ def test_from_validated_builds_what_the_validating_constructor_builds(d):
         d.device_class, d.model, d.vendor, d.count, d.compute_units, d.clock_mhz, d.flops, d.memory_mib,
         d.memory_bandwidth_gbps, d.interconnect, d.features, d.share_milli,
     )
-    assert t == d and hash(t) == hash(d) and t.canonical() == d.canonical()
+    assert type(t) is DeviceCapability and t == d and hash(t) == hash(d) and t.canonical() == d.canonical()
     n = NodeDescriptor.from_validated("h", (d,), 1, 2.0, 3, "x86_64")
+    assert type(n) is NodeDescriptor
     assert n == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64") and n.digest() == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64").digest()
 
 
