@@ -32,6 +32,7 @@ app.add_typer(bench_app, name="bench")
 
 def _add_subcommands() -> None:
     """Command groups that live in their own modules (one module per group, as brownie did)."""
+    from bench.domains import bench_domains
     from bench.gas import bench_gas
     from marketplace.cli import buyer
     from marketplace.cli.audit import audit_app
@@ -43,6 +44,7 @@ def _add_subcommands() -> None:
     app.add_typer(tier_app, name="tier", help="VIP tier credentials and zero-knowledge tier proofs.")
     app.add_typer(audit_app, name="audit", help="Auditor: order, provider and escrow history from chain data alone.")
     bench_app.command("gas")(bench_gas)
+    bench_app.command("domains")(bench_domains)
     audit_app.command("replay")(replay)
     app.command("quote")(buyer.quote)
     app.command("providers")(buyer.providers)
