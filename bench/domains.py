@@ -35,7 +35,7 @@ import typer
 
 from marketplace.resources.model import DeviceClass
 from marketplace.routing.asgraph import AsGraph, read_as_graph
-from marketplace.routing.domain_policy import Relation
+from marketplace.routing.domain_policy import DomainConfig, Relation
 from marketplace.routing.domain_sim import DomainNetwork
 from marketplace.routing.domains import DomainRouter, ProviderCapacity
 
@@ -133,9 +133,11 @@ def _check_routes(graph: AsGraph, routers: dict[int, DomainRouter], origin: int)
     return reached
 
 
-def measure(graph: AsGraph, *, name: str) -> dict:
+def measure(graph: AsGraph, *, name: str, config: DomainConfig | None = None) -> dict:
+    """Announce from the AS of highest degree, then withdraw; ``config`` for every router (default:
+    ``DomainConfig()``)."""
     t = time.perf_counter()
-    routers = graph.routers(latency_ms=LINK_MS)
+    routers = graph.routers(latency_ms=LINK_MS, config=config)
     build_s = time.perf_counter() - t
     net = DomainNetwork(routers, processing_s=PROCESSING_S)
     origin = graph.highest_degree()

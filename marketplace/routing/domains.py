@@ -267,6 +267,12 @@ class DomainRouter:
     def table(self) -> dict[Key, Route]:
         return dict(self._best)
 
+    def penalty(self, neighbor: int, origin_as: int, device_class: DeviceClass, now: float) -> float:
+        """The flap-damping penalty of the route to (origin, class) from ``neighbor`` at ``now``."""
+        if self._damper is None:
+            return 0.0
+        return self._damper.penalty((int(neighbor), int(origin_as), DeviceClass.parse(device_class)), now)
+
     def next_due(self) -> float | None:
         """When ``poll`` next has work: an MRAI timer with batched changes, or a damped route
         becoming usable again."""
