@@ -209,6 +209,7 @@ def test_local_route_wins_for_its_own_origin():
     (Message(1, 10, summary(99, (1,) + tuple(range(1000, 1070)) + (99,))), "as-path-too-long"),
     (Message(1, 10, ("not an update",)), "malformed"),
     (Message(1, 10, Withdrawal(10, GPU, seq=3)), "own-origin"),
+    (Message(2, 10, Withdrawal(99, GPU, seq=5)), "unfounded-withdrawal"),  # AS2 never carried AS99's route
 ])
 def test_bad_input_from_a_neighbour_is_refused_counted_and_installs_nothing(msg, reason):
     r = DomainRouter(10, [1, 2])
@@ -219,6 +220,8 @@ def test_bad_input_from_a_neighbour_is_refused_counted_and_installs_nothing(msg,
     assert r.best(7, GPU) is None and r.best(99, GPU) in (None, before)
     if reason in ("first-as-mismatch", "as-path-loop", "as-path-too-long"):
         assert r.best(99, GPU) is None  # treat-as-withdraw: AS1's earlier route is dropped too
+    if reason == "unfounded-withdrawal":
+        assert r.best(99, GPU) == before  # AS1's route to AS99 survives AS2's forged root cause
 
 
 def test_session_claims_are_checked_against_the_transport():
@@ -256,6 +259,8 @@ def test_bad_values_are_refused_at_construction():
         DomainRouter(3, [3])
     with pytest.raises(DomainError, match="AS number"):
         DomainRouter(0, [3])
+    with pytest.raises(DomainError, match="neighbour AS numbers"):
+        DomainRouter(3, [0])
     with pytest.raises(DomainError, match="free"):
         ProviderCapacity("p", GPU, 1, 2, 1.0)
 
