@@ -24,5 +24,7 @@ from marketplace.routing.topology import Link, Topology, TopologyBuilder, load_g
 __all__ = [
     "Candidate", "Choice", "Convergence", "DampingConfig", "DomainConfig", "DomainNetwork", "DomainRouter",
     "DomainSummary", "Link", "LinkChange", "Message", "Neighbor", "NodeChange", "ProviderCapacity", "Rejection",
-    "Relation", "RouteClass", "RoutingTable", "ShortestPaths", "Topology", "TopologyBuilder", "Withdrawal", "decode_update", "encode_update", "evaluate", "load_gml", "load_graphml", "load_topology", "pick_balanced", "select",
+    "Relation", "RouteClass", "RoutingTable", "ShortestPaths", "Topology", "TopologyBuilder", "Withdrawal",
+    "decode_update", "encode_update", "evaluate", "load_gml", "load_graphml", "load_topology", "pick_balanced",
+    "receive_wire", "select",
 ]
