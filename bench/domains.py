@@ -184,7 +184,16 @@ def measure(graph: AsGraph, *, name: str, config: DomainConfig | None = None) ->
 
 
 def run(quick: bool = False, as_graph: str | Path | None = None, seed: int = SEED) -> dict:
-    logging.getLogger("marketplace.routing").setLevel(logging.ERROR)  # a refused line is counted below
+    routing_log = logging.getLogger("marketplace.routing")
+    level = routing_log.level
+    routing_log.setLevel(logging.ERROR)  # refused lines are counted in the figures, not logged one by one
+    try:
+        return _run(quick, as_graph, seed)
+    finally:
+        routing_log.setLevel(level)
+
+
+def _run(quick: bool, as_graph: str | Path | None, seed: int) -> dict:
     if as_graph is not None:
         graph = read_as_graph(as_graph)
         out = measure(graph, name=Path(as_graph).name)

@@ -97,12 +97,12 @@ def test_mrai_jitter_stays_in_the_rfc_range_and_is_reproducible():
     def intervals(seed: int) -> list[float]:
         r = DomainRouter(10, [1, 2], config=DomainConfig(mrai_s=30, seed=seed))
         got = []
-        for t in range(5):
-            r.receive(Message(1, 10, summary(99, (1, 99), lat=float(t + 1))), t * 100.0)
-            got.append(r.next_due() or 0.0)
-            r.receive(Message(1, 10, summary(99, (1, 99), lat=float(t + 50))), t * 100.0 + 1)
-            got[-1] = r.next_due() - t * 100.0
-            r.poll(t * 100.0 + 40)
+        for k in range(5):
+            t = k * 100.0  # the previous timer has long expired: this advertisement goes at once
+            assert r.receive(Message(1, 10, summary(99, (1, 99), lat=float(k + 1))), t)
+            r.receive(Message(1, 10, summary(99, (1, 99), lat=float(k + 50))), t + 1)  # held by the timer
+            got.append(r.next_due() - t)
+            r.poll(t + 40)
         return got
 
     first = intervals(0)
