@@ -39,7 +39,8 @@ from marketplace.resources.model import DeviceClass
 from marketplace.routing.asgraph import AsGraph, read_as_graph
 from marketplace.routing.domain_policy import DomainConfig, Relation
 from marketplace.routing.domain_sim import DomainNetwork
-from marketplace.routing.domains import DomainRouter, ProviderCapacity
+from marketplace.routing.domain_values import ProviderCapacity
+from marketplace.routing.domains import DomainRouter
 
 SEED = 20240611
 ASES = 10_000

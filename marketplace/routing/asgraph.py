@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from marketplace.routing.domain_policy import DomainConfig, Relation
-from marketplace.routing.domains import MAX_ASN, DomainRouter, Neighbor
+from marketplace.routing.domain_values import MAX_ASN, Neighbor
+from marketplace.routing.domains import DomainRouter
 from marketplace.routing.errors import InvalidTopology, TopologyFileError
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from marketplace.routing.domains import DomainRouter, Message, ProviderCapacity
+from marketplace.routing.domain_values import Message, ProviderCapacity
+from marketplace.routing.domains import DomainRouter
 from marketplace.routing.errors import DomainError
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from marketplace.errors import ConaError
 from marketplace.resources.model import DeviceClass
-from marketplace.routing.domains import DomainRouter, DomainSummary, Item, Key, Message, Withdrawal
+from marketplace.routing.domain_values import DomainSummary, Item, Key, Message, Withdrawal
+from marketplace.routing.domains import DomainRouter
 from marketplace.routing.errors import DomainError
 
 VERSION = 1

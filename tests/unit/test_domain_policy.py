@@ -20,14 +20,8 @@ from marketplace.routing.domain_policy import (
     learned_class,
 )
 from marketplace.routing.domain_sim import DomainNetwork
-from marketplace.routing.domains import (
-    DomainRouter,
-    DomainSummary,
-    Message,
-    Neighbor,
-    ProviderCapacity,
-    Withdrawal,
-)
+from marketplace.routing.domain_values import DomainSummary, Message, Neighbor, ProviderCapacity, Withdrawal
+from marketplace.routing.domains import DomainRouter
 from marketplace.routing.errors import DomainError
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from marketplace.resources.model import DeviceClass
 from marketplace.routing.domain_policy import RouteClass
 from marketplace.routing.domain_wire import SUMMARY, decode_update, encode_update, receive_wire
-from marketplace.routing.domains import DomainRouter, DomainSummary, Message, Withdrawal
+from marketplace.routing.domain_values import DomainSummary, Message, Withdrawal
+from marketplace.routing.domains import DomainRouter
 from marketplace.routing.errors import DomainError
 
 pytestmark = pytest.mark.unit

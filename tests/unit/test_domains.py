@@ -11,13 +11,8 @@ import pytest
 from marketplace.resources.model import DeviceClass
 from marketplace.routing.domain_policy import DomainConfig
 from marketplace.routing.domain_sim import DomainNetwork
-from marketplace.routing.domains import (
-    DomainRouter,
-    DomainSummary,
-    Message,
-    ProviderCapacity,
-    Withdrawal,
-)
+from marketplace.routing.domain_values import DomainSummary, Message, ProviderCapacity, Withdrawal
+from marketplace.routing.domains import DomainRouter
 from marketplace.routing.errors import DomainError
 
 pytestmark = pytest.mark.unit
