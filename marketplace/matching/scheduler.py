@@ -35,7 +35,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from marketplace.errors import Unschedulable
-from marketplace.matching.binder import Binder, BindStatus
+from marketplace.matching.binder import Binder, BindStatus, InMemoryBinder
 from marketplace.matching.config import MatchingConfig
 from marketplace.matching.errors import InvalidOrder, InvalidProvider, LeaseBound, UnknownOrder
 from marketplace.matching.fragmentation import FragmentationModel, TaskType, WorkloadDistribution
@@ -115,7 +115,7 @@ class Scheduler:
                              make(P.NORMALIZE_SCORE, profile.normalize_score), cfg.seed)
         self.reserves = [make(P.RESERVE, n) for n in profile.reserve]
         self.permits = [make(P.PERMIT, n) for n in profile.permit]
-        self.binder: Binder = binder if binder is not None else REGISTRY.create(P.BIND, "InMemory", cfg)
+        self.binder: Binder = binder if binder is not None else REGISTRY.create(P.BIND, InMemoryBinder.name, cfg)
 
     # ================================================================== inputs
 
