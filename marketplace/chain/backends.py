@@ -28,16 +28,31 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from marketplace.chain.http_rpc import Call, HttpJsonRpc
-from marketplace.errors import ChainError, ChainMismatch, ChainUnavailable, ConfigError
+from marketplace.errors import ChainError, ChainMismatch, ChainUnavailable, ConfigError, DecodeError, LimitExceeded
+from marketplace.limits import (
+    MAX_JSON_DEPTH,
+    MAX_RPC_BATCH,
+    MAX_RPC_BODY_BYTES,
+    json_depth,
+    parse_json,
+    pin_recursion_limit,
+)
+
+if TYPE_CHECKING:
+    from marketplace.chain.clock import ChainClock
 
 log = logging.getLogger(__name__)
+
+# eth-account imports py_ecc, which raises the recursion limit to 100,000 (a deep JSON document
+# then overflows the C stack): every process that talks to a chain gets it back here.
+pin_recursion_limit()
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -96,16 +111,21 @@ class ChainBackend(ABC):
         """Relay a raw JSON-RPC request object (or a batch list) and return the response(s), ids kept.
 
         This is how the API serves the chain at ``/rpc`` to wallets and agents in other processes.
+        A batch longer than ``MAX_RPC_BATCH`` or a request nested deeper than ``MAX_JSON_DEPTH`` is
+        refused whole, before anything is allocated per item, with one JSON-RPC error (-32600).
         """
+        refused = _over_limits(payload)
+        if refused is not None:
+            return refused
         items = payload if isinstance(payload, list) else [payload]
         if not items:
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+            return _rpc_error(None, -32600, "empty batch")
         answers = []
         calls, slots = [], []
         for n, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("method"), str):
-                answers.append({"jsonrpc": "2.0", "id": item.get("id") if isinstance(item, dict) else None,
-                                "error": {"code": -32600, "message": "invalid request"}})
+                answers.append(_rpc_error(item.get("id") if isinstance(item, dict) else None, -32600,
+                                          "invalid request"))
                 continue
             params = item.get("params", [])
             calls.append(Call(item["method"], list(params) if isinstance(params, (list, tuple)) else [params]))
@@ -117,6 +137,17 @@ class ChainBackend(ABC):
                 body.setdefault("result", None)
             answers[n] = {"jsonrpc": "2.0", "id": rid, **body}
         return answers if isinstance(payload, list) else answers[0]
+
+    def forward_bytes(self, body: bytes) -> Any:
+        """``forward`` for a request body as received: parsed within the limits (no recursion past
+        ``MAX_JSON_DEPTH``), then relayed. A body that is not JSON answers -32700, one over a limit -32600."""
+        try:
+            payload = parse_json(body, max_bytes=MAX_RPC_BODY_BYTES, what="JSON-RPC request")
+        except LimitExceeded as exc:
+            return _rpc_error(None, exc.rpc_code, exc.message)
+        except DecodeError as exc:
+            return _rpc_error(None, -32700, f"parse error: {exc.message}")
+        return self.forward(payload)
 
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         (resp,) = self._send([Call(method, list(params))])
@@ -194,6 +225,21 @@ class ChainBackend(ABC):
         self.close()
 
 
+def _rpc_error(rid: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
+
+
+def _over_limits(payload: Any) -> dict[str, Any] | None:
+    """The error answer for a request over the relay's limits, or None."""
+    if isinstance(payload, list) and len(payload) > MAX_RPC_BATCH:
+        return _rpc_error(None, -32600, f"batch of {len(payload)} requests is longer than the {MAX_RPC_BATCH} "
+                                        "accepted; split it")
+    depth = json_depth(payload, stop_above=MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        return _rpc_error(None, -32600, f"request nested deeper than the {MAX_JSON_DEPTH} levels accepted")
+    return None
+
+
 def _unwrap(method: str, resp: dict[str, Any]) -> Any:
     if "error" in resp and resp["error"] is not None:
         err = resp["error"]
@@ -212,21 +258,27 @@ def _unwrap(method: str, resp: dict[str, Any]) -> Any:
 
 
 class EmbeddedBackend(ChainBackend):
-    """eth-tester + py-evm in this process, spoken to as a JSON-RPC node. Automines by default."""
+    """eth-tester + py-evm in this process, spoken to as a JSON-RPC node. Automines by default.
+
+    ``data_dir``: keep the chain there (a block log, fsynced per block before the transaction is
+    answered, replayed on the next start); without it the chain lives in memory only. ``clock``: the
+    wall clock blocks are stamped by (tests pass a controllable one). See ``embedded_chain``.
+    """
 
     name = "embedded"
 
-    def __init__(self, mnemonic: str, accounts: int = 20) -> None:
+    def __init__(self, mnemonic: str, accounts: int = 20, *, data_dir: Path | None = None,
+                 clock: "ChainClock | None" = None) -> None:
         super().__init__()
-        from eth_tester import EthereumTester, PyEVMBackend
         from web3 import EthereumTesterProvider
 
-        from marketplace.chain.embedded_rpc import EmbeddedRpc
+        from marketplace.chain.embedded_chain import open_embedded
 
-        self._evm = PyEVMBackend.from_mnemonic(mnemonic, num_accounts=accounts, hd_path=HD_PATH)
-        self.tester = EthereumTester(self._evm)
-        chain_id = int(self._evm.chain.chain_id)
-        self.rpc = EmbeddedRpc(self.tester, chain_id)
+        self._embedded = open_embedded(mnemonic, accounts, HD_PATH, data_dir=data_dir, clock=clock)
+        self.data_dir = data_dir
+        self.tester = self._embedded.tester
+        self.rpc = self._embedded.rpc
+        self.clock = self._embedded.clock
         self._w3 = Web3(EthereumTesterProvider(self.tester))
         self.accounts = dev_accounts(mnemonic, accounts)
 
@@ -234,8 +286,16 @@ class EmbeddedBackend(ChainBackend):
     def w3(self) -> Web3:
         return self._w3
 
+    def describe(self) -> str:
+        return f"embedded chain in {self.data_dir}" if self.data_dir else self.name
+
     def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
-        return [self.rpc.handle(call.method, list(call.params)) for call in calls]
+        if len(calls) == 1:
+            return [self.rpc.handle(calls[0].method, list(calls[0].params))]
+        return self.rpc.handle_batch([(call.method, list(call.params)) for call in calls])
+
+    def close(self) -> None:
+        self._embedded.close()
 
 
 class RpcBackend(ChainBackend):
@@ -380,10 +440,18 @@ class AnvilBackend(RpcBackend):
 
 
 def open_backend(kind: str, *, root: Path, mnemonic: str, accounts: int = 20, rpc_url: str | None = None,
-                 chain_id: int | None = None, keys: Sequence[str] = ()) -> ChainBackend:
-    """Build a backend from settings: ``embedded``, ``anvil`` or ``rpc``."""
+                 chain_id: int | None = None, keys: Sequence[str] = (), data_dir: Path | None = None) -> ChainBackend:
+    """Build a backend from settings: ``embedded``, ``anvil`` or ``rpc``.
+
+    ``data_dir`` keeps an embedded chain there (durable, see ``EmbeddedBackend``). anvil cannot keep
+    every confirmed block across a crash (its ``--state`` is written on exit or every interval; see
+    docs/chain.md), so it is refused for anvil rather than half-kept."""
+    if data_dir is not None and kind != "embedded":
+        raise ConfigError(f"a chain data directory is for the embedded chain, not {kind}",
+                          hint="a node reached by URL keeps its own state; anvil keeps none across a crash",
+                          field="data_dir")
     if kind == "embedded":
-        backend: ChainBackend = EmbeddedBackend(mnemonic, accounts)
+        backend: ChainBackend = EmbeddedBackend(mnemonic, accounts, data_dir=data_dir)
         backend.check_chain_id(chain_id)
         return backend
     if kind == "anvil":

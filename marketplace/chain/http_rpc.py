@@ -19,7 +19,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from marketplace.errors import ChainError, ChainUnavailable, ConfigError
+from marketplace.errors import ChainError, ChainUnavailable, ConfigError, DecodeError, LimitExceeded
+from marketplace.limits import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,11 @@ class HttpJsonRpc:
                     raise ConnectionError(f"HTTP {status}")
                 if status != 200:
                     raise ChainError(f"{self.url} answered HTTP {status}: {data[:200]!r}")
-                return json.loads(data)
+                # within the depth limit: a node's answer nested 100,000 deep must not take the process down
+                return parse_json(data, max_bytes=None, what=f"the answer of {self.url}")
+            except (LimitExceeded, DecodeError) as exc:
+                raise ChainError(f"{self.url} answered with something that is not JSON: {exc}") from None
             except (OSError, http.client.HTTPException, ConnectionError, ValueError) as exc:
-                if isinstance(exc, json.JSONDecodeError):
-                    raise ChainError(f"{self.url} answered with something that is not JSON: {exc}") from None
                 last = exc
                 self._drop()
                 if attempt < self.retries:
