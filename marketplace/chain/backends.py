@@ -279,6 +279,8 @@ class EmbeddedBackend(ChainBackend):
         self.tester = self._embedded.tester
         self.rpc = self._embedded.rpc
         self.clock = self._embedded.clock
+        #: the block log's journal when the chain is kept in ``data_dir``, else None
+        self.journal = self._embedded.journal
         self._w3 = Web3(EthereumTesterProvider(self.tester))
         self.accounts = dev_accounts(mnemonic, accounts)
 

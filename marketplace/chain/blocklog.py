@@ -205,6 +205,10 @@ class BlockLog:
         self.size += len(data)
         self.records_written += len(records)
 
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
     def close(self) -> None:
         """Close the file and release the directory's lock. Idempotent."""
         for name in ("_fd", "_lock_fd"):

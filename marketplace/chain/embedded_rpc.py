@@ -40,7 +40,7 @@ from marketplace.errors import InputError
 
 if TYPE_CHECKING:
     from marketplace.chain.clock import ChainClock
-    from marketplace.chain.embedded_chain import BlockJournal
+    from marketplace.chain.durable import BlockJournal
 
 log = logging.getLogger(__name__)
 

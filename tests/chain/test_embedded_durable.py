@@ -23,7 +23,7 @@ import pytest
 from marketplace.chain.backends import EmbeddedBackend, RpcBackend, dev_accounts
 from marketplace.chain.blocklog import scan
 from marketplace.chain.contracts import Chain
-from marketplace.chain.embedded_chain import LOG_NAME
+from marketplace.chain.durable import CHECKPOINT_NAME, LOG_NAME, Replay
 from marketplace.errors import ChainError, ChainLogCorrupt, ChainMismatch
 
 pytestmark = pytest.mark.chain
@@ -258,3 +258,80 @@ def _file_size_limit(limit: int):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
 
+
+
+# -- checkpoints: a shortcut for the start, never trusted over the log
+
+
+def test_a_clean_close_checkpoints_so_the_next_start_executes_nothing(project, node_dir):
+    chain = _open(project, node_dir)
+    probe = chain.deploy("ChainProbe", 100)
+    for _ in range(5):
+        probe.transact(chain.signers[1], "bump", 1)
+    head = chain.backend.latest_block()
+    chain.close()
+    assert (node_dir / CHECKPOINT_NAME).exists()
+    again = _open(project, node_dir)
+    try:
+        assert again.backend.journal.replay == Replay(6, 6, again.backend.journal.replay.seconds)
+        assert again.backend.latest_block() == head
+        assert again.at("ChainProbe", probe.address).call("total", chain.signers[1].address) == 5
+        assert again.at("ChainProbe", probe.address).transact(again.signers[1], "bump", 1).ok
+    finally:
+        again.close()
+
+
+def test_after_a_crash_only_the_blocks_since_the_last_checkpoint_are_executed(project, node_dir):
+    chain = _open(project, node_dir)
+    chain.backend.journal.checkpoint_every = 4
+    probe = chain.deploy("ChainProbe", 100)
+    for _ in range(9):
+        probe.transact(chain.signers[1], "bump", 1)
+    head = chain.backend.latest_block()
+    chain.backend.journal.checkpoint(wait=True)  # at block 10 (the chain is idle: its store is still)
+    probe.transact(chain.signers[1], "bump", 1)  # block 11, after the newest checkpoint
+    chain.backend.journal.log.close()  # a crash: no last checkpoint, the files as they are
+    again = _open(project, node_dir)
+    try:
+        replay = again.backend.journal.replay
+        assert replay.blocks == 11 and replay.checkpoint == 10 and head["number"] == "0xa"
+        assert again.at("ChainProbe", probe.address).call("total", chain.signers[1].address) == 10
+    finally:
+        again.close()
+
+
+def test_a_damaged_checkpoint_is_ignored_and_the_log_replayed(project, node_dir):
+    chain = _open(project, node_dir)
+    probe = chain.deploy("ChainProbe", 100)
+    probe.transact(chain.signers[1], "bump", 4)
+    head = chain.backend.latest_block()
+    chain.close()
+    ckpt = node_dir / CHECKPOINT_NAME
+    data = bytearray(ckpt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    again = _open(project, node_dir)
+    try:
+        assert again.backend.journal.replay.checkpoint == 0 and again.backend.latest_block() == head
+    finally:
+        again.close()
+
+
+def test_a_checkpoint_above_a_rewind_is_not_used(project, node_dir):
+    chain = _open(project, node_dir)
+    probe = chain.deploy("ChainProbe", 100)
+    snap = chain.backend.snapshot()
+    for _ in range(3):
+        probe.transact(chain.signers[1], "bump", 1)
+    chain.backend.journal.checkpoint(wait=True)  # at block 4
+    chain.backend.revert(snap)  # back to block 1
+    chain.writer.forget_nonces()
+    probe.transact(chain.signers[2], "bump", 9)  # a different block 2
+    chain.backend.journal.log.close()  # crash
+    again = _open(project, node_dir)
+    try:
+        assert again.backend.journal.replay.checkpoint == 0
+        reprobe = again.at("ChainProbe", probe.address)
+        assert reprobe.call("total", chain.signers[1].address) == 0 and reprobe.call("total", chain.signers[2].address) == 9
+    finally:
+        again.close()

@@ -112,7 +112,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 def test_a_process_that_talks_to_a_chain_has_its_recursion_limit_pinned():
     # py_ecc (imported by eth-account and py-evm) raises the limit to 100,000; the chain edge pins it back
-    out = _run("import sys, marketplace.api.app, marketplace.chain.embedded_chain, eth.precompiles.ecpairing; "
+    out = _run("import sys, marketplace.api.app, marketplace.chain.durable, eth.precompiles.ecpairing; "
                "print(sys.getrecursionlimit())")
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == RECURSION_LIMIT
