@@ -8,12 +8,17 @@ Workload: ``ChainProbe.bump(1)`` (a storage write and an event), one transaction
 - ``tx_ms_memory``, ``tx_ms_durable``: one transaction through the writer (estimate, sign, send,
   mined, receipt), in memory and with a data directory, median;
 - ``batch_tx_ms_durable``: per transaction in JSON-RPC batches of 100 (one append, one fsync, per batch);
-- ``replay_ms_per_block``, ``replay_s``: start-up of a chain of ``replay_blocks`` blocks (every block
-  re-executed and validated by py-evm);
+- ``replay_ms_per_block``, ``replay_s``: start-up of a chain of ``replay_blocks`` blocks without a
+  checkpoint (every block re-executed and validated by py-evm), as after a crash before the first one;
+- ``checkpoint_write_s``, ``checkpoint_mib``: one checkpoint of the head (copy, write, fsync);
+  ``start_from_checkpoint_s``:
+  the start that loads it (nothing re-executed); ``log_kib``: the block log's size;
 - ``anvil_state_*``: anvil with ``--state FILE --state-interval 1`` (the shortest interval), sent
   transactions one at a time for 5 s (``anvil_state_sent`` confirmed), killed with SIGKILL right
   after the last confirmation and restarted on the file: how many of them, and of their logs, came
-  back; ``anvil_state_file_kib`` is the size of the last dump (the whole state, rewritten each interval).
+  back; ``anvil_state_file_kib`` is the size of the last dump (the whole state, rewritten each interval);
+- ``order_to_lease_ms_p50_durable``, ``order_to_lease_ms_p99_durable``: ``bench.lease``'s order to
+  lease on a durable embedded chain (``cona bench match`` reports it in memory).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import lease
 from bench.stats import rnd
 from marketplace.chain.backends import AnvilBackend, EmbeddedBackend
 from marketplace.chain.contracts import Chain
+from marketplace.chain.durable import CHECKPOINT_NAME, LOG_NAME
 from marketplace.settings import PACKAGE_ROOT, ProjectConfig
 
 GAS = 90_000
@@ -64,14 +71,26 @@ def _embedded(project: ProjectConfig, tmp: Path, n: int, replay_blocks: int) -> 
         while durable.backend.block_number() < replay_blocks:
             durable.writer.transact_many(durable.signers[3], [probe.request("bump", 1, gas=GAS) for _ in range(100)])
         blocks = durable.backend.block_number()
+        durable.backend.journal.checkpoint(wait=True)  # the periodic one, if it is still being written
+        t0 = time.perf_counter()
+        durable.backend.journal.checkpoint(wait=True)
+        checkpoint_s = time.perf_counter() - t0
     finally:
         durable.close()
+    checkpoint_mib = (data_dir / CHECKPOINT_NAME).stat().st_size / 2**20
     t0 = time.perf_counter()
-    EmbeddedBackend(project.mnemonic, 4, data_dir=data_dir).close()
+    EmbeddedBackend(project.mnemonic, 4, data_dir=data_dir).close()  # the checkpoint is at the head
+    start_checkpointed_s = time.perf_counter() - t0
+    (data_dir / CHECKPOINT_NAME).unlink()  # as after a crash before the first checkpoint
+    t0 = time.perf_counter()
+    replayed = EmbeddedBackend(project.mnemonic, 4, data_dir=data_dir)
     replay_s = time.perf_counter() - t0
+    replayed.close()
     return {"durable_append_ms": rnd(append_ms), "tx_ms_memory": rnd(tx_memory), "tx_ms_durable": rnd(tx_durable),
             "batch_tx_ms_durable": rnd(batch_ms), "replay_blocks": blocks, "replay_s": rnd(replay_s),
-            "replay_ms_per_block": rnd(replay_s * 1000 / blocks)}
+            "replay_ms_per_block": rnd(replay_s * 1000 / blocks), "checkpoint_write_s": rnd(checkpoint_s),
+            "checkpoint_mib": rnd(checkpoint_mib), "start_from_checkpoint_s": rnd(start_checkpointed_s),
+            "log_kib": rnd((data_dir / LOG_NAME).stat().st_size / 1024)}
 
 
 def _anvil_state(project: ProjectConfig, tmp: Path, seconds: float) -> dict:
@@ -102,10 +121,13 @@ def _anvil_state(project: ProjectConfig, tmp: Path, seconds: float) -> dict:
 
 def run(quick: bool = False) -> dict:
     project = ProjectConfig.load(PACKAGE_ROOT)
-    n = 30 if quick else 300
+    n = 10 if quick else 300
     with tempfile.TemporaryDirectory() as tmp:
-        out = _embedded(project, Path(tmp), n, 100 if quick else 2000)
-        out.update(_anvil_state(project, Path(tmp), 1.0 if quick else 5.0))
+        out = _embedded(project, Path(tmp), n, 40 if quick else 2000)
+        out.update(_anvil_state(project, Path(tmp), 0.5 if quick else 5.0))
+        leases = lease.run(quick, chain_dir=Path(tmp) / "lease-chain")
+        out["order_to_lease_ms_p50_durable"] = leases["order_to_lease_ms_p50"]
+        out["order_to_lease_ms_p99_durable"] = leases["order_to_lease_ms_p99"]
     return out
 
 

@@ -291,6 +291,11 @@ class EmbeddedBackend(ChainBackend):
     def describe(self) -> str:
         return f"embedded chain in {self.data_dir}" if self.data_dir else self.name
 
+    @property
+    def failure(self) -> str | None:
+        """Why the chain stopped answering (its block log could not be written), or None: for ``/healthz``."""
+        return self.rpc.failure
+
     def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
         if len(calls) == 1:
             return [self.rpc.handle(calls[0].method, list(calls[0].params))]

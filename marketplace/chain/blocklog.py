@@ -146,7 +146,7 @@ class BlockLog:
     @classmethod
     def open(cls, path: Path) -> tuple["BlockLog", tuple[Record, ...]]:
         """Open an existing log: lock its directory, read every whole record, drop a torn tail."""
-        lock_fd = _lock_dir(path.parent)
+        lock_fd = lock_directory(path.parent)
         try:
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
         except BaseException:
@@ -171,7 +171,7 @@ class BlockLog:
     def create(cls, path: Path, records: Sequence[tuple[RecordKind, bytes]]) -> "BlockLog":
         """Write a new log whole (temporary file, fsync, rename, directory fsync), locked and open."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock_fd = _lock_dir(path.parent)
+        lock_fd = lock_directory(path.parent)
         try:
             end = _write_whole(path, records)
             fd = os.open(path, os.O_RDWR | os.O_APPEND)
@@ -232,8 +232,9 @@ def _write_whole(path: Path, records: Sequence[tuple[RecordKind, bytes]]) -> int
     return len(body)
 
 
-def _lock_dir(directory: Path) -> int:
-    """Lock ``directory`` for this process (``flock`` on its LOCK file, released when the fd closes)."""
+def lock_directory(directory: Path) -> int:
+    """Lock ``directory`` for this process (``flock`` on its LOCK file); returns the descriptor, whose
+    closing releases the lock. ``ChainError`` if another process holds it."""
     fd = os.open(directory / BlockLog.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

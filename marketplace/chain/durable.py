@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import threading
 import time
@@ -34,7 +35,7 @@ from eth.chains.base import MiningChain
 from eth_tester import PyEVMBackend
 
 from marketplace.chain import checkpoint
-from marketplace.chain.blocklog import BlockLog, Record, RecordKind
+from marketplace.chain.blocklog import BlockLog, Record, RecordKind, lock_directory
 from marketplace.chain.clock import ChainClock
 from marketplace.chain.embedded_chain import (
     CHAIN_ID,
@@ -190,6 +191,21 @@ def open_durable(data_dir: Path, mnemonic: str, accounts: int, hd_path: str, clo
     (data_dir / CHECKPOINT_NAME).unlink(missing_ok=True)  # from an earlier chain in this directory
     log.info("embedded chain: new chain in %s (genesis %s)", data_dir, "0x" + genesis.hash.hex())
     return assemble(chain, keys, clock, lambda evm: BlockJournal(block_log, evm, clock, store, [genesis.hash], 0, 0))
+
+
+def discard(data_dir: Path) -> bool:
+    """Delete the chain kept in ``data_dir`` (``cona up --fresh``); False if there was none.
+    Refused (``ChainError``) while a process has the chain open."""
+    if not (data_dir / LOG_NAME).exists():
+        return False
+    fd = lock_directory(data_dir)
+    try:
+        for name in (LOG_NAME, CHECKPOINT_NAME, LOG_NAME + ".tmp", CHECKPOINT_NAME + ".tmp"):
+            (data_dir / name).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+    log.info("embedded chain: discarded the chain in %s", data_dir)
+    return True
 
 
 def _corrupt(block_log: BlockLog, record: Record, why: str) -> ChainLogCorrupt:

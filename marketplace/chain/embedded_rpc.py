@@ -154,6 +154,8 @@ class EmbeddedRpc:
         if self.journal is None or not any(method in WRITES for method, _ in calls):
             return [self.handle(method, params) for method, params in calls]
         with self.lock:
+            if self.failure is not None:
+                return [self._stopped()] * len(calls)
             answers = [self._call(method, params) for method, params in calls]
             failed = self._sync()
         return [failed] * len(answers) if failed else answers
@@ -162,13 +164,16 @@ class EmbeddedRpc:
         if method in _LOCK_FREE and self.failure is None:
             return self._call(method, params)
         with self.lock:
+            if self.failure is not None:
+                return self._stopped()
             answer = self._call(method, params)
             return self._sync() or answer
 
+    def _stopped(self) -> dict[str, Any]:
+        return {"error": {"code": -32603, "message": self.failure}}
+
     def _sync(self) -> dict[str, Any] | None:
         """Bring the block log up to the chain (under the lock); an error answer if it cannot be."""
-        if self.failure is not None:
-            return {"error": {"code": -32603, "message": self.failure}}
         if self.journal is None:
             return None
         try:
@@ -176,7 +181,7 @@ class EmbeddedRpc:
         except Exception as exc:  # OSError inside ChainError, or anything the encoding raises
             self.failure = f"the embedded chain stopped: its block log cannot be written ({exc}); restart the market"
             log.error("embedded chain: %s", self.failure)
-            return {"error": {"code": -32603, "message": self.failure}}
+            return self._stopped()
         return None
 
     def _call(self, method: str, params: list[Any]) -> dict[str, Any]:

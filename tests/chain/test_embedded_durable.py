@@ -23,7 +23,7 @@ import pytest
 from marketplace.chain.backends import EmbeddedBackend, RpcBackend, dev_accounts
 from marketplace.chain.blocklog import scan
 from marketplace.chain.contracts import Chain
-from marketplace.chain.durable import CHECKPOINT_NAME, LOG_NAME, Replay
+from marketplace.chain.durable import CHECKPOINT_NAME, LOG_NAME, Replay, discard
 from marketplace.errors import ChainError, ChainLogCorrupt, ChainMismatch
 
 pytestmark = pytest.mark.chain
@@ -228,6 +228,7 @@ def test_a_disk_that_fills_up_stops_the_chain_instead_of_losing_blocks(project, 
         answer = chain.backend.forward({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
                                         "params": [raw]})
     assert answer["error"]["code"] == -32603 and "block log cannot be written" in answer["error"]["message"]
+    assert "block log cannot be written" in chain.backend.failure  # what /healthz can report
     assert rpc.handle("eth_blockNumber", [])["error"]["code"] == -32603  # every later call is refused too
     assert "error" in rpc.handle("eth_getBalance", [chain.signers[0].address])
     chain.close()
@@ -335,3 +336,18 @@ def test_a_checkpoint_above_a_rewind_is_not_used(project, node_dir):
         assert reprobe.call("total", chain.signers[1].address) == 0 and reprobe.call("total", chain.signers[2].address) == 9
     finally:
         again.close()
+
+
+def test_discard_starts_over_but_not_under_a_running_chain(project, node_dir):
+    chain = _open(project, node_dir)
+    probe = chain.deploy("ChainProbe", 100)
+    with pytest.raises(ChainError, match="in use by another process"):
+        discard(node_dir)
+    chain.close()
+    assert discard(node_dir) and not discard(node_dir)
+    fresh = _open(project, node_dir)
+    try:
+        assert fresh.backend.block_number() == 0
+        assert fresh.backend.request("eth_getCode", [probe.address, "latest"]) in ("0x", "")
+    finally:
+        fresh.close()
