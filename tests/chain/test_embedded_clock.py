@@ -7,6 +7,7 @@ The wall clock is a ``ManualWall`` the test moves by hand, so "60 real seconds" 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -154,3 +155,21 @@ def test_the_clock_refuses_to_go_backwards():
         clock.advance(-1)
     with pytest.raises(InputError, match="lower than the latest"):
         clock.set_next(5, latest=6)
+
+
+def test_gas_estimated_in_one_second_suffices_for_the_next(world):
+    # a lease failed in its first second: estimated with nothing served, mined a second later with
+    # one second served, which pays the provider and the fee recipient (two fresh storage slots)
+    wall, env = world
+    provider, backup, buyer = env.providers[0], env.providers[1], env.buyers[2]
+    env.register(provider)
+    env.register(backup)
+    oid = env.running_order(buyer, provider, backups=[backup])  # a backup takes over: no refund yet
+    req = env.market.request("fail", oid)
+    call = {"from": env.orchestrator.address, "to": req.to, "data": "0x" + req.data.hex()}
+    limit = env.chain.writer.estimate_gas(env.orchestrator.address, req)
+    wall.advance(1)
+    needed = int(env.chain.backend.request("eth_estimateGas", [call]), 16)  # what the next second takes
+    assert limit >= needed
+    receipt = env.chain.writer.transact(env.orchestrator, dataclasses.replace(req, gas=limit))
+    assert receipt.ok and env.market.order(oid).served == 1
