@@ -372,9 +372,7 @@ class EmbeddedRpc:
 
     def _restamp(self) -> None:
         """Re-stamp the (empty) pending block after the clock moved, so reads of "pending" agree."""
-        restamp = getattr(self.tester.backend.chain, "restamp", None)
-        if restamp is not None:
-            restamp()
+        self.tester.backend.chain.restamp()
 
     def rpc_evm_mine(self, *_: Any) -> str:
         self.tester.mine_blocks(1)
