@@ -167,7 +167,7 @@ def run(quick: bool = False) -> dict:
         lsa_mod.clear_descriptor_cache()
         cold_rates.append(_rate(decode_lsa, cold, 1))
         # every cold decode was a cache miss: each descriptor is distinct, so each was parsed
-        assert len(lsa_mod._DESCRIPTORS) == len(cold)
+        assert lsa_mod.cached_descriptors() == len(cold)
     return {
         "lsa_decode_per_s": rnd(decode_rate),
         "lsa_decode_cold_per_s": rnd(max(cold_rates)),

@@ -19,7 +19,7 @@ frequency (89 task types).
   placed, mean over ``SEEDS`` (quick: two); ``gpu_alloc_ratio_inflated_130``: the same draws
   go on past failures (a failed order is dropped) until the arrived GPU demand is 130% of
   the capacity, then the share allocated (the paper's allocation-vs-arrived-workload view);
-- ``baseline_*``: the same with ``first_fit`` (lowest-index feasible provider, no scoring),
+- ``baseline_*``: the same with the ``first-fit`` policy (lowest-index feasible provider, no scoring),
   in the same run, on the same orders, nodes and stop rule.
 Each placement is checked against the provider's capacity by the index (negative free
 capacity is a bug that stops the run), and every order must end bound.
@@ -129,7 +129,7 @@ def run(quick: bool = False) -> dict:
     for key, (n, m) in sizes.items():
         out[f"orders_per_s_{key}"] = rnd(throughput(nodes, pods, routing, attach, n, m, workload))
     n_base, m_base = sizes["10k"]
-    base_cfg = MatchingConfig(first_fit=True)
+    base_cfg = MatchingConfig(policy="first-fit")
     out["baseline_orders_per_s_10k"] = rnd(throughput(nodes, pods, routing, attach, n_base, m_base, workload,
                                                       base_cfg))
     cluster = nodes[:300] if quick else nodes

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from eth_tester import EthereumTester
 from eth_tester.exceptions import (
@@ -35,6 +35,12 @@ from eth_tester.exceptions import (
     TransactionNotFound,
     ValidationError,
 )
+
+from marketplace.errors import InputError
+
+if TYPE_CHECKING:
+    from marketplace.chain.clock import ChainClock
+    from marketplace.chain.durable import BlockJournal
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +114,22 @@ class RpcFailure(Exception):
 _LOCK_FREE = frozenset({"eth_blockNumber", "eth_chainId", "net_version", "web3_clientVersion"})
 #: mined blocks kept encoded (per head: the cache is dropped whenever the head moves)
 MAX_KEPT_BLOCKS = 64
+#: methods that may change the chain (and so the block log); anything else only reads
+WRITES = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "evm_mine", "anvil_mine", "evm_revert",
+                    "evm_increaseTime", "evm_setNextBlockTimestamp", "evm_setAutomine"})
 
 
 class EmbeddedRpc:
     """JSON-RPC methods over an ``EthereumTester``. Thread-safe (one lock: py-evm is not)."""
 
-    def __init__(self, tester: EthereumTester, chain_id: int) -> None:
+    def __init__(self, tester: EthereumTester, chain_id: int, *, clock: "ChainClock",
+                 journal: "BlockJournal | None" = None) -> None:
         self.tester = tester
+        self.clock = clock
+        self.journal = journal
+        #: why the chain stopped (the block log could not be written), or None
+        self.failure: str | None = None
+        self._snapshot_offsets: dict[int, int] = {}
         # the instance has its estimator already; the class serves the chain objects that
         # eth-tester builds anew on every revert
         type(tester.backend.chain).gas_estimator = staticmethod(fast_gas_estimate)
@@ -129,18 +144,54 @@ class EmbeddedRpc:
 
     def head_number(self) -> int:
         """The latest mined block's number, without the lock: the pending header is one attribute,
-        replaced only after its parent is persisted (eth-tester's "latest" is the pending's parent)."""
-        return max(0, self.tester.backend.chain.header.block_number - 1)
+        replaced only after its parent is persisted (eth-tester's "latest" is the pending's parent),
+        and never above the durable head when the chain keeps a log."""
+        head = max(0, self.tester.backend.chain.header.block_number - 1)
+        return head if self.journal is None else min(head, self.journal.durable_head)
+
+    def handle_batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Answer calls in order. A batch that writes runs under the lock once and syncs the log once."""
+        if self.journal is None or not any(method in WRITES for method, _ in calls):
+            return [self.handle(method, params) for method, params in calls]
+        with self.lock:
+            if self.failure is not None:
+                return [self._stopped()] * len(calls)
+            answers = [self._call(method, params) for method, params in calls]
+            failed = self._sync()
+        return [failed] * len(answers) if failed else answers
 
     def handle(self, method: str, params: list[Any]) -> dict[str, Any]:
+        if method in _LOCK_FREE and self.failure is None:
+            return self._call(method, params)
+        with self.lock:
+            if self.failure is not None:
+                return self._stopped()
+            answer = self._call(method, params)
+            return self._sync() or answer
+
+    def _stopped(self) -> dict[str, Any]:
+        return {"error": {"code": -32603, "message": self.failure}}
+
+    def _sync(self) -> dict[str, Any] | None:
+        """Bring the block log up to the chain (under the lock); an error answer if it cannot be."""
+        if self.journal is None:
+            return None
+        try:
+            self.journal.sync()
+        except Exception as exc:  # OSError inside ChainError, or anything the encoding raises
+            self.failure = f"the embedded chain stopped: its block log cannot be written ({exc}); restart the market"
+            log.error("embedded chain: %s", self.failure)
+            return self._stopped()
+        return None
+
+    def _call(self, method: str, params: list[Any]) -> dict[str, Any]:
         fn = self._methods.get(method)
         if fn is None:
             return {"error": {"code": -32601, "message": f"the method {method} does not exist/is not available"}}
         try:
-            if method in _LOCK_FREE:
-                return {"result": fn(*params)}
-            with self.lock:
-                return {"result": fn(*params)}
+            return {"result": fn(*params)}
+        except InputError as exc:  # the clock refused to move backwards
+            return {"error": {"code": -32602, "message": exc.message}}
         except RpcFailure as exc:
             err: dict[str, Any] = {"code": exc.code, "message": exc.message}
             if exc.data is not None:
@@ -226,6 +277,8 @@ class EmbeddedRpc:
 
     def rpc_eth_call(self, tx: dict[str, Any], block: Any = "latest") -> str:
         _LAST_REVERT.data = None
+        if block == "pending":
+            self._restamp()  # the pending block is stamped now, as anvil's is
         try:
             return to_rpc(self.tester.call(tx_from_rpc(tx), _block_id(block)))
         except TransactionFailed:
@@ -234,8 +287,12 @@ class EmbeddedRpc:
                 raise
             raise RpcFailure(3, "execution reverted", "0x" + data.hex()) from None
 
-    def rpc_eth_estimateGas(self, tx: dict[str, Any], block: Any = "latest") -> str:
-        return hex(self.tester.estimate_gas(tx_from_rpc(tx), _block_id(block)))
+    def rpc_eth_estimateGas(self, tx: dict[str, Any], block: Any = "pending") -> str:
+        # "latest" and "pending" both simulate a block on top of the head stamped by the clock now:
+        # anvil's default, so a transaction that becomes valid with time (a timeout) is estimated
+        # as it will be mined, even on an idle chain
+        block = "latest" if block == "pending" else _block_id(block)
+        return hex(self.tester.estimate_gas(tx_from_rpc(tx), block))
 
     def rpc_eth_sendRawTransaction(self, raw: str) -> str:
         return self.tester.send_raw_transaction(raw)
@@ -291,22 +348,31 @@ class EmbeddedRpc:
 
     def rpc_evm_snapshot(self) -> str:
         snap = self.tester.take_snapshot()
+        if isinstance(snap, int):
+            self._snapshot_offsets[snap] = self.clock.offset
         return hex(snap) if isinstance(snap, int) else to_rpc(snap)
 
     def rpc_evm_revert(self, snapshot: Any) -> bool:
         if isinstance(snapshot, str) and len(snapshot) <= 18:
             snapshot = int(snapshot, 16)
         self.tester.revert_to_snapshot(snapshot)
+        if snapshot in self._snapshot_offsets:
+            self.clock.restore(self._snapshot_offsets[snapshot])
+        self._restamp()
         return True
 
     def rpc_evm_increaseTime(self, seconds: Any) -> str:
-        seconds = int(seconds, 16) if isinstance(seconds, str) else int(seconds)
-        latest = self.tester.get_block_by_number("latest")["timestamp"]
-        self.tester.time_travel(latest + seconds)
-        return hex(seconds)
+        self.clock.advance(_quantity(seconds, "seconds"))
+        self._restamp()
+        return hex(self.clock.offset)
 
     def rpc_evm_setNextBlockTimestamp(self, ts: Any) -> None:
-        self.tester.time_travel(int(ts, 16) if isinstance(ts, str) else int(ts))
+        self.clock.set_next(_quantity(ts, "timestamp"), self.tester.get_block_by_number("latest")["timestamp"])
+        self._restamp()
+
+    def _restamp(self) -> None:
+        """Re-stamp the (empty) pending block after the clock moved, so reads of "pending" agree."""
+        self.tester.backend.chain.restamp()
 
     def rpc_evm_mine(self, *_: Any) -> str:
         self.tester.mine_blocks(1)
@@ -320,6 +386,13 @@ class EmbeddedRpc:
             self.tester.enable_auto_mine_transactions()
         else:
             self.tester.disable_auto_mine_transactions()
+
+
+def _quantity(value: Any, name: str) -> int:
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise RpcFailure(-32602, f"{name} must be a quantity, got {value!r}") from None
 
 
 def _revert_error(exc: TransactionFailed) -> dict[str, Any]:

@@ -36,6 +36,12 @@ from marketplace.errors import ChainError, InputError, InsufficientFunds, NonceC
 log = logging.getLogger(__name__)
 
 GWEI = 10**9
+#: gas added to every estimate (after the multiplier). A block can be stamped a second after the
+#: estimate ran (the clock moves on between estimate and inclusion, on any chain), and a contract's
+#: path can depend on the time: a lease failed in its first second is estimated with nothing served
+#: and mined with one second served, which pays the provider and the fee recipient, two storage
+#: slots written fresh (2 x 22,100 gas). Unused gas is not charged.
+GAS_HEADROOM = 50_000
 
 
 class Signer:
@@ -242,7 +248,7 @@ class TransactionWriter:
             raise self._classify(exc, sender, req) from None
         self.max_fee()
         cap = self._gas_cap or est * 2
-        return min(int(est * self.gas_multiplier) + 10_000, cap)
+        return min(int(est * self.gas_multiplier) + GAS_HEADROOM, cap)
 
     def _sign(self, signer: Signer, req: TxRequest) -> tuple[bytes, str]:
         # estimate first: a request that would revert must not consume a nonce

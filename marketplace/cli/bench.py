@@ -7,6 +7,9 @@ the other commands: the output is JSON either way.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from marketplace.cli.options import JsonOpt
@@ -68,3 +71,15 @@ def bench_gas(as_json: bool = typer.Option(False, "--json", help="print JSON (th
     from bench import gas
 
     gas.bench_gas(as_json=as_json, quick=quick, markdown=markdown)
+
+
+@bench_app.command("domains")
+def bench_domains(as_json: bool = typer.Option(False, "--json", help="print JSON (the default output)"),
+                  quick: bool = QuickOpt,
+                  as_graph: Optional[Path] = typer.Option(None, "--as-graph", exists=True, dir_okay=False,
+                                                          help="a CAIDA as-rel or SNAP as-caida file")) -> None:
+    """Inter-domain summaries: one origin announces, then withdraws, across an AS graph (MRAI timers in
+    simulated time); messages, wall and simulated seconds, stale routes left."""
+    from bench import domains
+
+    emit(domains.run(quick=quick, as_graph=as_graph), True)

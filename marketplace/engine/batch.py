@@ -77,22 +77,13 @@ def provider_of(doc: dict[str, Any]) -> Provider:
 
 
 def hold(sched: Scheduler, order: Order, placement: Placement) -> None:
-    """Hold capacity for a lease the chain already bound (recovery, failover to a backup).
-
-    The matching core has no public call for "this lease exists already", so this goes
-    through its reserve/confirm steps directly (see docs/engine.md)."""
-    row = sched.index.pos[placement.provider_id]
-    sched.orders[order.order_id] = order
-    sched._reserve(order, row, placement)  # noqa: SLF001 - no public restore in matching yet
-    sched.confirm(order.order_id)
+    """Hold capacity for a lease the chain already bound (recovery, failover to a backup)."""
+    sched.hold(order, placement)
 
 
 def place_on(sched: Scheduler, order: Order, provider_id: str, now: float) -> Placement | None:
     """The exact slots ``order`` would take on ``provider_id`` now (best fit), or None."""
-    row = sched.index.pos.get(provider_id)
-    if row is None:
-        return None
-    return sched._place(sched._state_for(order, now), row)  # noqa: SLF001
+    return sched.placement_on(order, provider_id, now)
 
 
 def withdraw(sched: Scheduler, order_id: str) -> None:

@@ -6,6 +6,11 @@
       .schedule_round(now)        -> RoundResult(decisions, digest())
       .explain(order)             -> Explanation (per provider: rejections or scores)
       .unreserve(order_id)        idempotent; .confirm(order_id); .release(order_id)
+      .hold(order, placement)     capacity of a lease bound elsewhere (recovery, failover)
+      .placement_on(order, provider_id, now) -> Placement | None
+
+MatchingConfig(policy=...) selects a registered policy (registry.py: "default", "first-fit");
+the framework's extension points are Protocols in framework.py, plugins in plugins/.
 
 See docs/matching.md for the pipeline, plugins, reason codes, ageing and determinism.
 """
@@ -16,7 +21,8 @@ from marketplace.matching.fragmentation import FragmentationModel, TaskType, Wor
 from marketplace.matching.model import (Code, Decision, Explanation, Order, Outcome, Placement, Provider,
                                         ProviderStatus, ProviderVerdict, Rejection, Reservation, ReservationState,
                                         ScoreLine)
-from marketplace.matching.scheduler import RoundResult, Scheduler
+from marketplace.matching.ledger import RoundResult
+from marketplace.matching.scheduler import Scheduler
 
 __all__ = [
     "Binder", "BindResult", "BindStatus", "InMemoryBinder", "MatchingConfig", "FragmentationModel", "TaskType",

@@ -7,6 +7,9 @@ transaction per round and answers per reservation. The core never talks to a cha
 It binds at once, or (``defer=True``) answers ``PENDING`` so that the reservation stays
 unbound until the caller confirms it, as a chain write that has not been mined yet.
 
+``Binder`` is the Bind extension point's protocol; the registry lists ``InMemoryBinder`` as
+``InMemory`` (the binder a scheduler uses when the edge gives none).
+
 Invariants: a binder answers exactly one ``BindResult`` per reservation it is given, in the
 same order; a reservation is bound at most once.
 """
@@ -16,10 +19,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence
 
 from marketplace.matching.errors import BindError
 from marketplace.matching.model import Reservation
+
+if TYPE_CHECKING:
+    from marketplace.matching.config import MatchingConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,12 @@ class Binder(Protocol):
 
 class InMemoryBinder:
     """Test and benchmark binder: leases in memory, no chain (see module docstring)."""
+
+    name: ClassVar[str] = "InMemory"
+
+    @classmethod
+    def new(cls, config: MatchingConfig) -> InMemoryBinder:
+        return cls()
 
     def __init__(self, *, defer: bool = False, refuse: Callable[[Reservation], str | None] | None = None) -> None:
         self.defer = defer

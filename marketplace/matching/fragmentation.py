@@ -15,7 +15,7 @@ accelerator capacity of node n that m cannot use is fragmented:
 and the node's expected fragmentation over the workload's distribution of task types M
 (popularity p_m) is ``F_n(M) = sum_m p_m F_n(m)``. Fragmentation Gradient Descent places a
 task where it increases F the least: ``delta = F_n'(M) - F_n(M)``; ``Fragmentation`` in
-``plugins.py`` scores ``-delta``. This follows the authors' simulator
+``plugins/scores.py`` scores ``-delta``. This follows the authors' simulator
 (hkust-adsl/kubernetes-scheduler-simulator, ``NodeGpuShareFragAmountScore``: every class but
 "Q3 satisfied" counts, including a CPU-only task's "XL"). Task types are the trace's own
 (count, share, CPU) shapes, weighted by their share of the device demand (the paper weights

@@ -64,12 +64,36 @@ class ProviderIndex:
         self.providers: list[Provider] = plist
         self.ids: list[str] = [p.provider_id for p in plist]
         self.pos: dict[str, int] = {pid: i for i, pid in enumerate(self.ids)}
-        self.n = n = len(plist)
+        self.n = len(plist)
         self.routing = routing
         self.version = 0
-        # hardware shapes: providers with equal devices and memory share fit's static verdict
+        width = self._group_shapes(plist)
+        self._capacity_columns(width)
+        self._market_columns(plist)
+        # interned state ids: equal (shape, free parts, CPU, memory) -> equal id, so scores of
+        # identical candidates are computed once (most providers of a large market are alike)
+        self._intern: dict[tuple, int] = {}
+        self.state = np.zeros(self.n, dtype=np.int64)
+        for g in range(len(self.group_views)):
+            rows = np.flatnonzero(self.group == g)
+            if len(rows):
+                self.state[rows] = self._state_id(int(rows[0]))
+        self._frag_memo: dict[int, float] = {}
+        #: placement.PlacementMemo per requirement shape (valid while the fragmentation model is)
+        self.memos: dict[tuple, object] = {}
+        self.frag_model: FragmentationModel | None = None
+        self.frag_class: DeviceClass | None = None
+        #: PlacementMemo keys leave the memory ask out (placement.memo_key)
+        self.memo_ignores_memory = True
+        self.frag = np.zeros(self.n)
+        log.info("provider index: %d providers, %d hardware shapes, classes %s", self.n, len(self.group_views),
+                 [c.name for c in self.slots])
+
+    def _group_shapes(self, plist: list[Provider]) -> dict[DeviceClass, int]:
+        """Hardware shapes: providers with equal devices and memory share fit's static verdict
+        (``group``, ``group_views``, ``views``). Returns the widest slot count per class."""
         shapes: dict[tuple, int] = {}
-        self.group = np.zeros(n, dtype=np.int32)
+        self.group = np.zeros(self.n, dtype=np.int32)
         self.group_views: list[NodeView] = []
         self.views: list[NodeView] = []
         width: dict[DeviceClass, int] = {}
@@ -86,8 +110,13 @@ class ProviderIndex:
             for cls, k in view.slots.items():
                 if cls != DeviceClass.CPU and k > width.get(cls, 0):
                     width[cls] = k
+        return width
+
+    def _capacity_columns(self, width: dict[DeviceClass, int]) -> None:
+        """Per-slot, CPU and memory capacity, set per hardware group then broadcast (far fewer
+        groups than providers); everything starts free."""
+        n = self.n
         self.slots: dict[DeviceClass, ClassSlots] = {c: ClassSlots(n, w) for c, w in sorted(width.items())}
-        # per-group slot capacities, then broadcast (far fewer groups than providers)
         self.cpu_cap = np.zeros(n, dtype=np.int64)
         self.mem_cap = np.zeros(n, dtype=np.int64)
         for g, view in enumerate(self.group_views):
@@ -109,6 +138,9 @@ class ProviderIndex:
                                                          for c, cs in self.slots.items()}
         self.cpu_free = self.cpu_cap.copy()
         self.mem_free = self.mem_cap.copy()
+
+    def _market_columns(self, plist: list[Provider]) -> None:
+        n = self.n
         self.price = np.full(n, np.nan)
         self.domain = np.full(n, -1, dtype=np.int64)
         self.status = np.zeros(n, dtype=np.int8)
@@ -121,24 +153,6 @@ class ProviderIndex:
             self._set_market(i, p)
         #: every provider names an attachment node (latency is then a plain gather)
         self.attach_all = bool((self.attach >= 0).all())
-        # interned state ids: equal (shape, free parts, CPU, memory) -> equal id, so scores of
-        # identical candidates are computed once (most providers of a large market are alike)
-        self._intern: dict[tuple, int] = {}
-        self.state = np.zeros(n, dtype=np.int64)
-        for g in range(len(self.group_views)):
-            rows = np.flatnonzero(self.group == g)
-            if len(rows):
-                self.state[rows] = self._state_id(int(rows[0]))
-        self._frag_memo: dict[int, float] = {}
-        #: plugins.PlacementMemo per requirement shape (valid while the fragmentation model is)
-        self.memos: dict[tuple, object] = {}
-        self.frag_model: FragmentationModel | None = None
-        self.frag_class: DeviceClass | None = None
-        #: PlacementMemo keys leave the memory ask out (plugins.memo_key)
-        self.memo_ignores_memory = True
-        self.frag = np.zeros(n)
-        log.info("provider index: %d providers, %d hardware shapes, classes %s", n, len(self.group_views),
-                 [c.name for c in self.slots])
 
     # ------------------------------------------------------------------ market facts
 
@@ -293,7 +307,7 @@ class ProviderIndex:
     def take(self, i: int, pl: Placement, frag_after: float | None = None) -> None:
         """Take ``pl`` on row ``i``. ``frag_after``: the row's fragmentation after it, when the
         caller has simulated exactly this placement on the row's current state (not checked
-        here: PlacementMemo.after under the memo's slot check, scheduler._reserve)."""
+        here: PlacementMemo.after under the memo's slot check, placement.Placer.frag_after)."""
         self._apply(i, pl, -1, frag_after)
 
     def give(self, i: int, pl: Placement) -> None:

@@ -1,4 +1,4 @@
-"""The tier queue: orders by tier, with ageing so that low tiers never starve.
+"""The order queue, and its QueueSort plugin: orders by tier, with ageing so that low tiers never starve.
 
 Ageing formula. An order of tier ``t`` (0..3) submitted at ``s`` has at time ``now`` the
 effective priority
@@ -17,6 +17,9 @@ served before every order submitted more than ``MAX_TIER * ageing_s`` seconds af
 whatever their tiers; a tier-0 order waits behind at most the higher-tier orders submitted
 within ``3 * ageing_s`` after it (plus those already queued).
 
+``TierAgeing`` is that QueueSort plugin (``key``); ``OrderQueue`` is the heap of queued
+orders, ordered by any QueueSort plugin's key.
+
 Invariants: deterministic (keys are (v, submitted_at, order_id), no insertion-order or
 clock dependence); an order id is in the queue at most once.
 """
@@ -25,18 +28,29 @@ from __future__ import annotations
 
 import heapq
 import logging
+from typing import TYPE_CHECKING
 
 from marketplace.matching.errors import InvalidOrder
+from marketplace.matching.framework import QueueSortPlugin
 from marketplace.matching.model import Order
+
+if TYPE_CHECKING:
+    from marketplace.matching.config import MatchingConfig
 
 log = logging.getLogger(__name__)
 
 
-class TierQueue:
+class TierAgeing(QueueSortPlugin):
+    """QueueSort by tier with ageing: waiting ``ageing_s`` is worth one tier (module docstring)."""
+
+    name = "TierAgeing"
+
     def __init__(self, ageing_s: float) -> None:
         self.ageing_s = float(ageing_s)
-        self._heap: list[tuple[float, float, str]] = []
-        self._orders: dict[str, Order] = {}
+
+    @classmethod
+    def new(cls, config: MatchingConfig) -> TierAgeing:
+        return cls(config.ageing_s)
 
     def key(self, order: Order) -> tuple[float, float, str]:
         return (order.submitted_at - order.tier * self.ageing_s, order.submitted_at, order.order_id)
@@ -45,15 +59,28 @@ class TierQueue:
         """The effective priority at ``now`` (for display; the heap uses ``key``)."""
         return order.tier + (now - order.submitted_at) / self.ageing_s
 
+
+class OrderQueue:
+    """Queued orders, served by the QueueSort plugin's key (smallest first)."""
+
+    def __init__(self, sort: QueueSortPlugin) -> None:
+        self.sort = sort
+        self._heap: list[tuple] = []
+        self._orders: dict[str, Order] = {}
+
+    def priority(self, order: Order, now: float) -> float:
+        return self.sort.priority(order, now)
+
     def push(self, order: Order) -> None:
         if order.order_id in self._orders:
             raise InvalidOrder(f"order {order.order_id} is already queued", field="order_id")
         self._orders[order.order_id] = order
-        heapq.heappush(self._heap, self.key(order))
+        heapq.heappush(self._heap, self.sort.key(order))
 
     def pop(self) -> Order | None:
         while self._heap:
-            _, _, oid = heapq.heappop(self._heap)
+            # every QueueSort key ends with the order id (keys are total)
+            oid = heapq.heappop(self._heap)[-1]
             order = self._orders.pop(oid, None)
             if order is not None:
                 return order
@@ -80,4 +107,4 @@ class TierQueue:
 
     def snapshot(self) -> list[Order]:
         """Queued orders in service order (for inspection and tests)."""
-        return sorted(self._orders.values(), key=self.key)
+        return sorted(self._orders.values(), key=self.sort.key)

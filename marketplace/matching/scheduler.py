@@ -1,22 +1,24 @@
 """The scheduler: orders in, placements out, one deterministic round at a time.
 
-One round (``schedule_round(now)``) runs the Kubernetes framework's extension points:
+The scheduler runs the Kubernetes scheduling framework (``framework.py``) with the plugins
+its config's policy names (``registry.py``). One round (``schedule_round(now)``):
 
-    QueueSort   TierQueue (tier + ageing), up to ``batch_size`` orders
-    PreFilter   validate; refuse at once an order no provider can EVER satisfy
-    Filter      vectorized masks over all providers (plugins.py)
-    PostFilter  ReservationPreemption: a higher tier may take an unbound, lower-tier reservation
-    Score       over at most ``num_to_score`` feasible providers, from a rotating start index
-    Normalize   min-max to 0..100, weighted sum; ties broken by a seeded hash
-    Reserve     take the capacity (index.take); Unreserve gives it back, idempotently
-    Permit      StakeCoversLeases: a provider's stake covers its leases of this round
+    QueueSort   up to ``batch_size`` orders, in the QueueSort plugin's order (tier + ageing)
+    PreFilter   refuse an order no provider can EVER satisfy (EverFeasible)
+    Filter      vectorized masks over all providers (plugins/filters.py)
+    PostFilter  when nothing passes: ReservationPreemption may nominate a provider and victims
+    Score       the policy's sampling (up to ``num_to_score`` feasible providers from a rotating
+                start, or the first feasible one), weighted normalized scores (scoring.py)
+    Reserve     the exact slots (placement.Placer), taken by the Reserve plugins; Unreserve
+                gives them back, idempotently
+    Permit      each reservation of the round (StakeCoversLeases)
     Bind        one Binder.bind call for the whole round (one batched chain write)
 
 Determinism: the result depends only on the inputs (providers, config, workload
 distribution, the queued orders, ``now``, the seed and the state left by earlier rounds and
 calls): providers are indexed by id, ties are broken by keccak(seed, order id), nothing
 reads a clock or iterates a set. ``RoundResult.digest()`` is a keccak over a canonical
-encoding of these inputs and of the decisions, for replay.
+encoding of these inputs and of the decisions, for replay (ledger.py).
 
 Invariants: a bound lease is never pre-empted; capacity is held by at most one live
 reservation per order; ``unreserve`` is idempotent; every order that leaves the queue
@@ -25,158 +27,121 @@ without a lease has a decision with reasons.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
-from eth_utils import keccak
 
+from marketplace.errors import Unschedulable
 from marketplace.matching.binder import Binder, BindStatus, InMemoryBinder
 from marketplace.matching.config import MatchingConfig
-from marketplace.matching.errors import InvalidOrder, LeaseBound, UnknownOrder, unschedulable
+from marketplace.matching.errors import InvalidOrder, InvalidProvider, LeaseBound, UnknownOrder
 from marketplace.matching.fragmentation import FragmentationModel, TaskType, WorkloadDistribution
+from marketplace.matching.framework import (CycleState, ExtensionPoint, FilterPlugin, Held, Lifetime, SharedState,
+                                            StateKey)
 from marketplace.matching.index import ProviderIndex
+from marketplace.matching.ledger import Ledger, RoundResult
 from marketplace.matching.model import (Code, Decision, Explanation, Order, Outcome, Placement, Provider,
                                         ProviderVerdict, Rejection, Reservation, ReservationState, ScoreLine)
-from marketplace.matching.plugins import FILTERS, SCORES, CycleState, FilterPlugin, Sim, memo_key
-from marketplace.matching.queue import TierQueue
-from marketplace.resources.fit import fit
+from marketplace.matching.placement import Placer
+from marketplace.matching.queue import OrderQueue
+from marketplace.matching.registry import REGISTRY, Sampling
+from marketplace.matching.scoring import Scorer
 from marketplace.resources.model import DeviceClass
 
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "cona-matching/1"
 
-
-def _canon(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class RoundResult:
-    round_no: int
-    now: float
-    decisions: tuple[Decision, ...]
-    #: keccak of the round's inputs (config, workload, providers, prior state, orders, now, seed)
-    inputs_digest: bytes
-    #: counts of providers examined while searching (for cost accounting)
-    examined: int = 0
-
-    def digest(self) -> bytes:
-        """keccak-256 over the inputs digest and the canonical decisions: what goes on chain."""
-        return keccak(self.inputs_digest + _canon([d.canonical() for d in self.decisions]))
-
-    def by_order(self) -> dict[str, Decision]:
-        return {d.order_id: d for d in self.decisions}
-
-    def count(self, outcome: Outcome) -> int:
-        return sum(1 for d in self.decisions if d.outcome == outcome)
+#: per (clock when a static filter reads it, order asks): the AND of the filters that do not
+#: read free capacity
+STATIC_MASK: StateKey[np.ndarray] = StateKey("Scheduler.static-mask", Lifetime.ROUND_ROUTES)
 
 
 @dataclass(slots=True)
-class _Held:
-    reservation: Reservation
-    state: ReservationState
-    row: int
-    value: float = 0.0
+class _Round:
+    """One round's work in progress: decisions in order, this round's live reservations, the
+    orders to requeue at its end, and the providers examined."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    new: list[Held] = field(default_factory=list)
+    requeue: list[Order] = field(default_factory=list)
+    examined: int = 0
 
 
 class Scheduler:
-    """The matching engine's pure core. See the module docstring for one round's steps."""
+    """The matching engine's pure core, and the framework ``Handle`` its plugins see."""
 
     def __init__(self, providers: Iterable[Provider], *, config: MatchingConfig | None = None, routing=None,
                  binder: Binder | None = None, workload: WorkloadDistribution | None = None) -> None:
         self.config = config or MatchingConfig()
         self.index = ProviderIndex(providers, routing=routing)
         self.routing = routing
-        self.binder: Binder = binder if binder is not None else InMemoryBinder()
-        self.filters: list[FilterPlugin] = [FILTERS[n]() for n in self.config.filter]
-        self.scores = [(SCORES[n](), w) for n, w in self.config.score if w > 0]
-        self.tie_break = [SCORES[n]() for n in self.config.tie_break]
-        self._wsum = sum(w for _, w in self.scores) or 1.0
+        self._build_plugins(binder)
         if workload is None:
             # without the edge's workload history, one whole device is the only type assumed
             workload = WorkloadDistribution(DeviceClass.GPU, (TaskType(1, 1000, 0, 0, 1.0),))
         self.workload = workload
-        if any(p.name == "Fragmentation" for p in [q for q, _ in self.scores] + self.tie_break):
+        scorers = [p for p, _ in self.scorer.scores] + self.scorer.tie_break
+        if self.config.profile.track_fragmentation or any(p.needs_fragmentation for p in scorers):
             self.index.set_fragmentation(FragmentationModel(workload))
-        self.queue = TierQueue(self.config.ageing_s)
+        self.placer = Placer(self.index)
         self.orders: dict[str, Order] = {}
-        self.held: dict[str, _Held] = {}
+        self.held: dict[str, Held] = {}
         #: unbound reservations per provider row (the only ones pre-emption may take)
-        self.unbound_on: dict[int, dict[str, _Held]] = {}
+        self.unbound_on: dict[int, dict[str, Held]] = {}
         self.round_no = 0
         self.next_start = 0
-        self._caches: dict = {}
-        #: fit() with free capacity, per (hardware ask, provider state id): _place's device groups.
-        #: Valid for the index's life: state ids are never reused and hardware never changes
-        self._fit_memo: dict = {}
-        self._tie_seed = int(self.config.seed).to_bytes(32, "big", signed=False)
-        self._providers_digest: bytes | None = None
-        self._state = keccak(b"cona-matching-state")
-        self._events: list[list] = []
-        self._req_hex: dict = {}
-        self.providers_digest()
-        self._static_digest = keccak(_canon([ENGINE_VERSION, self.config.canonical(), self.workload.canonical()]))
+        self.shared = SharedState()
+        self.ledger = Ledger(ENGINE_VERSION, self.config, self.workload, self.index)
+
+    def _build_plugins(self, binder: Binder | None) -> None:
+        profile, cfg = self.config.profile, self.config
+
+        def make(point: ExtensionPoint, name: str):
+            return REGISTRY.create(point, name, cfg)
+
+        P = ExtensionPoint
+        self.queue = OrderQueue(make(P.QUEUE_SORT, profile.queue_sort))
+        self.pre_filters = [make(P.PRE_FILTER, n) for n in profile.pre_filter]
+        self.filters: list[FilterPlugin] = [make(P.FILTER, n) for n in profile.filter]
+        self._dynamic = [f for f in self.filters if f.dynamic]
+        self._static_reads_clock = any(f.reads_clock(cfg) for f in self.filters if not f.dynamic)
+        self.post_filters = [make(P.POST_FILTER, n) for n in profile.post_filter]
+        self.scorer = Scorer(self.index, [(make(P.SCORE, n), w) for n, w in profile.score if w > 0],
+                             [make(P.SCORE, n) for n in profile.tie_break],
+                             make(P.NORMALIZE_SCORE, profile.normalize_score), cfg.seed)
+        self.reserves = [make(P.RESERVE, n) for n in profile.reserve]
+        self.permits = [make(P.PERMIT, n) for n in profile.permit]
+        self.binder: Binder = binder if binder is not None else REGISTRY.create(P.BIND, InMemoryBinder.name, cfg)
 
     # ================================================================== inputs
 
     def providers_digest(self) -> bytes:
-        """keccak over every provider's canonical record, in id order (the LSDB snapshot).
+        """keccak over every provider's canonical record, in id order (the LSDB snapshot)."""
+        return self.ledger.providers_digest()
 
-        A record names its hardware by the digest of its descriptor without the hostname
-        (computed once per hardware shape) plus the hostname, so the snapshot costs one small
-        record per provider, not one descriptor digest each."""
-        if self._providers_digest is None:
-            shape: dict[tuple, str] = {}
-            leaves = []
-            for p in self.index.providers:
-                d = p.descriptor
-                key = (d.devices, d.memory_mib, d.disk_gib, d.numa_nodes, d.arch)
-                h = shape.get(key)
-                if h is None:
-                    c = d.canonical()
-                    c.pop("hostname")
-                    h = shape[key] = keccak(_canon(c)).hex()
-                leaves.append([p.provider_id, d.hostname, h, p.attach_node, p.price, p.domain, p.status.value,
-                               p.stake, repr(float(p.load)), None if p.lsa_at is None else repr(float(p.lsa_at)),
-                               repr(float(p.reliability))])
-            self._providers_digest = keccak(_canon(leaves))
-        return self._providers_digest
+    def state_digest(self) -> bytes:
+        """keccak chain over every state change (submit, reserve, unreserve, bind, round)."""
+        return self.ledger.state_digest()
 
     def update_provider(self, provider: Provider) -> None:
         """A new LSA / registry fact (status, stake, load, price, reliability) for a known provider."""
         self.index.update_market(provider)
-        self._providers_digest = None
-        self._caches.clear()
+        self.ledger.providers_changed()
+        self.shared.clear()
 
     def routing_changed(self) -> None:
-        """Call after ``RoutingTable.apply``: latency verdicts cached for this round are dropped."""
-        self._caches = {k: v for k, v in self._caches.items() if k[0] not in ("lat", "ever", "static")}
-
-    def _event(self, *parts: Any) -> None:
-        # folded into the state digest at the next round (one keccak per round, not per event)
-        self._events.append(list(parts))
-
-    def state_digest(self) -> bytes:
-        """keccak chain over every state change (submit, reserve, unreserve, bind, round)."""
-        if self._events:
-            self._state = keccak(self._state + _canon(self._events))
-            self._events = []
-        return self._state
-
-    def _order_canon(self, order: Order) -> list:
-        req = order.requirement
-        h = self._req_hex.get(req)
-        if h is None:
-            h = self._req_hex[req] = req.digest().hex()
-        return [order.order_id, h, order.tier, order.buyer_node, repr(float(order.submitted_at))]
+        """Call after ``RoutingTable.apply``: latency verdicts kept for this round are dropped."""
+        self.shared.routes_changed()
 
     # ================================================================== submit / explain
+
+    def cycle(self, order: Order, now: float) -> CycleState:
+        """The scheduling cycle of ``order`` at ``now`` (what every plugin reads)."""
+        return CycleState(order, self.index, self.config, now, self.shared)
 
     def submit(self, order: Order) -> None:
         """Queue an order; raise ``Unschedulable`` (with per-provider reasons) if no provider
@@ -185,119 +150,102 @@ class Scheduler:
             raise InvalidOrder(f"order {order.order_id} was already submitted", field="order_id")
         if order.buyer_node is not None and self.routing is not None:
             self.routing.index(order.buyer_node)  # UnknownNode names it
-        st = self._state_for(order, order.submitted_at)
-        if not self._ever(st).any():
-            raise self._refusal(st)
+        refusal = self._pre_filter(self.cycle(order, order.submitted_at))
+        if refusal is not None:
+            raise refusal
         self.orders[order.order_id] = order
         self.queue.push(order)
-        self._event("submit", self._order_canon(order))
+        self.ledger.event("submit", self.ledger.order_canon(order))
 
-    def _state_for(self, order: Order, now: float) -> CycleState:
-        return CycleState(order, self.index, self.config, now, self._caches)
-
-    def _ever(self, st: CycleState) -> np.ndarray:
-        # a function of the order's static asks and the provider facts (version), cached like
-        # the latency verdicts it includes (dropped by routing_changed and each round)
-        key = ("ever",) + self._asks(st)
-        m = self._caches.get(key)
-        if m is None:
-            m = np.ones(self.index.n, dtype=bool)
-            for f in self.filters:
-                e = f.ever(st)
-                if e is not None:
-                    m = m & e
-            self._caches[key] = m
-        return m
-
-    def _rejections(self, st: CycleState, i: int, *, only_unresolvable: bool = False) -> tuple[Rejection, ...]:
-        out: list[Rejection] = []
-        for f in self.filters:
-            if only_unresolvable and f.ever(st) is None:
-                continue
-            r = f.check(st, i)
-            if r is None:
-                continue
-            out.extend(r if isinstance(r, tuple) else (r,))
-        if only_unresolvable:
-            out = [r for r in out if r.code == Code.UNRESOLVABLE]
-        return tuple(out)
-
-    def _refusal(self, st: CycleState):
-        rejections: list[Rejection] = []
-        for i in range(self.index.n):
-            rejections.extend(self._rejections(st, i, only_unresolvable=True))
-        summary = tuple(sorted(Counter(f"{r.plugin}:{r.reason}" for r in rejections).items()))
-        log.info("order %s refused: no provider can ever satisfy it (%s)", st.order.order_id, summary)
-        return unschedulable(st.order.order_id, tuple(rejections), summary)
+    def _pre_filter(self, st: CycleState) -> Unschedulable | None:
+        for p in self.pre_filters:
+            refusal = p.pre_filter(st, self)
+            if refusal is not None:
+                return refusal
+        return None
 
     def explain(self, order: Order | str, *, now: float | None = None) -> Explanation:
         """Per provider: why it is filtered out (every failing filter), or how it scores (per
         plugin: raw, normalized 0..100, weight; then each tie-break plugin's raw with weight 0)
-        over the whole feasible set."""
+        over the whole feasible set. The pick is the round's rule over that set."""
         if isinstance(order, str):
             if order not in self.orders:
                 raise UnknownOrder(order)
             order = self.orders[order]
-        st = self._state_for(order, order.submitted_at if now is None else now)
+        st = self.cycle(order, order.submitted_at if now is None else now)
         n = self.index.n
-        rejections = [self._rejections(st, i) for i in range(n)]
-        feasible = np.array([not r for r in rejections], dtype=bool)
-        rows = np.flatnonzero(feasible)
-        lines: dict[int, list[ScoreLine]] = {}
-        totals = np.zeros(len(rows))
+        rejections = [self.rejections(st, i) for i in range(n)]
+        rows = np.flatnonzero(np.array([not r for r in rejections], dtype=bool))
+        lines: dict[int, tuple[list[ScoreLine], float]] = {}
         best = None
         if len(rows):
-            totals, per, ties = self._score(st, rows)
-            tie_names = [p.name for p in self.tie_break]
+            totals, per, ties = self.scorer.score(st, rows)
+            tie_names = [p.name for p in self.scorer.tie_break]
             for k, i in enumerate(rows.tolist()):
-                lines[i] = [ScoreLine(name, float(raw[k]), float(norm[k]), w) for name, raw, norm, w in per] + \
-                           [ScoreLine(name, float(raw[k]), 0.0, 0.0) for name, raw in zip(tie_names, ties)]
-            best = self.index.ids[int(rows[self._pick(order, totals, ties)])]
-        pos = {int(i): k for k, i in enumerate(rows.tolist())}
+                lines[i] = ([ScoreLine(name, float(raw[k]), float(norm[k]), w) for name, raw, norm, w in per] +
+                            [ScoreLine(name, float(raw[k]), 0.0, 0.0) for name, raw in zip(tie_names, ties)],
+                            float(totals[k]))
+            k = 0 if self._first_feasible_policy else self.scorer.pick(order, totals, ties)
+            best = self.index.ids[int(rows[k])]
         verdicts = []
         for i in range(n):
-            if feasible[i]:
-                verdicts.append(ProviderVerdict(self.index.ids[i], True, (), tuple(lines[i]),
-                                                float(totals[pos[i]])))
+            if i in lines:
+                verdicts.append(ProviderVerdict(self.index.ids[i], True, (), tuple(lines[i][0]), lines[i][1]))
             else:
                 verdicts.append(ProviderVerdict(self.index.ids[i], False, rejections[i]))
         return Explanation(order.order_id, tuple(verdicts), best)
 
-    # ================================================================== pipeline pieces
+    @property
+    def _first_feasible_policy(self) -> bool:
+        return self.config.profile.sampling is Sampling.FIRST_FEASIBLE
 
-    def _feasible(self, st: CycleState, skip: str | None = None) -> np.ndarray:
-        if skip is None:
-            # the filters that do not read free capacity are ANDed once per (order asks, round);
-            # ProviderLoad also reads the clock when LSAs age out
-            key = ("static", st.now if self.config.max_lsa_age_s is not None else None) + self._asks(st)
-            m = self._caches.get(key)
-            if m is None:
-                m = self._caches[key] = self._combine(st, lambda f: not f.dynamic)
-            for f in self.filters:
-                if f.dynamic:
-                    fm = f.mask(st)
-                    if fm is not None:
-                        m = m & fm
-            return m if m is not self._caches[key] else m.copy()
-        return self._combine(st, lambda f: f.name != skip)
+    # ================================================================== filters (Handle)
 
-    def _asks(self, st: CycleState) -> tuple:
-        """What the static filters read of an order (the buyer's node only under a latency bound)."""
-        req = st.req
-        lat = req.max_latency_ms
-        return (st.hw_key, None if lat is None else st.order.buyer_node, req.domain, lat, req.max_price,
-                self.index.version)
+    def feasible(self, order: Order, now: float) -> np.ndarray:
+        """Which providers pass every filter for ``order`` at ``now`` (bool per index row)."""
+        return self.feasible_mask(self.cycle(order, now))
 
-    def _combine(self, st: CycleState, use) -> np.ndarray:
+    def feasible_mask(self, st: CycleState, *, capacity: bool = True) -> np.ndarray:
+        """Providers every filter passes; ``capacity=False`` leaves out the filters that read
+        free capacity (the result is then shared: read it, do not write it)."""
+        # the filters that do not read free capacity are ANDed once per (order asks, round)
+        # (and per clock, when one of them reads it: ProviderLoad ages LSAs out)
+        sub = (st.now if self._static_reads_clock else None, st.asks)
+        static = self.shared.get(STATIC_MASK, sub)
+        if static is None:
+            static = self.shared.put(STATIC_MASK, sub, self._combine(st, [f for f in self.filters if not f.dynamic]))
+        if not capacity:
+            return static
+        m = static
+        for f in self._dynamic:
+            fm = f.mask(st)
+            if fm is not None:
+                m = m & fm
+        return m if m is not static else m.copy()
+
+    def _combine(self, st: CycleState, filters: list[FilterPlugin]) -> np.ndarray:
         m: np.ndarray | None = None
-        for f in self.filters:
-            if not use(f):
-                continue
+        for f in filters:
             fm = f.mask(st)
             if fm is None:
                 continue
             m = fm.copy() if m is None else (m & fm)
         return np.ones(self.index.n, dtype=bool) if m is None else m
+
+    def rejections(self, st: CycleState, i: int, *, unresolvable_only: bool = False) -> tuple[Rejection, ...]:
+        """Every filter's rejection of provider row ``i`` (only the never-resolvable ones, from
+        the filters that can say so, with ``unresolvable_only``)."""
+        out: list[Rejection] = []
+        for f in self.filters:
+            if unresolvable_only and f.ever(st) is None:
+                continue
+            r = f.check(st, i)
+            if r is None:
+                continue
+            out.extend(r if isinstance(r, tuple) else (r,))
+        if unresolvable_only:
+            out = [r for r in out if r.code == Code.UNRESOLVABLE]
+        return tuple(out)
 
     def _pending_reasons(self, st: CycleState) -> tuple[tuple[str, int], ...]:
         """kube-scheduler's "0/N nodes are available: ..." counts, by the first failing filter."""
@@ -313,6 +261,8 @@ class Scheduler:
                 counts.append((f.name, k))
             left &= fm
         return tuple(counts)
+
+    # ================================================================== sampling
 
     def num_to_score(self) -> int:
         """How many feasible providers to find before scoring (kube-scheduler's rule)."""
@@ -346,127 +296,70 @@ class Scheduler:
         examined = (last - start) % n + 1
         return picked, examined
 
-    def _score(self, st: CycleState, rows: np.ndarray, *, detail: bool = True):
-        """(weighted totals 0..100, per-plugin (name, raw, normalized, weight) when ``detail``,
-        tie-break raws)."""
-        sim = Sim(self.index, st.req, rows)
-        wsum = self._wsum
-        per = []
-        if self.scores:
-            # sum_p w_p * norm_p, left to right ("total += w * norm" from zero gives the same
-            # bits); a plugin whose raw value is the same on every provider (no prices published,
-            # equal reliability) normalizes to a constant (ScorePlugin.normalize), added as a scalar
-            total = None
-            n = len(rows)
-            for plugin, w in self.scores:
-                c = plugin.constant(st)
-                if c is None:
-                    raw = plugin.score(st, rows, sim)
-                    norm = plugin.normalize(raw)
-                    term = w * norm
-                else:
-                    level = 100.0 if math.isfinite(c) else 0.0
-                    term = w * level
-                    if detail:
-                        raw, norm = np.full(n, c), np.full(n, level)
-                if total is None:
-                    total = term if c is None else np.full(n, term)
-                else:
-                    total = total + term
-                if detail:
-                    per.append((plugin.name, raw, norm, w))
-        else:
-            total = np.zeros(len(rows))
-        ties = [plugin.score(st, rows, sim).round(9) for plugin in self.tie_break]
-        return (total / wsum).round(9), per, ties
+    def _select(self, rnd: _Round, st: CycleState, mask: np.ndarray) -> tuple[int, Placement, float] | None:
+        """The provider the order takes among the feasible ones, its exact slots and its score;
+        None when none of the sampled providers' device groups fit after all."""
+        if self._first_feasible_policy:
+            return self._first_feasible(st, mask)
+        rows, examined = self._candidates(mask)
+        rnd.examined += examined
+        self.next_start = (self.next_start + examined) % max(self.index.n, 1)
+        totals, _, ties = self.scorer.score(st, rows, detail=False)
+        while len(rows):
+            k = self.scorer.pick(st.order, totals, ties)
+            pl = self.placer.place(st, int(rows[k]))
+            if pl is not None:
+                return int(rows[k]), pl, float(totals[k])
+            # fit() disagrees with the mask (mixed device groups): skip that provider
+            rows = np.delete(rows, k)
+            totals = np.delete(totals, k)
+            ties = [np.delete(t, k) for t in ties]
+        return None
 
-    def _pick(self, order: Order, totals: np.ndarray, ties: list[np.ndarray] = ()) -> int:
-        """The highest total; among equal totals the highest raw of each tie-break plugin in
-        turn; then keccak(seed, order id) among what is still tied."""
-        cand = np.flatnonzero(totals == totals.max())
-        for raw in ties:
-            if len(cand) == 1:
-                break
-            sub = raw[cand]
-            cand = cand[sub == sub.max()]
-        if len(cand) == 1:
-            return int(cand[0])
-        h = int.from_bytes(keccak(self._tie_seed + order.order_id.encode())[:8], "big")
-        return int(cand[h % len(cand)])
+    def _first_feasible(self, st: CycleState, mask: np.ndarray) -> tuple[int, Placement, float] | None:
+        start = 0
+        while start < len(mask):
+            row = start + int(np.argmax(mask[start:]))
+            if not mask[row]:
+                return None
+            pl = self.placer.place(st, row)
+            if pl is not None:
+                return row, pl, 0.0
+            start = row + 1
+        return None
 
-    def _place(self, st: CycleState, i: int) -> Placement | None:
-        """The exact slots on row ``i``: fit() with its free capacity picks the eligible device
-        groups, and within them the devices with the least free part that fits (best fit)."""
-        ix, req = self.index, st.req
-        view = ix.views[i]
-        # fit's verdict is a function of the hardware ask and the row's state (hardware shape,
-        # free parts, CPU, memory): equal states share it
-        sid = int(ix.state[i])
-        fkey = (st.hw_key, sid)
-        f = self._fit_memo.get(fkey)
-        if f is None:
-            if len(self._fit_memo) > 100_000:
-                self._fit_memo.clear()
-            f = self._fit_memo[fkey] = fit(req, view, free=ix.free_for_fit(i), free_memory_mib=int(ix.mem_free[i]))
-        if not f.ok:
-            return None
-        mem = req.min_system_memory_mib or 0
-        pid = ix.ids[i]
-        if req.device_class == DeviceClass.CPU:
-            return Placement(pid, DeviceClass.CPU, (), req.count * req.share_milli, mem)
-        groups = [g for g in view.groups[req.device_class] if g.device in f.devices]
-        cand = []
-        free = ix.slots[req.device_class].free[i]
-        parts = free.tolist()
-        share = req.share_milli
-        for g in groups:
-            for j in range(g.index, g.index + g.slots):
-                if parts[j] >= share:
-                    cand.append((parts[j], j))
-        if req.count == 1 and req.share_milli < 1000 and ix.frag_class == req.device_class and cand:
-            # a fractional device: the same FGD choice as the score's simulation (index.fgd_slot),
-            # read from the shape's memo when this provider state was scored
-            memo = ix.memos.get(st.shape)
-            ok = [j for _, j in cand]
-            j = -1
-            if memo is not None and sid < len(memo.known) and memo.known[sid]:
-                j = int(memo.slots[sid, 0])
-            if j not in ok:
-                eligible = np.zeros((1, len(free)), dtype=bool)
-                eligible[0, ok] = True
-                j = int(ix.fgd_slot(free[None, :], eligible, ix.cpu_free[i:i + 1] - req.cpu_milli,
-                                    ix.mem_free[i:i + 1] - mem, req.share_milli)[0])
-            return Placement(pid, req.device_class, ((j, req.share_milli),), req.cpu_milli, mem)
-        cand.sort()
-        chosen = sorted(j for _, j in cand[: req.count])
-        return Placement(pid, req.device_class, tuple((j, req.share_milli) for j in chosen), req.cpu_milli, mem)
+    # ================================================================== reserve / unreserve
 
-    def _frag_after(self, row: int, req, pl: Placement) -> float | None:
-        """The row's fragmentation after ``pl`` as the score simulated it (PlacementMemo.after),
-        when ``pl`` is exactly the simulated placement on the row's current state; else None."""
-        ix = self.index
-        if ix.frag_model is None:
+    def placement_on(self, order: Order, provider_id: str, now: float) -> Placement | None:
+        """The exact slots ``order`` would take on ``provider_id`` now (None: unknown provider,
+        or its free capacity does not fit the order)."""
+        row = self.index.pos.get(provider_id)
+        if row is None:
             return None
-        memo = ix.memos.get(memo_key(ix, req))
-        if memo is None:
-            return None
-        sid = int(ix.state[row])
-        if sid >= len(memo.known) or not memo.known[sid]:
-            return None
-        if pl.device_class == ix.frag_class and \
-                sorted(j for j, _ in pl.slots) != sorted(memo.slots[sid].tolist()):
-            return None
-        return float(memo.after[sid])
+        return self.placer.place(self.cycle(order, now), row)
 
-    def _reserve(self, order: Order, row: int, pl: Placement) -> _Held:
-        self.index.take(row, pl, self._frag_after(row, order.requirement, pl))
+    def hold(self, order: Order, placement: Placement) -> None:
+        """Hold ``placement``'s capacity for a lease that exists already (bound on chain): a
+        restart's recovery, a failover to a backup provider. The order is known and bound."""
+        row = self.index.pos.get(placement.provider_id)
+        if row is None:
+            raise InvalidProvider(f"provider {placement.provider_id!r} is not in the index", field="provider_id")
+        if order.order_id in self.held:
+            raise InvalidOrder(f"order {order.order_id} already holds capacity", field="order_id")
+        self.orders[order.order_id] = order
+        self._reserve(order, row, placement)
+        self.confirm(order.order_id)
+
+    def _reserve(self, order: Order, row: int, pl: Placement) -> Held:
+        for p in self.reserves:
+            p.reserve(self, order, row, pl)
         req = order.requirement
         price = self.index.providers[row].price or 0
         value = price * req.count * req.share_milli / 1000 * req.duration_s / 3600
-        h = _Held(Reservation(order, pl, self.round_no), ReservationState.RESERVED, row, value)
+        h = Held(Reservation(order, pl, self.round_no), ReservationState.RESERVED, row, value)
         self.held[order.order_id] = h
         self.unbound_on.setdefault(row, {})[order.order_id] = h
-        self._event("reserve", order.order_id, pl.canonical())
+        self.ledger.event("reserve", order.order_id, pl.canonical())
         return h
 
     def unreserve(self, order_id: str, *, requeue: bool = True) -> bool:
@@ -484,13 +377,15 @@ class Scheduler:
             self.queue.push(h.reservation.order)
         return True
 
-    def _drop(self, h: _Held) -> None:
-        oid = h.reservation.order.order_id
-        self.index.give(h.row, h.reservation.placement)
+    def _drop(self, h: Held) -> None:
+        order = h.reservation.order
+        oid = order.order_id
+        for p in reversed(self.reserves):
+            p.unreserve(self, order, h.row, h.reservation.placement)
         h.state = ReservationState.RELEASED
         del self.held[oid]
         self.unbound_on.get(h.row, {}).pop(oid, None)
-        self._event("unreserve", oid)
+        self.ledger.event("unreserve", oid)
 
     def confirm(self, order_id: str) -> None:
         """The binder's deferred confirmation: the reservation is now a lease (never pre-empted)."""
@@ -500,7 +395,7 @@ class Scheduler:
         if h.state == ReservationState.RESERVED:
             h.state = ReservationState.BOUND
             self.unbound_on.get(h.row, {}).pop(order_id, None)
-            self._event("bound", order_id)
+            self.ledger.event("bound", order_id)
 
     def release(self, order_id: str) -> bool:
         """A lease ended (or failed): its capacity returns. Idempotent."""
@@ -515,163 +410,123 @@ class Scheduler:
         h = self.held.get(order_id)
         return None if h is None else h.state
 
-    # ================================================================== post-filter
+    def unbound(self) -> Mapping[int, Mapping[str, Held]]:
+        """Unbound reservations per provider row (the only capacity pre-emption may take)."""
+        return self.unbound_on
 
-    def _preempt(self, st: CycleState) -> tuple[int, Placement, list[_Held]] | None:
-        """ReservationPreemption: the provider where freeing the fewest unbound reservations of
-        strictly lower tiers (lowest tiers, newest first) makes the order fit. Bound leases
-        are never touched."""
-        if "ReservationPreemption" not in self.config.post_filter or not self.unbound_on:
-            return None
-        tier = st.order.tier
-        rows = sorted(r for r, hs in self.unbound_on.items()
-                      if any(h.reservation.order.tier < tier for h in hs.values()))
-        if not rows:
-            return None
-        other = self._feasible(st, skip="FreeCapacity")
-        best = None
-        for row in rows:
-            if not other[row]:
-                continue
-            victims = sorted((h for h in self.unbound_on[row].values() if h.reservation.order.tier < tier),
-                             key=lambda h: (h.reservation.order.tier, -h.reservation.round_no,
-                                            h.reservation.order.order_id))
-            taken: list[_Held] = []
-            for h in victims:
-                self.index.give(row, h.reservation.placement)
-                taken.append(h)
-                pl = self._place(st, row)
-                if pl is not None:
-                    break
-            else:
-                pl = None
-            for h in reversed(taken):
-                self.index.take(row, h.reservation.placement)
-            if pl is not None:
-                key = (max(h.reservation.order.tier for h in taken), len(taken), row)
-                if best is None or key < best[0]:
-                    best = (key, row, taken)
-        if best is None:
-            return None
-        _, row, taken = best
-        for h in taken:
-            self._drop(h)
-        pl = self._place(st, row)
-        assert pl is not None  # it fitted with exactly these victims gone
-        return row, pl, taken
+    def live_on(self, row: int) -> list[Held]:
+        """Every reservation and lease holding capacity on provider row ``row``."""
+        return [h for h in self.held.values() if h.row == row]
 
     # ================================================================== the round
 
     def schedule_round(self, now: float) -> RoundResult:
         """Match up to ``batch_size`` queued orders; see the module docstring."""
         self.round_no += 1
-        self._caches = {k: v for k, v in self._caches.items() if k[0] in ("hw", "price", "status")}
+        self.shared.end_round()
         batch = self.queue.pop_many(self.config.batch_size)
-        inputs = keccak(_canon([
-            self._static_digest.hex(), self.providers_digest().hex(), self.state_digest().hex(), self.round_no,
-            repr(float(now)), [self._order_canon(o) for o in batch],
-        ]))
-        decisions: list[Decision] = []
-        new: list[_Held] = []
-        requeue: list[Order] = []
-        examined_total = 0
+        inputs = self.ledger.inputs(self.round_no, now, batch)
+        rnd = _Round()
         for order in batch:
-            st = self._state_for(order, now)
-            mask = self._feasible(st)
-            if not mask.any():
-                if not self._ever(st).any():
-                    exc = self._refusal(st)
-                    decisions.append(Decision(order.order_id, Outcome.REFUSED, reasons=exc.summary))
-                    self.orders.pop(order.order_id, None)
-                    continue
-                got = self._preempt(st)
-                if got is None:
-                    decisions.append(Decision(order.order_id, Outcome.PENDING, reasons=self._pending_reasons(st)))
-                    requeue.append(order)
-                    continue
-                row, pl, victims = got
-                for v in victims:
-                    vo = v.reservation.order
-                    decisions.append(Decision(vo.order_id, Outcome.PREEMPTED, v.reservation.placement.provider_id,
-                                              reasons=((f"preempted-by:{order.order_id}", 1),)))
-                    new = [h for h in new if h.reservation.order.order_id != vo.order_id]
-                    requeue.append(vo)
-                h = self._reserve(order, row, pl)
-                new.append(h)
-                decisions.append(Decision(order.order_id, Outcome.RESERVED, pl.provider_id, pl,
-                                          preempted=tuple(v.reservation.order.order_id for v in victims)))
-                continue
-            if self.config.first_fit:
-                row = int(np.argmax(mask))
-                pl = self._place(st, row)
-                if pl is not None:
-                    new.append(self._reserve(order, row, pl))
-                    decisions.append(Decision(order.order_id, Outcome.RESERVED, pl.provider_id, pl, 0.0))
-                    continue
-            rows, examined = self._candidates(mask)
-            examined_total += examined
-            self.next_start = (self.next_start + examined) % max(self.index.n, 1)
-            totals, _, ties = self._score(st, rows, detail=False)
-            placed = None
-            while len(rows):
-                k = self._pick(order, totals, ties)
-                pl = self._place(st, int(rows[k]))
-                if pl is not None:
-                    placed = (int(rows[k]), pl, float(totals[k]))
-                    break
-                # fit() disagrees with the mask (mixed device groups): skip that provider
-                rows = np.delete(rows, k)
-                totals = np.delete(totals, k)
-                ties = [np.delete(t, k) for t in ties]
-            if placed is None:
-                decisions.append(Decision(order.order_id, Outcome.PENDING, reasons=(("HardwareFit:groups", 1),)))
-                requeue.append(order)
-                continue
-            row, pl, score = placed
-            new.append(self._reserve(order, row, pl))
-            decisions.append(Decision(order.order_id, Outcome.RESERVED, pl.provider_id, pl, score))
-        # Permit: StakeCoversLeases
-        index_of = {d.order_id: k for k, d in enumerate(decisions) if d.outcome == Outcome.RESERVED}
-        if "StakeCoversLeases" in self.config.permit and self.config.collateral_milli:
-            kept = []
-            for h in new:
-                row = h.row
-                need = sum(x.value for x in self._live_on(row)) * self.config.collateral_milli / 1000
-                stake = self.index.providers[row].stake
-                if stake < need:
-                    oid = h.reservation.order.order_id
-                    self._drop(h)
-                    requeue.append(h.reservation.order)
-                    decisions[index_of[oid]] = Decision(oid, Outcome.DENIED, h.reservation.placement.provider_id,
-                                                        reasons=((f"StakeCoversLeases:stake-cover", 1),))
-                    log.info("order %s denied on %s: stake %d < collateral %.0f", oid, self.index.ids[row], stake,
-                             need)
-                else:
-                    kept.append(h)
-            new = kept
-        # Bind: one call for the round
-        if new:
-            results = self.binder.bind(self.round_no, [h.reservation for h in new])
-            for h, res in zip(new, results):
-                oid = h.reservation.order.order_id
-                if res.status == BindStatus.BOUND:
-                    self.confirm(oid)
-                    d = decisions[index_of[oid]]
-                    decisions[index_of[oid]] = Decision(oid, Outcome.BOUND, d.provider_id, d.placement, d.score,
-                                                        d.reasons, d.preempted)
-                elif res.status == BindStatus.FAILED:
-                    self._drop(h)
-                    requeue.append(h.reservation.order)
-                    decisions[index_of[oid]] = Decision(oid, Outcome.DENIED, h.reservation.placement.provider_id,
-                                                        reasons=((f"Bind:{res.reason}", 1),))
-        for o in requeue:
+            self._schedule_one(rnd, order, now)
+        index_of = {d.order_id: k for k, d in enumerate(rnd.decisions) if d.outcome == Outcome.RESERVED}
+        self._permit(rnd, index_of)
+        self._bind(rnd, index_of)
+        for o in rnd.requeue:
             if o.order_id not in self.queue:
                 self.queue.push(o)
-        result = RoundResult(self.round_no, float(now), tuple(decisions), inputs, examined_total)
-        self._event("round", self.round_no, result.digest().hex())
+        result = RoundResult(self.round_no, float(now), tuple(rnd.decisions), inputs, rnd.examined)
+        self.ledger.event("round", self.round_no, result.digest().hex())
         log.debug("round %d: %d orders, %s", self.round_no, len(batch),
-                  dict(Counter(d.outcome.value for d in decisions)))
+                  dict(Counter(d.outcome.value for d in rnd.decisions)))
         return result
 
-    def _live_on(self, row: int) -> list[_Held]:
-        return [h for h in self.held.values() if h.row == row]
+    def _schedule_one(self, rnd: _Round, order: Order, now: float) -> None:
+        """One order's cycle: PreFilter, Filter, then PostFilter or Score, then Reserve."""
+        st = self.cycle(order, now)
+        refusal = self._pre_filter(st)
+        if refusal is not None:
+            rnd.decisions.append(Decision(order.order_id, Outcome.REFUSED, reasons=refusal.summary))
+            self.orders.pop(order.order_id, None)
+            return
+        mask = self.feasible_mask(st)
+        if not mask.any():
+            self._post_filter(rnd, st)
+            return
+        got = self._select(rnd, st, mask)
+        if got is None:
+            rnd.decisions.append(Decision(order.order_id, Outcome.PENDING, reasons=(("HardwareFit:groups", 1),)))
+            rnd.requeue.append(order)
+            return
+        row, pl, score = got
+        rnd.new.append(self._reserve(order, row, pl))
+        rnd.decisions.append(Decision(order.order_id, Outcome.RESERVED, pl.provider_id, pl, score))
+
+    def _post_filter(self, rnd: _Round, st: CycleState) -> None:
+        """No provider passes: the first PostFilter plugin that nominates a provider frees its
+        victims (requeued) and the order takes it; else the order waits, with the counts."""
+        order = st.order
+        nomination = None
+        for p in self.post_filters:
+            nomination = p.post_filter(st, self)
+            if nomination is not None:
+                break
+        if nomination is None:
+            rnd.decisions.append(Decision(order.order_id, Outcome.PENDING, reasons=self._pending_reasons(st)))
+            rnd.requeue.append(order)
+            return
+        victims = nomination.victims
+        for h in victims:
+            self._drop(h)
+        pl = self.placer.place(st, nomination.row)
+        assert pl is not None  # it fitted with exactly these victims gone
+        for v in victims:
+            vo = v.reservation.order
+            rnd.decisions.append(Decision(vo.order_id, Outcome.PREEMPTED, v.reservation.placement.provider_id,
+                                          reasons=((f"preempted-by:{order.order_id}", 1),)))
+            rnd.new = [h for h in rnd.new if h.reservation.order.order_id != vo.order_id]
+            rnd.requeue.append(vo)
+        rnd.new.append(self._reserve(order, nomination.row, pl))
+        rnd.decisions.append(Decision(order.order_id, Outcome.RESERVED, pl.provider_id, pl,
+                                      preempted=tuple(v.reservation.order.order_id for v in victims)))
+
+    def _permit(self, rnd: _Round, index_of: dict[str, int]) -> None:
+        """Each reservation of the round, in decision order, through every Permit plugin: the
+        first denial drops it and requeues the order."""
+        if not self.permits:
+            return
+        kept = []
+        for h in rnd.new:
+            why = None
+            for p in self.permits:
+                code = p.permit(self, h)
+                if code is not None:
+                    why = f"{p.name}:{code}"
+                    break
+            if why is None:
+                kept.append(h)
+                continue
+            oid = h.reservation.order.order_id
+            self._drop(h)
+            rnd.requeue.append(h.reservation.order)
+            rnd.decisions[index_of[oid]] = Decision(oid, Outcome.DENIED, h.reservation.placement.provider_id,
+                                                    reasons=((why, 1),))
+        rnd.new = kept
+
+    def _bind(self, rnd: _Round, index_of: dict[str, int]) -> None:
+        """One Binder call for the round's permitted reservations."""
+        if not rnd.new:
+            return
+        results = self.binder.bind(self.round_no, [h.reservation for h in rnd.new])
+        for h, res in zip(rnd.new, results):
+            oid = h.reservation.order.order_id
+            if res.status == BindStatus.BOUND:
+                self.confirm(oid)
+                d = rnd.decisions[index_of[oid]]
+                rnd.decisions[index_of[oid]] = Decision(oid, Outcome.BOUND, d.provider_id, d.placement, d.score,
+                                                        d.reasons, d.preempted)
+            elif res.status == BindStatus.FAILED:
+                self._drop(h)
+                rnd.requeue.append(h.reservation.order)
+                rnd.decisions[index_of[oid]] = Decision(oid, Outcome.DENIED, h.reservation.placement.provider_id,
+                                                        reasons=((f"Bind:{res.reason}", 1),))

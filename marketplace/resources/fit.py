@@ -31,6 +31,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 from marketplace.resources.errors import FreeCapacityError
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
@@ -160,130 +161,188 @@ def fit(
     """Does ``node`` satisfy ``req``? See the module docstring for the exact semantics."""
     view = node if isinstance(node, NodeView) else view_of(node)
     reasons: list[Reason] = []
-    cls = req.device_class
-    name = cls.name
-    groups = view.groups.get(cls, ())
     chosen: list[GroupView] = []
     capacity_score = 1.0
-
+    groups = view.groups.get(req.device_class, ())
     if not groups:
-        reasons.append(Reason("device-class", f"needs {name}, node has {view.summary}"))
+        reasons.append(Reason("device-class", f"needs {req.device_class.name}, node has {view.summary}"))
     else:
-        share = req.share_milli
-        mem = req.min_memory_mib
-        prec = req.precision
-        pi = -1 if prec is None else int(prec)
-        min_flops = req.min_flops
-        feats = req.features
-        eligible: list[GroupView] = []
-        bad_share: list[GroupView] | None = None
-        bad_mem: list[GroupView] | None = None
-        bad_prec: list[GroupView] | None = None
-        bad_flops: list[GroupView] | None = None
-        bad_feat: list[GroupView] | None = None
-        for g in groups:
-            good = True
-            if g.share < share:
-                bad_share = (bad_share or []) + [g]
-                good = False
-            if mem is not None and (g.memory is None or g.memory < mem):
-                bad_mem = (bad_mem or []) + [g]
-                good = False
-            if pi >= 0:
-                peak = g.peaks[pi]
-                if peak is None:
-                    if min_flops is not None or prec.name.lower() not in g.features:  # type: ignore[union-attr]
-                        bad_prec = (bad_prec or []) + [g]
-                        good = False
-                elif min_flops is not None and peak < min_flops:
-                    bad_flops = (bad_flops or []) + [g]
-                    good = False
-            if feats and not feats <= g.features:
-                bad_feat = (bad_feat or []) + [g]
-                good = False
-            if good:
-                eligible.append(g)
+        eligible, rejected = _eligible(req, groups)
         if not eligible:
-            n = req.count
-            if bad_share:
-                offered = ", ".join(f"{g.slots} at {g.share}" for g in bad_share)
-                reasons.append(Reason("share", f"needs {n} {name} with >= {share} milli each, has {offered}"))
-            if bad_mem:
-                code = "memory" if cls == DeviceClass.CPU else "vram"
-                reasons.append(Reason(code, f"needs {n} {name} with >= {mem} MiB, has {_mib(bad_mem)}"))
-            if bad_prec:
-                p_name = prec.name.lower()  # type: ignore[union-attr]
-                what = f"known {p_name} FLOPS" if min_flops is not None else f"{p_name} support"
-                models = ", ".join(g.device.model for g in bad_prec)
-                reasons.append(Reason("precision", f"needs {name} with {what}, none for {models}"))
-            if bad_flops:
-                has = ", ".join(f"{g.device.model} {g.peaks[pi]:.4g}" for g in bad_flops)
-                reasons.append(
-                    Reason("flops", f"needs {name} with >= {min_flops:.4g} {prec.name.lower()} FLOP/s each, has {has}")  # type: ignore[union-attr]
-                )
-            if bad_feat:
-                missing = sorted(feats - bad_feat[0].features)
-                reasons.append(Reason("features", f"needs {name} with {', '.join(sorted(feats))}; lacks {', '.join(missing)}"))
+            _ineligible(req, rejected, reasons)
         else:
-            count = req.count
-            total = 0
-            for g in eligible:
-                total += g.slots
-            if total < count:
-                reasons.append(
-                    Reason("count", f"needs {count} {name}, has {total} that qualify ({view.slots[cls]} in all)")
-                )
-            else:
-                f = None if free is None else free.get(cls, 0)
-                demand = count * share
-                if f is None:
-                    got = 0
-                    offered = 0
-                    for g in eligible:
-                        chosen.append(g)
-                        got += g.slots
-                        offered += g.slots * g.share
-                        if got >= count:
-                            break
-                    capacity_score = demand / offered
-                elif isinstance(f, int):
-                    offered_total = 0
-                    for g in eligible:
-                        offered_total += g.slots * g.share
-                    avail = f if f < offered_total else offered_total
-                    if avail < demand:
-                        reasons.append(Reason("free", f"needs {demand} milli-{name} free, {max(avail, 0)} free"))
-                    else:
-                        got = 0
-                        for g in eligible:
-                            chosen.append(g)
-                            got += g.slots * g.share
-                            if got >= demand:
-                                break
-                        capacity_score = demand / avail
-                else:
-                    if len(f) != view.slots[cls]:
-                        raise FreeCapacityError(
-                            f"free {name} lists {len(f)} devices, node {view.descriptor.hostname} has {view.slots[cls]}",
-                            field="free",
-                        )
-                    got = 0
-                    avail = 0
-                    for g in eligible:
-                        k = _free_slots(g, f, share)
-                        if k:
-                            if got < count:
-                                chosen.append(g)
-                            got += k
-                            avail += sum(x for x in f[g.index : g.index + g.slots] if x >= share)
-                    if got < count:
-                        reasons.append(
-                            Reason("free", f"needs {count} {name} with >= {share} milli free each, {got} have it")
-                        )
-                    else:
-                        capacity_score = demand / avail
+            capacity_score = _claim(req, view, eligible, free, chosen, reasons)
+    _node_wide(req, view, free, free_memory_mib, reasons)
+    if req.max_price is not None and price is not None and price > req.max_price:
+        reasons.append(Reason("price", f"pays at most {req.max_price} wei per unit-hour, asks {price}"))
+    if req.max_latency_ms is not None and latency_ms is not None and latency_ms > req.max_latency_ms:
+        reasons.append(Reason("latency", f"needs <= {req.max_latency_ms:g} ms, path has {latency_ms:g} ms"))
+    if req.domain is not None and domain is not None and domain != req.domain:
+        reasons.append(Reason("domain", f"needs domain {req.domain}, node is in {domain}"))
+    if reasons:
+        return Fit(False, tuple(reasons), 0.0, ())
+    return Fit(True, (), _score(req, chosen, capacity_score), tuple(g.device for g in chosen))
 
-    # -- node-wide demands -------------------------------------------------------
+
+#: the groups of a class that fail a per-device demand, by demand: share, memory,
+#: precision, flops, features (each None when no group fails it)
+_Rejected = tuple[Optional[list[GroupView]], ...]
+
+
+def _eligible(req: Requirement, groups: Sequence[GroupView]) -> tuple[list[GroupView], _Rejected]:
+    """The groups each of whose devices meets every per-device demand, in ``groups`` order,
+    and the groups that fail each demand."""
+    share = req.share_milli
+    mem = req.min_memory_mib
+    prec = req.precision
+    pi = -1 if prec is None else int(prec)
+    min_flops = req.min_flops
+    feats = req.features
+    eligible: list[GroupView] = []
+    bad_share = bad_mem = bad_prec = bad_flops = bad_feat = None
+    for g in groups:
+        good = True
+        if g.share < share:
+            bad_share = (bad_share or []) + [g]
+            good = False
+        if mem is not None and (g.memory is None or g.memory < mem):
+            bad_mem = (bad_mem or []) + [g]
+            good = False
+        if pi >= 0:
+            peak = g.peaks[pi]
+            if peak is None:
+                if min_flops is not None or prec.name.lower() not in g.features:  # type: ignore[union-attr]
+                    bad_prec = (bad_prec or []) + [g]
+                    good = False
+            elif min_flops is not None and peak < min_flops:
+                bad_flops = (bad_flops or []) + [g]
+                good = False
+        if feats and not feats <= g.features:
+            bad_feat = (bad_feat or []) + [g]
+            good = False
+        if good:
+            eligible.append(g)
+    return eligible, (bad_share, bad_mem, bad_prec, bad_flops, bad_feat)
+
+
+def _ineligible(req: Requirement, rejected: _Rejected, reasons: list[Reason]) -> None:
+    """Why no group of the class qualifies: one reason per demand some group fails."""
+    bad_share, bad_mem, bad_prec, bad_flops, bad_feat = rejected
+    n, name = req.count, req.device_class.name
+    if bad_share:
+        offered = ", ".join(f"{g.slots} at {g.share}" for g in bad_share)
+        reasons.append(Reason("share", f"needs {n} {name} with >= {req.share_milli} milli each, has {offered}"))
+    if bad_mem:
+        code = "memory" if req.device_class == DeviceClass.CPU else "vram"
+        reasons.append(Reason(code, f"needs {n} {name} with >= {req.min_memory_mib} MiB, has {_mib(bad_mem)}"))
+    p_name = "" if req.precision is None else req.precision.name.lower()
+    if bad_prec:
+        what = f"known {p_name} FLOPS" if req.min_flops is not None else f"{p_name} support"
+        models = ", ".join(g.device.model for g in bad_prec)
+        reasons.append(Reason("precision", f"needs {name} with {what}, none for {models}"))
+    if bad_flops:
+        pi = int(req.precision)  # type: ignore[arg-type]  # a flops failure implies a precision
+        has = ", ".join(f"{g.device.model} {g.peaks[pi]:.4g}" for g in bad_flops)
+        reasons.append(Reason("flops", f"needs {name} with >= {req.min_flops:.4g} {p_name} FLOP/s each, has {has}"))
+    if bad_feat:
+        feats = req.features
+        missing = sorted(feats - bad_feat[0].features)
+        reasons.append(Reason("features", f"needs {name} with {', '.join(sorted(feats))}; lacks {', '.join(missing)}"))
+
+
+def _claim(
+    req: Requirement,
+    view: NodeView,
+    eligible: list[GroupView],
+    free: Mapping[DeviceClass, int | Sequence[int]] | None,
+    chosen: list[GroupView],
+    reasons: list[Reason],
+) -> float:
+    """Choose the eligible groups (smallest first) that serve the order into ``chosen`` and
+    return the capacity fraction they use; or add why there is not enough (count, free)."""
+    cls, count = req.device_class, req.count
+    total = 0
+    for g in eligible:
+        total += g.slots
+    if total < count:
+        reasons.append(
+            Reason("count", f"needs {count} {cls.name}, has {total} that qualify ({view.slots[cls]} in all)")
+        )
+        return 1.0
+    f = None if free is None else free.get(cls, 0)
+    if f is None:  # the whole node is free
+        got = offered = 0
+        for g in eligible:
+            chosen.append(g)
+            got += g.slots
+            offered += g.slots * g.share
+            if got >= count:
+                break
+        return count * req.share_milli / offered
+    if isinstance(f, int):
+        return _claim_total(req, eligible, f, chosen, reasons)
+    return _claim_per_device(req, view, eligible, f, chosen, reasons)
+
+
+def _claim_total(
+    req: Requirement, eligible: list[GroupView], f: int, chosen: list[GroupView], reasons: list[Reason]
+) -> float:
+    """``_claim`` when ``free`` is the class's total in milli-devices."""
+    demand = req.count * req.share_milli
+    offered_total = 0
+    for g in eligible:
+        offered_total += g.slots * g.share
+    avail = f if f < offered_total else offered_total
+    if avail < demand:
+        reasons.append(Reason("free", f"needs {demand} milli-{req.device_class.name} free, {max(avail, 0)} free"))
+        return 1.0
+    got = 0
+    for g in eligible:
+        chosen.append(g)
+        got += g.slots * g.share
+        if got >= demand:
+            break
+    return demand / avail
+
+
+def _claim_per_device(
+    req: Requirement,
+    view: NodeView,
+    eligible: list[GroupView],
+    f: Sequence[int],
+    chosen: list[GroupView],
+    reasons: list[Reason],
+) -> float:
+    """``_claim`` when ``free`` lists each device's free milli (``NodeDescriptor.of_class`` order)."""
+    cls, count, share = req.device_class, req.count, req.share_milli
+    if len(f) != view.slots[cls]:
+        raise FreeCapacityError(
+            f"free {cls.name} lists {len(f)} devices, node {view.descriptor.hostname} has {view.slots[cls]}",
+            field="free",
+        )
+    got = 0
+    avail = 0
+    for g in eligible:
+        k = _free_slots(g, f, share)
+        if k:
+            if got < count:
+                chosen.append(g)
+            got += k
+            avail += sum(x for x in f[g.index : g.index + g.slots] if x >= share)
+    if got < count:
+        reasons.append(Reason("free", f"needs {count} {cls.name} with >= {share} milli free each, {got} have it"))
+        return 1.0
+    return count * share / avail
+
+
+def _node_wide(
+    req: Requirement,
+    view: NodeView,
+    free: Mapping[DeviceClass, int | Sequence[int]] | None,
+    free_memory_mib: int | None,
+    reasons: list[Reason],
+) -> None:
+    """The demands on the node as a whole: system memory and host CPU."""
     smem = req.min_system_memory_mib
     if smem is not None:
         if view.memory_mib is None:
@@ -297,22 +356,14 @@ def fit(
     cpu = req.cpu_milli
     if cpu:
         if view.cpu_milli < cpu:
-            reasons.append(Reason("cpu", f"needs {cpu} milli-CPU besides its {name}, node offers {view.cpu_milli}"))
+            reasons.append(
+                Reason("cpu", f"needs {cpu} milli-CPU besides its {req.device_class.name}, node offers {view.cpu_milli}")
+            )
         elif free is not None:
             fc = free.get(DeviceClass.CPU, 0)
             avail_cpu = fc if isinstance(fc, int) else sum(fc)
             if avail_cpu < cpu:
                 reasons.append(Reason("free", f"needs {cpu} milli-CPU free, {max(avail_cpu, 0)} free"))
-    if req.max_price is not None and price is not None and price > req.max_price:
-        reasons.append(Reason("price", f"pays at most {req.max_price} wei per unit-hour, asks {price}"))
-    if req.max_latency_ms is not None and latency_ms is not None and latency_ms > req.max_latency_ms:
-        reasons.append(Reason("latency", f"needs <= {req.max_latency_ms:g} ms, path has {latency_ms:g} ms"))
-    if req.domain is not None and domain is not None and domain != req.domain:
-        reasons.append(Reason("domain", f"needs domain {req.domain}, node is in {domain}"))
-
-    if reasons:
-        return Fit(False, tuple(reasons), 0.0, ())
-    return Fit(True, (), _score(req, chosen, capacity_score), tuple(g.device for g in chosen))
 
 
 def _score(req: Requirement, chosen: list[GroupView], capacity: float) -> float:

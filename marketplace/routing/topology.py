@@ -370,14 +370,7 @@ def _parse_gml(text: str, file: str) -> dict[str, Any]:
             stack[-1].setdefault(key, []).append((string[1:-1], key_line))
             line += string.count("\n")
         elif number is not None:
-            try:
-                value: Any = int(number)
-            except ValueError:
-                try:
-                    value = float(number)
-                except ValueError:
-                    raise TopologyFileError(f"bad number {number!r} for {key!r}", file=file, line=line) from None
-            stack[-1].setdefault(key, []).append((value, key_line))
+            stack[-1].setdefault(key, []).append((_gml_number(number, key, file, line), key_line))
         else:
             raise TopologyFileError(f"key {key!r} has no value", file=file, line=key_line)
         key = None
@@ -386,6 +379,17 @@ def _parse_gml(text: str, file: str) -> dict[str, Any]:
     if len(stack) != 1:
         raise TopologyFileError("unclosed '[' at end of file", file=file, line=line)
     return stack[0]
+
+
+def _gml_number(number: str, key: str, file: str, line: int) -> int | float:
+    """A GML number token: an int when it is one, else a float."""
+    try:
+        return int(number)
+    except ValueError:
+        try:
+            return float(number)
+        except ValueError:
+            raise TopologyFileError(f"bad number {number!r} for {key!r}", file=file, line=line) from None
 
 
 def load_gml(path: str | Path) -> Topology:

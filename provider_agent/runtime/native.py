@@ -306,86 +306,108 @@ class NativeRuntime:
 
     def _run(self, name: str, argv: list[str], data: bytes, limits: NativeLimits, workdir: Path) -> NativeResult:
         started = time.perf_counter()
-        with tempfile.TemporaryFile(dir=self.root) as stdin:  # unlinked: the program sees only the fd
-            stdin.write(data)
-            stdin.flush()
-            stdin.seek(0)
-            try:
-                proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        cwd=workdir, env=child_environment(str(workdir)), close_fds=True,
-                                        start_new_session=True, preexec_fn=_set_limits(limits))
-            except (OSError, subprocess.SubprocessError) as exc:
-                wall_ms = (time.perf_counter() - started) * 1000
-                log.warning("native %s: cannot execute %s: %s", name, argv[0], exc)
-                return NativeResult("exec-error", 127, b"", 0.0, wall_ms, f"cannot execute {argv[0]}: {exc}")
-        pid = proc.pid
-        out, err = bytearray(), bytearray()
-        killed_for: str | None = None
-        truncated = False
-        sel = selectors.DefaultSelector()
-        sel.register(proc.stdout, selectors.EVENT_READ, "out")
-        sel.register(proc.stderr, selectors.EVENT_READ, "err")
         try:
-            pidfd = os.pidfd_open(pid)  # readable once the program exits: no polling latency
-            sel.register(pidfd, selectors.EVENT_READ, "exit")
-        except OSError:
-            pidfd = -1
-        deadline = time.monotonic() + limits.wall_seconds
-        try:
-            while True:
-                # WNOWAIT: learn that it exited without reaping it, so its pid (= our group id)
-                # cannot be reused before the group is killed below
-                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-                    break
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    killed_for = "wall-timeout"
-                    break
-                for key, _ in sel.select(timeout=min(left, 0.05 if pidfd < 0 else left)):
-                    if key.data == "exit":
-                        continue
-                    chunk = os.read(key.fileobj.fileno(), 65536)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                    elif key.data == "out":
-                        out += chunk
-                    else:
-                        err = (err + chunk)[-STDERR_TAIL:]
-                if len(out) > limits.max_output_bytes:
-                    killed_for, truncated = "output", True
-                    break
-            _kill_group(pid)  # the timeout, an overflow, or what the program left running
-            if pidfd >= 0:
-                sel.unregister(pidfd)  # always readable from now on
-            drain_until = time.monotonic() + DRAIN_SECONDS
-            while sel.get_map() and time.monotonic() < drain_until:
-                for key, _ in sel.select(timeout=0.05):
-                    chunk = os.read(key.fileobj.fileno(), 65536)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                    elif key.data == "out" and len(out) <= limits.max_output_bytes:
-                        out += chunk
-                    elif key.data == "err":
-                        err = (err + chunk)[-STDERR_TAIL:]
-            _, status, usage = os.wait4(pid, 0)
-        finally:
-            sel.close()
-            if pidfd >= 0:
-                os.close(pidfd)
-            proc.stdout.close()
-            proc.stderr.close()
-        code = os.waitstatus_to_exitcode(status)
-        proc.returncode = code  # reaped by us: Popen must not wait for it again
+            proc = self._spawn(argv, data, limits, workdir)
+        except (OSError, subprocess.SubprocessError) as exc:
+            wall_ms = (time.perf_counter() - started) * 1000
+            log.warning("native %s: cannot execute %s: %s", name, argv[0], exc)
+            return NativeResult("exec-error", 127, b"", 0.0, wall_ms, f"cannot execute {argv[0]}: {exc}")
+        output, killed_for, code, usage = _supervise(proc, limits)
         wall_ms = (time.perf_counter() - started) * 1000
         cpu = usage.ru_utime + usage.ru_stime
-        if len(out) > limits.max_output_bytes:
-            truncated = True
+        out = output.out
+        truncated = len(out) > limits.max_output_bytes
+        if truncated:
             if killed_for is None:  # the last chunks came after the exit: still over the bound
                 killed_for = "output"
             del out[limits.max_output_bytes:]
         status_name, detail = classify(returncode=code, cpu_seconds=cpu, limits=limits, killed_for=killed_for,
-                                       stderr_tail=bytes(err))
+                                       stderr_tail=bytes(output.err))
         log.info("native %s: %s (exit %d) cpu %.3f s wall %.1f ms output %d bytes%s", name, status_name, code, cpu,
                  wall_ms, len(out), " (truncated)" if truncated else "")
         return NativeResult(status_name, code, bytes(out), cpu, wall_ms, detail, truncated, usage.ru_maxrss)
 
+    def _spawn(self, argv: list[str], data: bytes, limits: NativeLimits, workdir: Path) -> subprocess.Popen:
+        """Start the program in its own session, under ``limits``, with ``data`` as its stdin."""
+        with tempfile.TemporaryFile(dir=self.root) as stdin:  # unlinked: the program sees only the fd
+            stdin.write(data)
+            stdin.flush()
+            stdin.seek(0)
+            return subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    cwd=workdir, env=child_environment(str(workdir)), close_fds=True,
+                                    start_new_session=True, preexec_fn=_set_limits(limits))
+
+
+class _Output:
+    """What a running program has written: its stdout, and the last ``STDERR_TAIL`` bytes of stderr."""
+
+    __slots__ = ("out", "err")
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+
+    def read(self, sel: selectors.BaseSelector, key: selectors.SelectorKey, keep_out: bool = True) -> None:
+        """Read what is ready on ``key``'s pipe (stdout is dropped unless ``keep_out``); at EOF
+        stop watching it."""
+        chunk = os.read(key.fileobj.fileno(), 65536)  # type: ignore[union-attr]
+        if not chunk:
+            sel.unregister(key.fileobj)
+        elif key.data == "out":
+            if keep_out:
+                self.out += chunk
+        else:
+            self.err = (self.err + chunk)[-STDERR_TAIL:]
+
+
+def _supervise(proc: subprocess.Popen, limits: NativeLimits) -> tuple[_Output, str | None, int, resource.struct_rusage]:
+    """Watch the program to its end, kill its process group, drain its pipes and reap it:
+    what it wrote, why it was killed (None if it exited by itself), its exit code, its rusage."""
+    pid = proc.pid
+    output = _Output()
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, "out")  # type: ignore[arg-type]
+    sel.register(proc.stderr, selectors.EVENT_READ, "err")  # type: ignore[arg-type]
+    try:
+        pidfd = os.pidfd_open(pid)  # readable once the program exits: no polling latency
+        sel.register(pidfd, selectors.EVENT_READ, "exit")
+    except OSError:
+        pidfd = -1
+    try:
+        killed_for = _watch(pid, sel, pidfd, limits, output)
+        _kill_group(pid)  # the timeout, an overflow, or what the program left running
+        if pidfd >= 0:
+            sel.unregister(pidfd)  # always readable from now on
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while sel.get_map() and time.monotonic() < drain_until:
+            for key, _ in sel.select(timeout=0.05):
+                output.read(sel, key, keep_out=len(output.out) <= limits.max_output_bytes)
+        _, status, usage = os.wait4(pid, 0)
+    finally:
+        sel.close()
+        if pidfd >= 0:
+            os.close(pidfd)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # reaped by us: Popen must not wait for it again
+    return output, killed_for, code, usage
+
+
+def _watch(pid: int, sel: selectors.BaseSelector, pidfd: int, limits: NativeLimits, output: _Output) -> str | None:
+    """Read the program's output until it exits (None), its wall time is up ("wall-timeout")
+    or its stdout passes the bound ("output")."""
+    deadline = time.monotonic() + limits.wall_seconds
+    while True:
+        # WNOWAIT: learn that it exited without reaping it, so its pid (= our group id)
+        # cannot be reused before the group is killed
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return None
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return "wall-timeout"
+        for key, _ in sel.select(timeout=min(left, 0.05 if pidfd < 0 else left)):
+            if key.data != "exit":
+                output.read(sel, key)
+        if len(output.out) > limits.max_output_bytes:
+            return "output"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,13 +13,21 @@ from bench.lsa import MI100, H100, XEON_8463B, content_for, profiles
 from marketplace.convergence import errors as E
 from marketplace.convergence.checksum import fletcher16, fletcher_sums, iso_checksum, iso_verify
 from marketplace.convergence.lsa import (
+    DEVICE_OPS,
+    LSA_OPS,
     MAX_LSA_SIZE,
     MAX_SEQUENCE,
+    NODE_OPS,
     OFF_CHECKSUM,
     Availability,
+    ComputeLsa,
+    DeviceSub,
     LsaContent,
     LsaHeader,
+    NodeSub,
+    Tlv,
     address_of,
+    cached_descriptors,
     checksum_of,
     clear_descriptor_cache,
     decode_header,
@@ -30,6 +39,7 @@ from marketplace.convergence.lsa import (
     seal,
     with_lifetime,
 )
+from marketplace.convergence.lsa.ops import ANY, Level, OpsTable, exactly, multiple_of
 from marketplace.errors import DecodeError, Rejected
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
 
@@ -258,6 +268,14 @@ def test_unknown_sub_tlvs_are_skipped_on_decode_and_kept_in_raw():
     assert lsa.raw == raw and recover_originator(raw) == address_of(KEY)
 
 
+def test_unknown_sub_tlv_types_may_repeat():
+    # type 0 is no node or device sub-TLV: skipped like any unknown one, so it may repeat
+    body = tlv(1, sub(1, b"n1") + sub(0, b"a") + sub(0, b"b")) + tlv(2, CORE + sub(0, b"") + sub(0, b"")
+                                                                      + sub(2, b"T4") + sub(11, b"") + sub(11, b"")) + TAIL
+    lsa = decode_lsa(seal(body, sequence=1, lifetime=10, key=KEY))
+    assert lsa.descriptor == NodeDescriptor("n1", (DeviceCapability(DeviceClass.GPU, "T4"),))
+
+
 # ---------------------------------------------------------------- decode errors, one by one
 
 
@@ -430,13 +448,14 @@ def test_fletcher_sums_on_both_sides_of_the_adler_modulus(n):
 
 @given(devices)
 @settings(max_examples=150, deadline=None)
-def test_trusted_device_constructor_builds_what_the_public_one_builds(d):
-    t = DeviceCapability._trusted(
+def test_from_validated_builds_what_the_validating_constructor_builds(d):
+    t = DeviceCapability.from_validated(
         d.device_class, d.model, d.vendor, d.count, d.compute_units, d.clock_mhz, d.flops, d.memory_mib,
         d.memory_bandwidth_gbps, d.interconnect, d.features, d.share_milli,
     )
-    assert t == d and hash(t) == hash(d) and t.canonical() == d.canonical()
-    n = NodeDescriptor._trusted("h", (d,), 1, 2.0, 3, "x86_64")
+    assert type(t) is DeviceCapability and t == d and hash(t) == hash(d) and t.canonical() == d.canonical()
+    n = NodeDescriptor.from_validated("h", (d,), 1, 2.0, 3, "x86_64")
+    assert type(n) is NodeDescriptor
     assert n == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64") and n.digest() == NodeDescriptor("h", (d,), 1, 2.0, 3, "x86_64").digest()
 
 
@@ -521,3 +540,70 @@ def test_node_and_top_level_errors_point_at_the_exact_byte():
     ]
     for body, error, offset in cases:
         raises(error, seal(body, sequence=1, lifetime=10, key=KEY), offset)
+
+
+# ---------------------------------------------------------------- the codec tables
+
+
+def test_codec_tables_have_one_row_per_type_in_code_order():
+    assert [r.code for r in LSA_OPS.rows] == list(Tlv)
+    assert [r.code for r in NODE_OPS.rows] == list(NodeSub)
+    assert [r.code for r in DEVICE_OPS.rows] == list(DeviceSub)
+    for table in (LSA_OPS, NODE_OPS, DEVICE_OPS):
+        assert all(table[r.code] is r for r in table.rows)
+        assert sum(r is not None for r in table.by_code) == len(table.rows)
+    row = NODE_OPS.rows[0]
+    with pytest.raises(ValueError, match="ascending"):
+        OpsTable(Level.SUB_TLV, "node", (NODE_OPS.rows[1], row))
+    with pytest.raises(ValueError, match="distinct"):
+        OpsTable(Level.SUB_TLV, "node", (row, row))
+
+
+def test_length_rules():
+    assert exactly(8).fits(8) and not exactly(8).fits(7) and not exactly(8).fits(16)
+    assert multiple_of(9).fits(0) and multiple_of(9).fits(18) and not multiple_of(9).fits(10)
+    assert all(ANY.fits(n) for n in (0, 1, 255, 1000))
+    assert (str(exactly(4)), str(multiple_of(7)), str(ANY)) == ("4", "n × 7", "any")
+    for table in (LSA_OPS, NODE_OPS, DEVICE_OPS):
+        for r in table.rows:
+            assert [bool(b) for b in r.fits[:600]] == [r.length.fits(n) for n in range(600)]
+
+
+def test_docs_print_the_codec_tables():
+    """docs/tlv.md has a line for every row, with its code, type, name, length and flags."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "tlv.md").read_text()
+    for name, table in (("LSA_OPS", LSA_OPS), ("NODE_OPS", NODE_OPS), ("DEVICE_OPS", DEVICE_OPS)):
+        for r in table.rows:
+            required, repeated = ("yes" if r.required else ""), ("yes" if r.repeated else "")
+            line = f"| {name} | {int(r.code)} | {r.code.name} | {r.name} | {r.length} | {required} | {repeated} |"
+            assert line in docs, line
+
+
+def test_a_sub_tlv_of_the_wrong_length_names_its_row():
+    raw = seal(NODE + tlv(2, CORE + sub(2, b"T4") + sub(7, bytes(4))) + TAIL, sequence=1, lifetime=10, key=KEY)
+    err = raises(E.MalformedTlv, raw)
+    assert "memory_mib sub-TLV has 4 bytes, expected 8" in str(err)
+    raw = seal(NODE + tlv(5, bytes(3)) + tlv(6, b"a"), sequence=1, lifetime=10, key=KEY)
+    assert "domain TLV has 3 bytes, expected 4" in str(raises(E.MalformedTlv, raw, 32 + len(NODE)))
+
+
+def test_values_from_validated_build_what_init_builds():
+    h = LsaHeader.from_validated(1, b"\x01" * 20, 2, 3, 4, 5)
+    a = Availability.from_validated(DeviceClass.GPU, 1000, 250)
+    assert type(h) is LsaHeader and h == LsaHeader(1, b"\x01" * 20, 2, 3, 4, 5) and hash(h) == hash(LsaHeader(1, b"\x01" * 20, 2, 3, 4, 5))
+    assert type(a) is Availability and a == Availability(DeviceClass.GPU, 1000, 250)
+    c = h100_content()
+    fields = (h, c.descriptor, c.availability, c.prices, c.domain, c.attachment, c.location, (), b"raw")
+    lsa = ComputeLsa.from_validated(*fields)
+    assert type(lsa) is ComputeLsa and lsa == ComputeLsa(*fields)
+    with pytest.raises(AttributeError):  # frozen like any other instance
+        lsa.domain = 1  # type: ignore[misc]
+
+
+def test_the_descriptor_cache_counts_what_it_holds():
+    clear_descriptor_cache()
+    assert cached_descriptors() == 0
+    raw = encode_lsa(h100_content(), sequence=1, lifetime=10, key=KEY)
+    decode_lsa(raw)
+    decode_lsa(raw)
+    assert cached_descriptors() == 1

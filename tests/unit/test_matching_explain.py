@@ -22,11 +22,11 @@ def test_explain_agrees_with_the_vectorized_filters_on_real_orders():
     for o in orders[100:]:
         e = s.explain(o)
         feasible = {v.provider_id for v in e.verdicts if v.feasible}
-        mask = s._feasible(s._state_for(o, o.submitted_at))
+        mask = s.feasible(o, o.submitted_at)
         assert feasible == {s.index.ids[i] for i in np.flatnonzero(mask)}
         for v in e.verdicts:
             if v.feasible:
-                assert [line.plugin for line in v.scores] == [n for n, _ in s.config.score] + list(s.config.tie_break)
+                assert [line.plugin for line in v.scores] == [n for n, _ in s.config.profile.score] + list(s.config.profile.tie_break)
                 assert all(0.0 <= line.normalized <= 100.0 for line in v.scores)
                 assert 0.0 <= v.total <= 100.0
             else:
@@ -44,7 +44,7 @@ def test_explain_gives_numbers():
 def test_explain_picks_what_the_fast_path_binds():
     """With every feasible provider scored, explain's pick and per-plugin raws are the round's
     own: the memoized placement effects (FGD delta, best fit) agree with a fresh simulation."""
-    from marketplace.matching.plugins import simulate
+    from marketplace.matching.placement import simulate
     cfg = MatchingConfig(batch_size=1, percentage_of_providers_to_score=100)
     s = Scheduler(trace.providers(nodes()[:150], 150), workload=workload(), config=cfg)
     for o in trace.orders(pods(), 400)[::2]:
@@ -54,7 +54,7 @@ def test_explain_picks_what_the_fast_path_binds():
         assert d.provider_id == e.best, o.order_id
     # a fresh simulation of the last state gives the memo's numbers
     o = trace.orders(pods(), 402)[401]
-    rows = np.flatnonzero(s._feasible(s._state_for(o, 0.0)))
+    rows = np.flatnonzero(s.feasible(o, 0.0))
     free, _, cpu, mem = simulate(s.index, o.requirement, rows)
     after = s.index.frag_of(rows, free=free, cpu=cpu, mem=mem)
     e = s.explain(o).by_provider()

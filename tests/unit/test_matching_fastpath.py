@@ -15,7 +15,7 @@ import pytest
 from marketplace.matching import MatchingConfig, Scheduler
 from marketplace.matching import trace
 from marketplace.matching.fragmentation import FragmentationModel
-from marketplace.matching.plugins import PlacementMemo, memo_key, simulate
+from marketplace.matching.placement import PlacementMemo, memo_key, simulate
 from marketplace.resources.model import DeviceClass
 from tests.unit.matching_fixtures import nodes, pods, workload
 
@@ -80,7 +80,7 @@ def test_memo_and_index_fragmentation_equal_a_fresh_batch_computation():
         memo = ix.memos.get(memo_key(ix, req))
         if memo is None:
             continue
-        rows = np.flatnonzero(s._feasible(s._state_for(o, 1e7)))
+        rows = np.flatnonzero(s.feasible(o, 1e7))
         sid = ix.state[rows]
         known = memo.known[sid] if len(sid) and sid.max() < len(memo.known) else np.zeros(len(rows), bool)
         rows, sid = rows[known], sid[known]
@@ -101,7 +101,7 @@ def test_one_by_one_and_batch_fills_agree():
     s = _played(n_orders=300)
     ix = s.index
     for o in trace.orders(pods(), 500)[300:]:
-        rows = np.flatnonzero(s._feasible(s._state_for(o, 1e7)))
+        rows = np.flatnonzero(s.feasible(o, 1e7))
         if not len(rows):
             continue
         a = PlacementMemo(o.requirement.count)

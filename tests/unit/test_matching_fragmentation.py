@@ -60,11 +60,11 @@ def test_fgd_beats_first_fit_at_the_first_failure_on_the_trace_cluster():
     that cannot be placed: demand-weighted FGD has allocated more GPU than first fit (0.931 vs
     0.926). On a 300-node slice it is level with first fit (docs/matching.md), never far below."""
     ours, placed = alloc_ratio(nodes(), pods(), workload(None))
-    base, base_placed = alloc_ratio(nodes(), pods(), workload(None), MatchingConfig(first_fit=True))
+    base, base_placed = alloc_ratio(nodes(), pods(), workload(None), MatchingConfig(policy="first-fit"))
     assert ours > base and placed > base_placed, (ours, base, placed, base_placed)
     cluster = nodes()[:300]
     ours, _ = alloc_ratio(cluster, pods(), workload(None))
-    base, _ = alloc_ratio(cluster, pods(), workload(None), MatchingConfig(first_fit=True))
+    base, _ = alloc_ratio(cluster, pods(), workload(None), MatchingConfig(policy="first-fit"))
     assert ours >= base - 0.02
 
 
@@ -90,5 +90,5 @@ def test_fgd_beats_first_fit_on_held_out_inflated_workloads():
     assert not set(held_out) & set(SEEDS)
     cluster = nodes()[:300]
     ours = [inflated(cluster, pods(), workload(None), sd)[1] for sd in held_out]
-    base = [inflated(cluster, pods(), workload(None), sd, MatchingConfig(first_fit=True))[1] for sd in held_out]
+    base = [inflated(cluster, pods(), workload(None), sd, MatchingConfig(policy="first-fit"))[1] for sd in held_out]
     assert np.mean(ours) > np.mean(base), (ours, base)

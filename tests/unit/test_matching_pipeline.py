@@ -23,7 +23,7 @@ def test_config_from_dict_keeps_plugin_order_and_weights():
     assert cfg.score == (("Price", 3.0), ("Fragmentation", 1.5))
     s = Scheduler([provider("openb-node-0000")], config=cfg)
     assert [f.name for f in s.filters] == ["ProviderStatus", "HardwareFit", "FreeCapacity"]
-    assert [(p.name, w) for p, w in s.scores] == [("Price", 3.0), ("Fragmentation", 1.5)]
+    assert [(p.name, w) for p, w in s.scorer.scores] == [("Price", 3.0), ("Fragmentation", 1.5)]
 
 
 def test_config_rejects_unknown_plugins_and_keys_with_a_hint():

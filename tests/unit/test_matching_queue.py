@@ -6,14 +6,14 @@ import pytest
 
 from marketplace.matching import InMemoryBinder, MatchingConfig, Outcome, ReservationState, Scheduler
 from marketplace.matching.errors import LeaseBound
-from marketplace.matching.queue import TierQueue
+from marketplace.matching.queue import OrderQueue, TierAgeing
 from tests.unit.matching_fixtures import gpu, order, provider
 
 pytestmark = pytest.mark.unit
 
 
 def test_higher_tier_first_then_ageing_lets_low_tiers_through():
-    q = TierQueue(ageing_s=10.0)
+    q = OrderQueue(TierAgeing(ageing_s=10.0))
     q.push(order("old-t0", gpu(), tier=0, at=0.0))
     q.push(order("new-t3", gpu(), tier=3, at=5.0))  # 5 s later, 3 tiers higher: first
     q.push(order("late-t3", gpu(), tier=3, at=31.0))  # more than 3 * ageing_s later: after old-t0
