@@ -26,6 +26,7 @@ and ``ProviderStatus`` (``marketplace.chain.lifecycle``), the EIP-712 intent and
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -254,9 +255,10 @@ class Market(ContractClient):
     # -- lifecycle
     def assign(self, orchestrator: Any, order_id: int, provider: str, price: int,
                backups: Sequence[str] = (), *, key: str | None = None) -> Tx:
-        """A manual assignment: a batch of one, whose id names the order, provider and the chain's time.
-        Raises ``Unassignable`` (with the contract's reason) when the contract skipped it."""
-        bid = keccak(f"manual:{order_id}:{provider}:{self.chain_time()}:{key or ''}".encode())
+        """A manual assignment: a batch of one. Its id comes from ``key`` when given (so a retried
+        write is the same batch), else it is random. Raises ``Unassignable`` (with the contract's reason)
+        when the contract skipped it."""
+        bid = keccak(f"manual:{key}".encode() if key else b"manual:" + os.urandom(32))
         tx = self.assign_batch(orchestrator, bid, b"\x00" * 32, b"\x00" * 32, [(order_id, provider, price, backups)],
                                key=key)
         skipped = tx.named("AssignmentSkipped")
