@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -38,6 +39,13 @@ def build_app(env: Env, topology=None):
         state.topology = topology  # what `cona up` loads
     app = create_app(state)
     return app
+
+
+@pytest.fixture
+def client_of(env: Env):
+    """Opens a client of a fresh app (its lifespan running) for the test: ``client_of(topology=None)``."""
+    with ExitStack() as stack:
+        yield lambda topology=None: stack.enter_context(TestClient(build_app(env, topology)))
 
 
 def sse_records(text: str) -> list[dict]:
@@ -76,11 +84,11 @@ def assert_problem(resp, status: int, field: str) -> None:
 # ---------------------------------------------------------------------------- topology
 
 
-def test_topology_json_and_geojson_from_a_topology_zoo_file(env: Env):
+def test_topology_json_and_geojson_from_a_topology_zoo_file(env: Env, client_of):
     topo = load_topology(GEANT)
     env.register(env.providers[0])
     env.register(env.providers[1], domain=7)
-    client = TestClient(build_app(env, topo))
+    client = client_of(topo)
 
     doc = client.get("/v1/topology").json()
     assert doc["name"] == topo.name
@@ -113,20 +121,20 @@ def test_topology_json_and_geojson_from_a_topology_zoo_file(env: Env):
     assert len(lines) == len(both) > 0
 
 
-def test_topology_problems(env: Env):
-    client = TestClient(build_app(env))
+def test_topology_problems(env: Env, client_of):
+    client = client_of()
     assert_problem(client.get("/v1/topology"), 404, "topology")
-    client = TestClient(build_app(env, load_topology(GEANT)))
+    client = client_of(load_topology(GEANT))
     assert_problem(client.get("/v1/topology", params={"format": "kml"}), 422, "format")
 
 
 # ---------------------------------------------------------------------------- the order book
 
 
-def test_cursor_walks_every_order_once_newest_first(env: Env):
+def test_cursor_walks_every_order_once_newest_first(env: Env, client_of):
     b0, b1 = env.buyers[0], env.buyers[1]
     placed = [env.open_order(b0 if i % 3 else b1, units=1 + i % 2) for i in range(7)]
-    client = TestClient(build_app(env))
+    client = client_of()
     seen, cursor, pages = [], None, 0
     while True:
         page = client.get("/v1/orders", params={"limit": 3, **({"cursor": cursor} if cursor else {})}).json()
@@ -146,14 +154,14 @@ def test_cursor_walks_every_order_once_newest_first(env: Env):
     assert everything["next_cursor"] is None
 
 
-def test_filters_by_buyer_state_and_provider(env: Env):
+def test_filters_by_buyer_state_and_provider(env: Env, client_of):
     b0, b1 = env.buyers[0], env.buyers[1]
     p = env.providers[0]
     env.register(p)
     a = env.open_order(b0)
     b = env.running_order(b1, p)
     c = env.open_order(b1)
-    client = TestClient(build_app(env))
+    client = client_of()
     ids = lambda **q: [o["id"] for o in client.get("/v1/orders", params=q).json()["orders"]]  # noqa: E731
     assert ids(buyer=b1.address.lower()) == [c, b]
     assert ids(buyer=b0.address) == [a]
@@ -167,8 +175,8 @@ def test_filters_by_buyer_state_and_provider(env: Env):
     assert [s["state"] for s in row["timeline"]] == ["open", "assigned", "running"]
 
 
-def test_bad_queries_are_problem_details_naming_the_field(env: Env):
-    client = TestClient(build_app(env))
+def test_bad_queries_are_problem_details_naming_the_field(env: Env, client_of):
+    client = client_of()
     assert_problem(client.get("/v1/orders", params={"cursor": "not-a-cursor"}), 422, "cursor")
     assert_problem(client.get("/v1/orders", params={"cursor": "b3JkZXI6LTE"}), 422, "cursor")  # "order:-1"
     assert_problem(client.get("/v1/orders", params={"limit": 0}), 422, "limit")
@@ -183,14 +191,14 @@ def test_bad_queries_are_problem_details_naming_the_field(env: Env):
 # ---------------------------------------------------------------------------- server-sent events
 
 
-def test_order_stream_delivers_transitions_in_order_and_ends_when_final(env: Env):
+def test_order_stream_delivers_transitions_in_order_and_ends_when_final(env: Env, client_of):
     p, b = env.providers[0], env.buyers[0]
     env.register(p)
     it = env.intent(b)
     env.market.deposit(b, it.escrow())
     placed = env.market.place_tx(b, it)
     oid = placed.event("OrderPlaced").args["order"]
-    client = TestClient(build_app(env))
+    client = client_of()
     got: dict = {}
 
     def follow() -> None:
