@@ -20,7 +20,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
+from marketplace.chain.audit import MARKET, REGISTRY
 from marketplace.chain.backends import free_port
+from marketplace.chain.indexer import EventIndexer
 from marketplace.chain.market import wait_until
 from marketplace.routing import load_topology
 from tests.chain.market_env import PRICE, Env
@@ -275,3 +277,38 @@ def test_market_feed_streams_backlog_then_live_events(env: Env, served: str):
     assert live[0]["event"] == "OrderPlaced" and live[0]["state"] == "open" and live[0]["final"] is False
     positions = [(e["block"], e["log_index"]) for e in chain]
     assert positions == sorted(positions) and len(positions) == len(set(positions))
+
+
+# ---------------------------------------------------------------------------- the event index
+
+
+def test_a_given_indexer_serves_the_feed_and_the_audit_and_outlives_the_app(env: Env):
+    oid = env.open_order(env.buyers[0])
+    index = EventIndexer(env.chain.backend, {MARKET: (env.market.address, env.market.contract.abi),
+                                             REGISTRY: (env.registry.address, env.registry.contract.abi)})
+    state = ApiState(chain=env.chain, deployment={"contracts": {"ComputeMarket": env.market.address}}, indexer=index)
+    with TestClient(create_app(state)) as client:
+        services = client.app.state.services
+        assert services.feed.indexer is index and services.audit.auditor.indexer is index
+        assert [o["id"] for o in client.get("/v1/orders").json()["orders"]] == [oid]
+        assert index.cursor == env.chain.backend.block_number()  # the feed synced the index it was given
+        assert client.get(f"/v1/audit/orders/{oid}").json()["consistent"] is True
+        later = env.open_order(env.buyers[1])
+        index.sync()  # another reader of the process moves the shared index: the feed still sees the order
+        assert [o["id"] for o in client.get("/v1/orders").json()["orders"]] == [later, oid]
+    assert [e.name for e in index.events(order=oid)] == ["OrderPlaced"]  # the app did not close it
+    index.close()
+
+
+def test_without_a_deployment_the_read_views_are_503_problems_and_the_rest_serves(env: Env):
+    with TestClient(create_app(ApiState(chain=env.chain))) as client:
+        for path in ("/v1/orders", "/v1/orders/1/events", "/v1/events", "/v1/audit/escrow"):
+            resp = client.get(path)
+            assert resp.status_code == 503 and resp.headers["content-type"] == "application/problem+json", path
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_lifespan_must_run_before_requests(env: Env):
+    client = TestClient(build_app(env))  # not entered: no lifespan, no services
+    with pytest.raises(RuntimeError, match="lifespan"):
+        client.get("/v1/orders")
