@@ -42,7 +42,8 @@ from marketplace.chain.audit import MARKET, REGISTRY, Auditor, check_address
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer
-from marketplace.chain.market import Market, Registry
+from marketplace.chain.market import Market
+from marketplace.chain.registry import Registry
 from marketplace.engine.service import Engine
 from marketplace.errors import ChainUnavailable, ConaError
 
