@@ -124,6 +124,11 @@ class Auditor:
     def close(self) -> None:
         self.indexer.close()
 
+    def _events(self, contract: str | None = None, name: str | None = None, **where: Any) -> list[IndexedEvent]:
+        """The index's events up to the block the auditor reads the contracts at (``self.block``): an index
+        shared with another reader (the engine) may have been synced further since."""
+        return self.indexer.events(contract, name, to_block=self.block, **where)
+
     def sync(self) -> int:
         added = self.indexer.sync()
         self.block = self.indexer.cursor
@@ -144,7 +149,7 @@ class Auditor:
             raise NotFound(f"no order {order_id} on market {self.market.address} (it holds {count})",
                            field="order_id")
         order = Order.from_chain(order_id, self._call(self.market.contract, "getOrder", order_id))
-        events = self.indexer.events(order=order_id)
+        events = self._events(order=order_id)
         market_events = [e for e in events if e.contract == MARKET and (e.name in ORDER_EVENTS or
                                                                          e.name in MONEY_EVENTS)]
         slashes = [e for e in events if e.contract == REGISTRY and e.name == "Slashed"]
@@ -191,7 +196,7 @@ class Auditor:
         if bid == ZERO_BATCH:
             raise InputError("batch 0 is not a batch: it is what a manual assign names", field="batch_id")
         self.sync()
-        committed = self.indexer.events(contract=MARKET, name="BatchCommitted", batchId=bid)
+        committed = self._events(contract=MARKET, name="BatchCommitted", batchId=bid)
         if not committed:
             raise NotFound(f"no batch {bid} on market {self.market.address} (no BatchCommitted names it)",
                            field="batch_id")
@@ -217,7 +222,7 @@ class Auditor:
         orders = as_int(ev.args["orders"])
         if orders != len(assignments):
             problems.append(f"BatchCommitted says {orders} orders, its transaction assigned {len(assignments)}")
-        elsewhere = [e for e in self.indexer.events(contract=MARKET, name="Assigned", batchId=bid)
+        elsewhere = [e for e in self._events(contract=MARKET, name="Assigned", batchId=bid)
                      if e.tx_hash != ev.tx_hash]
         for e in elsewhere:
             problems.append(f"order {e.args['order']} names this batch in another transaction {e.tx_hash}")
@@ -240,8 +245,8 @@ class Auditor:
         self.sync()
         raw = self._call(self.registry.contract, "provider", who)
         status, _domain, live, _unbond_at, stake = raw[:5]
-        reg_events = self.indexer.events(contract=REGISTRY, provider=who)
-        reg_withdrawals = self.indexer.events(contract=REGISTRY, name="Withdrawn", account=who)
+        reg_events = self._events(contract=REGISTRY, provider=who)
+        reg_withdrawals = self._events(contract=REGISTRY, name="Withdrawn", account=who)
         if ProviderStatus(status) is ProviderStatus.NONE and not reg_events:
             raise NotFound(f"{who} never registered with registry {self.registry.address}", field="address")
         registry_events = sorted(reg_events + reg_withdrawals, key=lambda e: (e.block_number, e.log_index))
@@ -267,10 +272,10 @@ class Auditor:
         earned = sum(lease.earned for lease in leases)
         balance = self._call(self.market.contract, "balances", who)
         withdrawn = sum(as_int(e.args["amount"]) for e in
-                        self.indexer.events(contract=MARKET, name="Withdrawn", account=who))
+                        self._events(contract=MARKET, name="Withdrawn", account=who))
         deposited = sum(as_int(e.args["amount"]) for e in
-                        self.indexer.events(contract=MARKET, name="Deposited", account=who))
-        if deposited == 0 and not self.indexer.events(contract=MARKET, name="OrderPlaced", buyer=who) \
+                        self._events(contract=MARKET, name="Deposited", account=who))
+        if deposited == 0 and not self._events(contract=MARKET, name="OrderPlaced", buyer=who) \
                 and who != self._call(self.market.contract, "feeRecipient"):
             # a pure provider: what it may withdraw is exactly what leases paid it, less withdrawals
             if earned - withdrawn != balance:
@@ -283,15 +288,15 @@ class Auditor:
 
     def _leases(self, who: str) -> list[Lease]:
         """Every order assigned to ``who`` (directly or as a backup that took over), with its ending."""
-        assigned = self.indexer.events(contract=MARKET, name="Assigned", provider=who)
-        took_over = (self.indexer.events(contract=MARKET, name="AcceptanceTimedOut", next=who)
-                     + self.indexer.events(contract=MARKET, name="OrderFailed", next=who))
+        assigned = self._events(contract=MARKET, name="Assigned", provider=who)
+        took_over = (self._events(contract=MARKET, name="AcceptanceTimedOut", next=who)
+                     + self._events(contract=MARKET, name="OrderFailed", next=who))
         starts = sorted(assigned + took_over, key=lambda e: (e.block_number, e.log_index))
         leases = []
         for start in starts:
             oid = as_int(start.args["order"])
             outcome, paid, fee, slashed = "live", 0, 0, 0
-            for ev in self.indexer.events(contract=MARKET, order=oid):
+            for ev in self._events(contract=MARKET, order=oid):
                 if (ev.block_number, ev.log_index) <= (start.block_number, start.log_index):
                     continue
                 a = ev.args
@@ -329,7 +334,7 @@ class Auditor:
         operator = as_address(self._call(m, "feeRecipient"))
 
         books = MarketBooks(operator)
-        for ev in self.indexer.events(contract=MARKET):
+        for ev in self._events(contract=MARKET):
             books.apply(ev)
         problems = list(books.problems)
         for name, from_events, on_chain in (("totalFree", books.free, free), ("totalEscrow", books.escrow, escrow),
@@ -341,7 +346,7 @@ class Auditor:
             if actual != amount:
                 problems.append(f"balance of {acct}: events add up to {amount}, contract says {actual}")
 
-        stakes = StakeBooks.of(self.indexer.events(contract=REGISTRY))
+        stakes = StakeBooks.of(self._events(contract=REGISTRY))
         for name, from_events, on_chain in (("totalStaked", stakes.staked, staked),
                                             ("totalReleased", stakes.released, released)):
             if from_events != on_chain:

@@ -28,12 +28,16 @@ from eth.chains.base import MiningChain
 from eth.db.atomic import AtomicDB
 from eth.db.backends.memory import MemoryDB
 from eth.vm.forks import PragueVM
+from eth.exceptions import TransactionNotFound as PyEvmTransactionNotFound
+from eth.vm.spoof import SpoofTransaction as EVMSpoofTransaction
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.backends.pyevm import main as pyevm_main
+from eth_tester.backends.pyevm.serializers import serialize_transaction, serialize_transaction_receipt
+from eth_tester.exceptions import BlockNotFound, TransactionFailed, TransactionNotFound
 from eth_utils.toolz import assoc
 
 from marketplace.chain.clock import ChainClock
-from marketplace.chain.embedded_rpc import EmbeddedRpc
+from marketplace.chain.embedded_rpc import CallReverted, EmbeddedRpc
 from marketplace.errors import ChainError
 
 if TYPE_CHECKING:
@@ -96,7 +100,17 @@ def chain_class(clock: ChainClock) -> type[MiningChain]:
     return EmbeddedMiningChain
 
 class _EmbeddedEvm(PyEVMBackend):
-    """eth-tester's py-evm backend around a chain built here (its own constructor builds its own)."""
+    """eth-tester's py-evm backend around a chain built here (its own constructor builds its own),
+    with three of its methods done as geth and anvil do them, through py-evm's public API only:
+
+    - ``call`` skips the sender's balance check (eth-tester runs ``eth_call`` as a real transaction in
+      a throw-away state, so a call from an unfunded address failed with "cannot afford txn gas": the
+      sender is credited inside that throw-away state only) and keeps a revert's bytes, which custom
+      errors need (``CallReverted``; eth-tester keeps only their text);
+    - ``get_transaction_by_hash`` and ``get_transaction_receipt`` find a transaction through py-evm's
+      hash index, checked against the canonical chain (a snapshot revert orphans blocks), instead of
+      eth-tester's scan of every block back from the head, which made a receipt O(chain length).
+    """
 
     def __init__(self, chain: MiningChain, account_keys: tuple[Any, ...]) -> None:  # noqa: D107
         self.chain = chain
@@ -104,6 +118,66 @@ class _EmbeddedEvm(PyEVMBackend):
 
     def reset_to_genesis(self, *args: Any, **kwargs: Any) -> None:
         raise ChainError("the embedded chain cannot be reset to genesis; open a new one")
+
+    def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
+        tx = dict(transaction)
+        tx.setdefault("gas", self._max_available_gas())
+        unsigned = self._get_normalized_and_unsigned_evm_transaction(tx, block_number)
+        state = self.chain.get_vm(at_header=self._header(block_number)).state
+        spoofed = EVMSpoofTransaction(unsigned, from_=transaction["from"])
+        snapshot = state.snapshot()
+        try:
+            price = getattr(spoofed, "max_fee_per_gas", None) or getattr(spoofed, "gas_price", 0)
+            need = spoofed.gas * price + spoofed.value
+            if state.get_balance(spoofed.sender) < need:
+                state.set_balance(spoofed.sender, need)
+            computation = state.apply_transaction(spoofed)
+        finally:
+            state.revert(snapshot)
+        if computation.is_error:
+            reason = computation.error.args[0] if computation.error.args else b""
+            if isinstance(reason, bytes):
+                raise CallReverted(reason)
+            raise TransactionFailed(str(reason))
+        return computation.output
+
+    def _header(self, block_number: Any) -> BlockHeaderAPI:
+        """The header a call at ``block_number`` runs on top of (eth-tester's reading of block ids: its
+        head block is the pending one)."""
+        head = self.chain.get_block()
+        if block_number in ("latest", "safe", "finalized"):
+            return self.chain.get_canonical_block_header_by_number(max(0, head.number - 1))
+        if block_number == "pending":
+            return head.header
+        if block_number == "earliest":
+            return self.chain.get_canonical_block_header_by_number(0)
+        if isinstance(block_number, int) and 0 <= block_number < head.number:
+            return self.chain.get_canonical_block_header_by_number(block_number)
+        raise BlockNotFound(f"No block found for block number: {block_number}")
+
+    def _find(self, transaction_hash: bytes) -> tuple[Any, Any, int]:
+        head = self.chain.get_block()
+        for index, tx in enumerate(head.transactions):
+            if tx.hash == transaction_hash:
+                return head, tx, index
+        try:
+            number, index = self.chain.chaindb.get_transaction_index(transaction_hash)
+        except PyEvmTransactionNotFound:
+            raise TransactionNotFound(f"No transaction found for transaction hash: 0x{transaction_hash.hex()}") \
+                from None
+        block = self.chain.get_canonical_block_by_number(number)
+        if index < len(block.transactions) and block.transactions[index].hash == transaction_hash:
+            return block, block.transactions[index], index
+        raise TransactionNotFound(f"No transaction found for transaction hash: 0x{transaction_hash.hex()}")
+
+    def get_transaction_by_hash(self, transaction_hash: bytes) -> Any:
+        block, tx, index = self._find(transaction_hash)
+        return serialize_transaction(block, tx, index, block.number == self.chain.get_block().number)
+
+    def get_transaction_receipt(self, transaction_hash: bytes) -> Any:
+        block, tx, index = self._find(transaction_hash)
+        return serialize_transaction_receipt(block, block.get_receipts(self.chain.chaindb), tx, index,
+                                             block.number == self.chain.get_block().number, self.chain.get_vm())
 
 def build_chain(mnemonic: str, accounts: int, hd_path: str, clock: ChainClock,
                 genesis_timestamp: int) -> tuple[tuple[Any, ...], MiningChain, dict[bytes, bytes]]:

@@ -276,16 +276,12 @@ class EmbeddedRpc:
     # -- execution -----------------------------------------------------------------------
 
     def rpc_eth_call(self, tx: dict[str, Any], block: Any = "latest") -> str:
-        _LAST_REVERT.data = None
         if block == "pending":
             self._restamp()  # the pending block is stamped now, as anvil's is
         try:
             return to_rpc(self.tester.call(tx_from_rpc(tx), _block_id(block)))
-        except TransactionFailed:
-            data = getattr(_LAST_REVERT, "data", None)
-            if data is None:
-                raise
-            raise RpcFailure(3, "execution reverted", "0x" + data.hex()) from None
+        except CallReverted as exc:  # the revert bytes a custom error needs (EmbeddedEvm.call keeps them)
+            raise RpcFailure(3, "execution reverted", "0x" + exc.data.hex()) from None
 
     def rpc_eth_estimateGas(self, tx: dict[str, Any], block: Any = "pending") -> str:
         # "latest" and "pending" both simulate a block on top of the head stamped by the clock now:
@@ -404,72 +400,6 @@ def _revert_error(exc: TransactionFailed) -> dict[str, Any]:
     return {"code": 3, "message": f"execution reverted: {payload}"}
 
 
-_LAST_REVERT = threading.local()
-
-
-def _not_found(transaction_hash: bytes) -> Any:
-    raise TransactionNotFound(f"No transaction found for transaction hash: 0x{transaction_hash.hex()}")
-
-
-def _install_balance_free_calls() -> None:
-    """Make eth_call on the embedded chain skip the sender's balance check, as geth and anvil do.
-
-    eth-tester runs ``eth_call`` as a real transaction in a throw-away state, so a
-    call from an unfunded address (a fresh buyer, the zero address) fails with
-    "cannot afford txn gas". We credit the sender inside that throw-away state
-    only; the snapshot is reverted right after, so the chain never sees it.
-    """
-    from eth_tester.backends.pyevm import main as pyevm_main
-
-    if getattr(pyevm_main._execute_and_revert_transaction, "_cona_patched", False):
-        return
-
-    def execute_and_revert(chain: Any, transaction: Any, block_number: Any = "latest") -> Any:
-        vm = pyevm_main._get_vm_for_block_number(chain, block_number)
-        state = vm.state
-        snapshot = state.snapshot()
-        try:
-            price = getattr(transaction, "max_fee_per_gas", None) or getattr(transaction, "gas_price", 0)
-            need = transaction.gas * price + transaction.value
-            if state.get_balance(transaction.sender) < need:
-                state.set_balance(transaction.sender, need)
-            computation = state.apply_transaction(transaction)
-        finally:
-            state.revert(snapshot)
-        # eth-tester turns a failed call into TransactionFailed(str(error)), losing the
-        # revert bytes that custom errors need; keep them for EmbeddedRpc.rpc_eth_call.
-        err = computation._error if computation.is_error else None
-        _LAST_REVERT.data = err.args[0] if err is not None and err.args and isinstance(err.args[0], bytes) else None
-        return computation
-
-    execute_and_revert._cona_patched = True  # type: ignore[attr-defined]
-    pyevm_main._execute_and_revert_transaction = execute_and_revert
-
-    # eth-tester finds a transaction by scanning every block back from the head, so a
-    # receipt costs O(chain length). py-evm keeps a hash -> (block, index) lookup: use it,
-    # and check the answer against the canonical chain (a snapshot revert orphans blocks).
-    slow_lookup = pyevm_main._get_transaction_by_hash
-
-    def lookup(chain: Any, transaction_hash: bytes) -> Any:
-        head = chain.get_block()
-        for index, tx in enumerate(head.transactions):
-            if tx.hash == transaction_hash:
-                return head, tx, index
-        try:
-            number, index = chain.chaindb.get_transaction_index(transaction_hash)
-        except Exception:  # py-evm raises TransactionNotFound of its own
-            return slow_lookup(chain, transaction_hash) if head.number < 64 else _not_found(transaction_hash)
-        block = chain.get_canonical_block_by_number(number)
-        if index < len(block.transactions) and block.transactions[index].hash == transaction_hash:
-            return block, block.transactions[index], index
-        return _not_found(transaction_hash)
-
-    pyevm_main._get_transaction_by_hash = lookup
-
-
-_install_balance_free_calls()
-
-
 def fast_gas_estimate(state: Any, transaction: Any) -> int:
     """Gas estimation in two executions instead of py-evm's binary search (about 13).
 
@@ -479,7 +409,7 @@ def fast_gas_estimate(state: Any, transaction: Any) -> int:
     grows by 1/63 plus a stipend until it passes, as geth's estimator converges. The
     result is never below what the transaction needs: each answer is verified by a run.
     """
-    from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
+    from eth.estimators.gas import binary_gas_search_1000_tolerance
     from eth.vm.spoof import SpoofTransaction
 
     snapshot = state.snapshot()
@@ -491,7 +421,24 @@ def fast_gas_estimate(state: Any, transaction: Any) -> int:
         raise computation.error
     guess = min(transaction.intrinsic_gas + computation.get_gas_used(), state.gas_limit)
     for _ in range(4):
-        if _get_computation_error(state, SpoofTransaction(transaction, gas=guess)) is None:
+        if _runs_clean(state, SpoofTransaction(transaction, gas=guess)):
             return guess
         guess = min(guess + guess // 63 + 2_300, state.gas_limit)
     return binary_gas_search_1000_tolerance(state, transaction)
+
+
+def _runs_clean(state: Any, transaction: Any) -> bool:
+    """Whether ``transaction`` runs without an error on ``state`` (left as it was)."""
+    snapshot = state.snapshot()
+    try:
+        return not state.apply_transaction(transaction).is_error
+    finally:
+        state.revert(snapshot)
+
+
+class CallReverted(TransactionFailed):
+    """An ``eth_call`` that reverted, with the revert bytes (eth-tester keeps only their text)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data

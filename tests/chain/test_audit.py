@@ -9,6 +9,8 @@ does catch a history that does not reach the contract's state.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from eth_utils import keccak
 from fastapi.testclient import TestClient
@@ -398,8 +400,22 @@ def test_a_reorganisation_leaves_one_history_without_duplicates(env: Env):
 
 def test_audit_api_answers_from_chain_data(env: Env):
     oid, _ = _settled_order(env)
-    client = TestClient(create_app(ApiState(chain=env.chain, deployment={
-        "contracts": {"ComputeMarket": env.market.address, "ProviderRegistry": env.registry.address}})))
+    with TestClient(create_app(ApiState(chain=env.chain, deployment={
+            "contracts": {"ComputeMarket": env.market.address, "ProviderRegistry": env.registry.address}}))) as client:
+        _audit_api_answers(env, client, oid)
+    with TestClient(create_app(ApiState(chain=env.chain))) as undeployed:
+        resp = undeployed.get("/v1/audit/escrow")
+    assert resp.status_code == 503 and resp.json()["type"] == "/problems/not-deployed"
+
+
+def _audit_api_answers(env: Env, client: TestClient, oid: int) -> None:
+    # the answers are the auditor's own documents: the response models add, drop and change nothing
+    auditor = Auditor.open(env.chain, market_address=env.market.address)
+    provider = env.providers[0].address
+    assert client.get(f"/v1/audit/orders/{oid}").json() == json.loads(json.dumps(auditor.order(oid).to_dict()))
+    assert client.get(f"/v1/audit/providers/{provider}").json() == \
+        json.loads(json.dumps(auditor.provider(provider).to_dict()))
+    auditor.close()
     body = client.get(f"/v1/audit/orders/{oid}").json()
     assert body["state"] == "SETTLED" and body["consistent"] is True
     assert [t["event"] for t in body["transitions"]] == ["OrderPlaced", "Assigned", "Accepted", "Completed", "Settled"]
@@ -412,14 +428,16 @@ def test_audit_api_answers_from_chain_data(env: Env):
     assert missing.json()["field"] == "order_id"
     bad = client.get("/v1/audit/providers/0xnope")
     assert bad.status_code == 422 and bad.json()["field"] == "address"
-    undeployed = TestClient(create_app(ApiState(chain=env.chain))).get("/v1/audit/escrow")
-    assert undeployed.status_code == 503 and undeployed.json()["type"] == "/problems/not-deployed"
 
 
 def test_audit_api_batch_view(env: Env):
     ids, tx = _batch(env)
-    client = TestClient(create_app(ApiState(chain=env.chain, deployment={
-        "contracts": {"ComputeMarket": env.market.address, "ProviderRegistry": env.registry.address}})))
+    with TestClient(create_app(ApiState(chain=env.chain, deployment={
+            "contracts": {"ComputeMarket": env.market.address, "ProviderRegistry": env.registry.address}}))) as client:
+        _audit_api_batch(env, client, ids, tx)
+
+
+def _audit_api_batch(env: Env, client: TestClient, ids: list[int], tx) -> None:
     body = client.get(f"/v1/audit/batches/0x{BID.hex()}").json()
     assert body["batch"] == "0x" + BID.hex() and body["tx_hash"] == tx.tx_hash and body["consistent"] is True
     assert body["block"] == tx.receipt.block_number and body["orders"] == 3

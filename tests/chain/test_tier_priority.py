@@ -113,14 +113,17 @@ def test_tier_two_is_served_before_an_earlier_tier_zero_order_and_its_proof_is_s
 
 
 def test_the_web_api_takes_a_tier_proof_with_an_order(market):
+    from contextlib import ExitStack
+
     from fastapi.testclient import TestClient
 
     from marketplace.api.app import ApiState, create_app
 
     chain, m, gate, group, credential, engine = market
     snap = chain.backend.snapshot()
+    stack = ExitStack()
     try:
-        client = TestClient(create_app(ApiState(chain=chain, deployment={}, engine=engine)))
+        client = stack.enter_context(TestClient(create_app(ApiState(chain=chain, deployment={}, engine=engine))))
         vip = chain.signers[VIP]
         it, sig, spec = _signed(m, vip, tier=TIER)
         proof = prove_tier(credential, group, gate.statement(TIER, m.digest(it), vip.address),
@@ -134,5 +137,6 @@ def test_the_web_api_takes_a_tier_proof_with_an_order(market):
         r = client.post("/v1/orders", json={**body, "intent": other.to_dict(), "signature": "0x" + sig2.hex()})
         assert r.status_code == 409 and "InvalidRingSignature" in r.text
     finally:
+        stack.close()
         chain.backend.revert(snap)
         chain.writer.forget_nonces()
