@@ -306,7 +306,7 @@ class Auditor:
                 elif ev.name in LEASE_ENDINGS and ender is not None and as_address(ender) == who:
                     outcome = ev.name
                     paid, fee = as_int(a.get("paid", 0)), as_int(a.get("fee", 0))
-                    slashed = sum(as_int(s.args["amount"]) for s in self.indexer.events(
+                    slashed = sum(as_int(s.args["amount"]) for s in self._events(
                         contract=REGISTRY, name="Slashed", order=oid, provider=who)
                                   if s.block_number == ev.block_number and s.tx_hash == ev.tx_hash)
                 elif ev.name in ("Accepted", "Completed", "Disputed"):
