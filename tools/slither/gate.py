@@ -5,7 +5,8 @@ Runs Slither (its own virtual environment, `.venv-slither`: it pins web3 below t
 OpenZeppelin's sources filtered out. A finding is accepted only where it is triaged in place, on the
 line above it, with `// slither-disable-next-line DETECTOR` and a comment saying why.
 
-Usage: python tools/slither/gate.py [--slither PATH]   (exit 0: clean, 1: findings, 2: Slither failed)
+Usage: python tools/slither/gate.py [--slither PATH] [--target DIR]   (exit 0: clean, 1: findings, 2: Slither
+failed)
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 BLOCKING = ("High", "Medium")
 
 
-def run(slither: Path) -> dict:
+def run(slither: Path, target: str = "contracts/") -> dict:
     with tempfile.TemporaryDirectory(prefix="cona-slither-") as tmp:
         out = Path(tmp) / "slither.json"
         proc = subprocess.run(
-            [str(slither), "contracts/", "--solc", str(ROOT / "tools/slither/solc"), "--solc-standard-json",
+            [str(slither), target, "--solc", str(ROOT / "tools/slither/solc"), "--solc-standard-json",
              "--filter-paths", "node_modules", "--json", str(out)],
             cwd=ROOT, capture_output=True, text=True, timeout=900)
         shutil.rmtree(ROOT / "crytic-export", ignore_errors=True)
@@ -44,8 +45,9 @@ def run(slither: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slither", type=Path, default=ROOT / ".venv-slither" / "bin" / "slither")
+    ap.add_argument("--target", default="contracts/", help="the sources to analyse (default: contracts/)")
     args = ap.parse_args()
-    findings = run(args.slither).get("results", {}).get("detectors", [])
+    findings = run(args.slither, args.target).get("results", {}).get("detectors", [])
     counts = Counter(f["impact"] for f in findings)
     blocking = [f for f in findings if f["impact"] in BLOCKING]
     print("slither: " + ", ".join(f"{counts[k]} {k}" for k in ("High", "Medium", "Low", "Informational",
