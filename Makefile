@@ -9,17 +9,35 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY_STAMP   := $(VENV)/.cona-installed
 NODE_STAMP := node_modules/.cona-installed
+# Slither pins web3 below the project's, so it lives in its own environment (tools/slither/)
+SLITHER_VENV  := .venv-slither
+SLITHER_STAMP := $(SLITHER_VENV)/.cona-installed
 # the dashboard's browser test drives Debian's Chromium (no browser download works here)
 CHROMIUM   := /usr/bin/chromium
 
-.PHONY: run test bootstrap bench lock clean
+.PHONY: run test test-deep slither bootstrap bench lock clean
 
 run: bootstrap
 	$(BIN)/cona up $(ARGS)
 
-test: bootstrap
+test: bootstrap $(SLITHER_STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/python tools/slither/gate.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The long profiles (by hand, not in CI): the market's random-sequence test at depth on anvil.
+test-deep: bootstrap
+	CONA_DEEP=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/chain/test_market_stateful.py $(PYTEST_ARGS)
+
+# Static analysis alone: any High or Medium finding not triaged in place fails.
+slither: bootstrap $(SLITHER_STAMP)
+	$(BIN)/python tools/slither/gate.py
+
+$(SLITHER_STAMP): tools/slither/requirements.txt
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SLITHER_VENV)/bin/python -m pip install -q -r tools/slither/requirements.txt
+	touch $@
 
 bootstrap: $(PY_STAMP) $(NODE_STAMP) $(CHROMIUM)
 
@@ -47,4 +65,4 @@ lock: $(PY_STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache
+	rm -rf $(VENV) $(SLITHER_VENV) node_modules .pytest_cache

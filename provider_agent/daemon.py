@@ -65,7 +65,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from marketplace.chain.market import Order, OrderState, ProviderStatus
+from marketplace.chain.market import MarketTerms, Order, OrderState, ProviderStatus
 from marketplace.client import ApiClient, ApiUnreachable
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, LsaContent
@@ -168,7 +168,7 @@ class Agent:
                                  journal_path=Path(cfg.state_dir) / "writer.jsonl")
         self.me = self.acct.address
         self.market = self.acct.market
-        self.dispute_window = int(self.market.contract.call("disputeWindow"))
+        self.terms: dict[int, MarketTerms] = {}  # an order's terms version never changes: read each once
         self.originator = Originator(key, time.time, max_age=cfg.lsa_lifetime,
                                      sequence=int(self.journal.meta("lsa_sequence", 0)))
         self.runtime = WasmRuntime()
@@ -419,7 +419,10 @@ class Agent:
         if lease.has("ran"):
             ran = lease.data("ran")
             self.journal.result(ran["result_hash"])  # refuse to complete a result we could not upload
-            tx = self.market.complete(self.acct.signer, o.id, bytes.fromhex(ran["result_hash"][2:]), ran["usage"],
+            # the contract caps usage at units x seconds elapsed since the lease started: a run that metered
+            # more than that (a machine faster than the reference) is paid for the time it took
+            usage = min(int(ran["usage"]), self.market.max_usage(o.id))
+            tx = self.market.complete(self.acct.signer, o.id, bytes.fromhex(ran["result_hash"][2:]), usage,
                                       key=self._key(o, "complete", o.started_at))
             self._record(o.id, "completed", tx=tx.tx_hash)
             self._set_busy(o.id, None)
@@ -498,7 +501,7 @@ class Agent:
             # the next block's timestamp: a node that mines on demand (anvil) leaves the latest
             # block's time behind the wall clock; a settle sent too early is refused by gas
             # estimation, before it is signed or journaled, and retried
-            if max(self.market.chain_time(), int(time.time())) < o.completed_at + self.dispute_window:
+            if max(self.market.chain_time(), int(time.time())) < o.completed_at + self._terms(o).dispute_window:
                 self._later(o.id, "any", 1.0)
                 return
             tx = self.market.settle(self.acct.signer, o.id, key=self._key(o, "settle", o.completed_at))
@@ -507,6 +510,11 @@ class Agent:
         elif o.state in (OrderState.SETTLED, OrderState.RESOLVED):
             self._record(o.id, "settled", tx="", state=o.state.name, reconciled=True)
         # DISPUTED: the arbiter decides; keep watching
+
+    def _terms(self, o: Order) -> MarketTerms:
+        if o.terms not in self.terms:
+            self.terms[o.terms] = self.market.terms(o.terms)
+        return self.terms[o.terms]
 
     def _key(self, o: Order, step: str, stamp: int) -> str:
         return f"{self.acct.deployment.chain_id}:{self.market.address}:{o.id}:{step}:{stamp}"

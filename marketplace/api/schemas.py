@@ -478,7 +478,8 @@ class AuditMoney(BaseModel):
     paid: Amount
     fees: Amount
     refunded: Amount
-    slashed_to_buyer: Amount
+    compensated: Amount = Field(description="slashed provider stake credited to the buyer (never above paid)")
+    burned: Amount = Field(description="slashed provider stake beyond the buyer's loss, burned")
     remaining: Amount
 
 
@@ -553,6 +554,7 @@ class EscrowFromEvents(BaseModel):
     free: Amount
     escrow: Amount
     held: Amount
+    burn_backlog: Amount = Field(description="slashed stake set aside for burning, not yet sent (totalBurned)")
     staked: Amount
     released: Amount
 

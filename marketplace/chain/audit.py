@@ -52,8 +52,8 @@ from marketplace.chain.client import EscrowCheck
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer, IndexedEvent
-from marketplace.chain.lifecycle import (ORDER_EVENTS, PROVIDER_EVENTS, LifecycleViolation, OrderFold, ProviderFold,
-                                         ProviderStatus, fold_order, fold_provider, replay_order)
+from marketplace.chain.lifecycle import (MONEY_EVENTS, ORDER_EVENTS, PROVIDER_EVENTS, LifecycleViolation, OrderFold,
+                                         ProviderFold, ProviderStatus, fold_order, fold_provider, replay_order)
 from marketplace.chain.market import Market, Order
 from marketplace.chain.registry import Registry
 from marketplace.chain.writer import Receipt
@@ -70,12 +70,13 @@ def _compare_order(r: OrderFold, o: Order) -> list[str]:
         ("usage", r.usage, o.usage), ("result", r.result, "0x" + o.result.hex()),
         ("accept_deadline", r.accept_deadline, o.accept_deadline), ("started_at", r.started_at, o.started_at),
         ("completed_at", r.completed_at, o.completed_at), ("next_backup", r.next_backup, o.next_backup),
-        ("backups", r.backups, o.backups),
+        ("backups", r.backups, o.backups), ("disputed_at", r.disputed_at, o.disputed_at),
+        ("paid", r.paid, o.paid), ("compensated", r.compensated, o.compensated),
     ]
     if r.placed_tx:
         pairs += [
             ("units", r.units, o.units), ("duration", r.duration, o.duration), ("max_price", r.max_price, o.max_price),
-            ("tier", r.tier, o.tier), ("device_class", r.device_class, o.device_class),
+            ("tier", r.tier, o.tier), ("device_class", r.device_class, o.device_class), ("terms", r.terms, o.terms),
             ("digest", r.digest, "0x" + o.digest.hex()), ("requirement", r.requirement, "0x" + o.requirement.hex()),
         ]
     for name, replayed, actual in pairs:
@@ -149,7 +150,8 @@ class Auditor:
                            field="order_id")
         order = Order.from_chain(order_id, self._call(self.market.contract, "getOrder", order_id))
         events = self._events(order=order_id)
-        market_events = [e for e in events if e.contract == MARKET and e.name in ORDER_EVENTS]
+        market_events = [e for e in events if e.contract == MARKET and (e.name in ORDER_EVENTS or
+                                                                         e.name in MONEY_EVENTS)]
         slashes = [e for e in events if e.contract == REGISTRY and e.name == "Slashed"]
         replay = replay_order(market_events)
         steps, problems = replay.steps, list(replay.problems)
@@ -157,16 +159,23 @@ class Auditor:
         if not market_events:
             problems.append("no events for this order in the index (indexed from a later block?)")
         problems += _compare_order(replayed, order)
-        if replayed.slashed != sum(as_int(s.args["amount"]) for s in slashes):
-            problems.append(f"slashed: order events say {replayed.slashed}, registry Slashed events say "
-                            f"{sum(as_int(s.args['amount']) for s in slashes)}")
+        taken = sum(as_int(s.args["amount"]) for s in slashes)
+        # every slashed unit that arrived is the buyer's compensation or burned (a fee-on-transfer token
+        # delivers less than the registry sent, never more)
+        if replayed.compensated + replayed.burned > taken:
+            problems.append(f"slashed: order events credit {replayed.compensated} and burn {replayed.burned}, "
+                            f"registry Slashed events took only {taken}")
+        if replayed.compensated > replayed.paid:
+            problems.append(f"compensation {replayed.compensated} is above what the buyer paid, {replayed.paid}")
         placed = next((as_int(e.args["escrow"]) for e in market_events if e.name == "OrderPlaced"), 0)
-        money = OrderMoney(placed, replayed.paid, replayed.fees, replayed.refunded, replayed.slashed, replayed.escrow)
+        money = OrderMoney(placed, replayed.paid, replayed.fees, replayed.refunded, replayed.compensated,
+                           replayed.burned, replayed.escrow)
         if placed != money.paid + money.refunded + money.remaining:
             problems.append("escrow does not add up: placed != paid + refunded + remaining")
         if problems:
             log.warning("order %d on %s: history disagrees with the contract: %s", order_id, self.market.address,
                         "; ".join(problems))
+        market_events = [e for e in market_events if e.name in ORDER_EVENTS]
         first = next((e for e in market_events if e.name == "Assigned"), None)
         batch = hex32(first.args.get("batchId", ZERO_BATCH)) if first is not None else ZERO_BATCH
         return OrderHistory(
@@ -294,11 +303,12 @@ class Auditor:
                 ender = a.get("provider", a.get("late"))
                 if ev.name == "Cancelled":
                     outcome = "Cancelled"
-                elif ev.name in ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut") and ender is not None \
-                        and as_address(ender) == who:
+                elif ev.name in LEASE_ENDINGS and ender is not None and as_address(ender) == who:
                     outcome = ev.name
                     paid, fee = as_int(a.get("paid", 0)), as_int(a.get("fee", 0))
-                    slashed = as_int(a.get("slashed", 0)) if ev.name != "Settled" else 0
+                    slashed = sum(as_int(s.args["amount"]) for s in self._events(
+                        contract=REGISTRY, name="Slashed", order=oid, provider=who)
+                                  if s.block_number == ev.block_number and s.tx_hash == ev.tx_hash)
                 elif ev.name in ("Accepted", "Completed", "Disputed"):
                     outcome = ev.name  # live, as far as it has gone
                     continue
@@ -314,7 +324,9 @@ class Auditor:
         self.sync()
         m, reg = self.market.contract, self.registry.contract
         held, free, escrow = self._call(m, "held"), self._call(m, "totalFree"), self._call(m, "totalEscrow")
-        market_check = EscrowCheck(MARKET, held, free + escrow, {"totalFree": free, "totalEscrow": escrow})
+        burn = self._call(m, "totalBurned")
+        market_check = EscrowCheck(MARKET, held, free + escrow + burn,
+                                   {"totalFree": free, "totalEscrow": escrow, "totalBurned": burn})
         r_held, staked, released = (self._call(reg, "held"), self._call(reg, "totalStaked"),
                                     self._call(reg, "totalReleased"))
         registry_check = EscrowCheck(REGISTRY, r_held, staked + released,
@@ -326,7 +338,7 @@ class Auditor:
             books.apply(ev)
         problems = list(books.problems)
         for name, from_events, on_chain in (("totalFree", books.free, free), ("totalEscrow", books.escrow, escrow),
-                                            ("held", books.held, held)):
+                                            ("totalBurned", books.burn_backlog, burn), ("held", books.held, held)):
             if from_events != on_chain:
                 problems.append(f"{MARKET}.{name}: events add up to {from_events}, contract says {on_chain}")
         for acct, amount in sorted(books.balances.items()):
@@ -345,8 +357,14 @@ class Auditor:
         if problems:
             log.warning("escrow audit of %s at block %d: %s", self.market.address, self.block, "; ".join(problems))
         return EscrowAudit(self.block, market_check, registry_check, books.free, books.escrow, books.held,
-                           stakes.staked, stakes.released, by_role, len(books.balances), books.live_orders,
+                           books.burn_backlog, stakes.staked, stakes.released, by_role, len(books.balances), books.live_orders,
                            tuple(problems))
+
+
+#: transitions that move money between escrow, balances and the registry
+MONEY_MOVES = ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved", "Expired", "DisputeLapsed")
+#: events that end a provider's hold on a lease (the provider named by ``provider`` or ``late``)
+LEASE_ENDINGS = ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut", "Expired", "DisputeLapsed")
 
 
 class MarketBooks:
@@ -358,7 +376,8 @@ class MarketBooks:
         self.balances: dict[str, int] = {}
         self.reported: dict[str, int] = {}  # the `balance` field Deposited/Withdrawn carry
         self.orders: dict[int, OrderFold] = {}
-        self.held = 0  # deposits - withdrawals + slashed stake received
+        self.held = 0  # deposits - withdrawals + slashed stake received - burns flushed
+        self.burn_backlog = 0  # slashed stake set aside for burning, not yet sent to the burn address
         self.problems: list[str] = []
 
     def credit(self, who: Any, amount: int) -> None:
@@ -380,7 +399,13 @@ class MarketBooks:
                                      f"{self.balances.get(acct, 0)}")
         elif name == "OrderPlaced":
             self.credit(a["buyer"], -as_int(a["escrow"]))
-        elif name in ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved"):
+        elif name == "Burned":
+            self.burn_backlog += as_int(a["amount"])
+            self.held += as_int(a["amount"])  # slashed stake arrived from the registry, set aside
+        elif name == "BurnFlushed":
+            self.burn_backlog -= as_int(a["amount"])
+            self.held -= as_int(a["amount"])
+        elif name in MONEY_MOVES:
             oid = as_int(a["order"])
             if oid not in self.orders:
                 self.problems.append(f"{name} of order {oid} at block {ev.block_number} before its OrderPlaced")
@@ -389,10 +414,11 @@ class MarketBooks:
             if paid:
                 self.credit(a["provider"], paid - fee)
                 self.credit(self.operator, fee)
-            slashed = as_int(a.get("slashed", 0))
-            self.credit(self.orders[oid].buyer, as_int(a.get("refund", 0)) + slashed)
-            self.held += slashed  # slashed stake arrives from the registry
-        if name in ORDER_EVENTS and (name == "OrderPlaced" or as_int(a["order"]) in self.orders):
+            compensation = as_int(a.get("compensation", 0))
+            self.credit(self.orders[oid].buyer, as_int(a.get("refund", 0)) + compensation)
+            self.held += compensation  # slashed stake arrives from the registry
+        if (name in ORDER_EVENTS or name in MONEY_EVENTS) and (name == "OrderPlaced" or
+                                                                as_int(a["order"]) in self.orders):
             self._fold(ev)  # every transition, so a handover finds the backups its Assigned named
 
     def _fold(self, ev: IndexedEvent) -> None:

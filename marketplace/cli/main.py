@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from marketplace.cli import audit, bench, contracts, dev, orders, output, quote, serve, tier, up
+from marketplace.cli import admin, audit, bench, contracts, dev, orders, output, quote, serve, tier, up
 from marketplace.peering.cli import peer_app
 
 app = typer.Typer(help="CONA: an open market for computing power.", no_args_is_help=True,
@@ -30,6 +30,7 @@ app.add_typer(tier.tier_app, name="tier", help="VIP tier credentials and zero-kn
 app.add_typer(audit.audit_app, name="audit", help="Auditor: order, provider and escrow history from chain data alone.")
 app.add_typer(orders.order_app, name="order", help="Buyers: place, watch, explain, cancel and dispute orders.")
 app.add_typer(dev.dev_app, name="dev", help="Local development chains only: advance time, fund accounts.")
+app.add_typer(admin.admin_app, name="admin", help="Operator: market terms, orchestrators, least stake (timelock).")
 app.add_typer(peer_app, name="peer", help="Engine peers: flood Compute LSAs between processes (IS-IS style).")
 
 def main(argv: list[str] | None = None) -> None:

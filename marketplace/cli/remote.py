@@ -20,11 +20,11 @@ import typer
 
 from marketplace.client import ApiClient
 from marketplace.errors import ChainMismatch, Rejected
+from marketplace.settings import DEV_CHAIN_IDS
 
 DEFAULT_API = "http://127.0.0.1:8000"
 #: chain ids of local development chains, where the well-known dev keys and time travel are allowed:
 #: eth-tester/py-evm (the embedded chain), anvil and hardhat, ganache and geth --dev
-DEV_CHAIN_IDS = {131277322940537: "embedded (eth-tester)", 31337: "anvil/hardhat", 1337: "ganache/geth --dev"}
 #: requests a buyer command sends at most when the API cannot be reached (each write is idempotent)
 ATTEMPTS = 3
 

@@ -146,12 +146,13 @@ class ProviderTable:
     # -- the projection
 
     def price(self, addr: str, device_class: int) -> int:
-        """What the provider is paid per unit-hour for ``device_class``: its LSA price, never above
-        its registered price."""
-        chain_price = self.chain_info[addr].price(device_class)
+        """What the provider is paid per unit-hour for ``device_class``: its registered ask, or its LSA's
+        price when that is higher (an LSA may raise the price at once; the contract refuses an assignment
+        below the registered ask, so an LSA cannot lower it)."""
+        ask = self.chain_info[addr].price(device_class)
         lsa = self.lsas.get(addr)
         offered = dict(lsa.prices).get(DeviceClass(device_class)) if lsa else None
-        return chain_price if offered is None else min(offered, chain_price)
+        return ask if offered is None else max(offered, ask)
 
     def project(self, addr: str) -> Provider | None:
         """The matcher's ``Provider`` for ``addr`` (None without an LSA or a registry record)."""

@@ -158,6 +158,7 @@ class Engine:
             self.intake.age(now)
             self.watch.timeouts()
             self.watch.failures(now)
+            self.watch.overdue(now)
             self.matcher.round(now, self.binder)
 
     def run(self, stop: threading.Event, period: float = 0.05) -> None:

@@ -108,7 +108,7 @@ def test_dispute_by_owner_and_the_decoded_custom_error(env, client):
     assert resp.status_code == 409, resp.text
     body = resp.json()
     assert body["error"].endswith("WrongState") and body["tx_hash"].startswith("0x")
-    env.market.complete(provider, oid, keccak(b"result"), 60)
+    env.complete(provider, oid, 60, keccak(b"result"))
     # a stranger's dispute is refused before it reaches the chain
     problem(client.post(f"/v1/orders/{oid}/dispute",
                         json={"raw_tx": signed(env, env.stranger, action="dispute", order_id=oid)}), 403, "from")
@@ -124,7 +124,7 @@ def test_dispute_after_the_window_is_the_contracts_error(env, client):
     buyer, provider = env.buyers[0], env.providers[0]
     env.register(provider)
     oid = env.running_order(buyer, provider, max_price=PRICE)
-    env.market.complete(provider, oid, keccak(b"result"), 60)
+    env.complete(provider, oid, 60, keccak(b"result"))
     o = env.market.order(oid)
     wait_until(env.market, o.completed_at + 301)
     resp = client.post(f"/v1/orders/{oid}/dispute", json={"raw_tx": signed(env, buyer, action="dispute",

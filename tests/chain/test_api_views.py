@@ -69,8 +69,8 @@ def sse_records(text: str) -> list[dict]:
 def settle(env: Env, oid: int, provider) -> list:
     """Drives an open order to Settled; returns the transactions in order."""
     m = env.market
-    txs = [m.assign(env.orchestrator, oid, provider.address, PRICE), m.accept(provider, oid),
-           m.complete(provider, oid, RESULT, 1800)]
+    txs = [m.assign(env.orchestrator, oid, provider.address, PRICE), m.accept(provider, oid)]
+    txs.append(env.complete(provider, oid, 1800, RESULT))
     wait_until(m, m.order(oid).completed_at + 300)
     txs.append(m.settle(env.stranger, oid))
     return txs

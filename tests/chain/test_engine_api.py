@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
 from marketplace.chain.lifecycle import OrderState
+from marketplace.chain.market import wait_until
 from tests.chain.test_engine import HW, PRICE, make_engine, w, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.chain
@@ -55,6 +56,7 @@ def test_lsas_orders_and_reads_over_http(api):
     o = w.market.order(oid)
     idx = next(i for i in HW if w.signers[i].address == o.provider)
     w.market.accept(w.signers[idx], oid)
+    wait_until(w.market, w.market.order(oid).started_at + 60)  # usage is capped by the time elapsed
     w.market.complete(w.signers[idx], oid, keccak(b"the answer"), 60)
     bad = client.post(f"/v1/orders/{oid}/result", content=b"another answer",
                       headers={"content-type": "application/octet-stream"})
