@@ -281,6 +281,15 @@ class WasmRuntime:
     def _execute(self, compiled: wasmtime.Module, stdin: bytes, limits: Limits, argv: list[str],
                  space: Workspace | None) -> RunResult:
         store, out, err = self._store(limits, stdin, argv, space)
+        try:
+            return self._call(store, out, err, compiled, limits, space)
+        finally:
+            # free the store (and the WASI context holding our Python stdout/stderr sinks) now, in a
+            # live interpreter: a context freed during interpreter shutdown panics in wasmtime's runtime
+            store.close()
+
+    def _call(self, store: wasmtime.Store, out: _Stream, err: _Stream, compiled: wasmtime.Module, limits: Limits,
+              space: Workspace | None) -> RunResult:
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
         status, code, detail = "ok", 0, ""
