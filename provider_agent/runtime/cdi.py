@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 CDI_VERSION = "0.5.0"
 SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
-_NAME = re.compile(r"^[a-z0-9.-]+/[a-z0-9._-]+=[A-Za-z0-9._:-]+$")
+_NAME = re.compile(r"^[a-z0-9]+(?:[.-][a-z0-9]+)*/[A-Za-z0-9][A-Za-z0-9_.-]*=[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
 class CdiError(InputError):
@@ -135,7 +135,8 @@ def read_specs(directories: Iterable[Path] = SPEC_DIRS) -> dict[str, tuple[str, 
 
 def check_device_name(name: str) -> str:
     if not _NAME.match(name):
-        raise CdiError(f"{name!r} is not a CDI device name", field="devices", hint="VENDOR/CLASS=NAME, e.g. nvidia.com/gpu=0")
+        raise CdiError(f"{name!r} is not a CDI device name", field="devices",
+                       hint="VENDOR/CLASS=NAME, e.g. nvidia.com/gpu=0")
     return name
 
 

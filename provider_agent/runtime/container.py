@@ -167,12 +167,17 @@ class ContainerRuntime:
     def __init__(self, config: ContainerConfig) -> None:
         self.config = config
         self.storage = Path(config.storage)
-        for sub in ("root", "run", "tmp", "runs"):
+        for sub in ("root", "tmp", "runs"):
             (self.storage / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.storage, 0o700)
         os.chmod(self.storage / "runs", 0o711)  # the container's user must reach its run's directories
-        # run cgroups are named after this storage, so agents sharing a machine never sweep each other's
-        self.prefix = "r" + hashlib.sha256(str(self.storage.resolve()).encode()).hexdigest()[:8] + "-"
+        # run cgroups (and the runroot) are named after this storage, so agents sharing a machine
+        # never sweep each other's
+        tag = hashlib.sha256(str(self.storage.resolve()).encode()).hexdigest()[:10]
+        self.prefix = f"r{tag[:8]}-"
+        # podman refuses a runroot over 50 characters (it holds sockets): a short one under /run
+        self.runroot = (Path("/run") if os.access("/run", os.W_OK) else Path(tempfile.gettempdir())) / f"cona-{tag}"
+        self.runroot.mkdir(mode=0o700, exist_ok=True)
         self._images: dict[str, str] = {}  # archive sha256 or registry reference -> image id
         self._lock = threading.Lock()
         sweep(self.prefix)
@@ -181,8 +186,8 @@ class ContainerRuntime:
 
     def podman_argv(self, *args: str) -> list[str]:
         s = self.storage
-        return [self.config.podman, "--root", str(s / "root"), "--runroot", str(s / "run"), "--tmpdir", str(s / "tmp"),
-                "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
+        return [self.config.podman, "--root", str(s / "root"), "--runroot", str(self.runroot),
+                "--tmpdir", str(s / "tmp"), "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
                 "--runtime", self.config.oci_runtime, *args]
 
     def _podman(self, *args: str, timeout: float = 120.0) -> str:
