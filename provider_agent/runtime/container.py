@@ -187,8 +187,8 @@ class ContainerRuntime:
     def podman_argv(self, *args: str) -> list[str]:
         s = self.storage
         return [self.config.podman, "--root", str(s / "root"), "--runroot", str(self.runroot),
-                "--tmpdir", str(s / "tmp"), "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "none",
-                "--runtime", self.config.oci_runtime, *args]
+                "--tmpdir", str(s / "tmp"), "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
+                "--events-backend", "none", "--runtime", self.config.oci_runtime, *args]
 
     def _podman(self, *args: str, timeout: float = 120.0) -> str:
         try:
