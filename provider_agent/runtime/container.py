@@ -55,7 +55,7 @@ from marketplace.results import ResultRecord
 from provider_agent.runtime.cdi import check_device_name
 from provider_agent.runtime.cgroup import RunCgroup, sweep
 from provider_agent.runtime.images import ImageRejected, RegistryPolicy, host_arch, inspect_archive, parse_ref
-from provider_agent.runtime.scratch import MIB, InputData, OutputBlob, OutputCaps, Workspace
+from provider_agent.runtime.scratch import MIB, InputData, OutputBlob, OutputCaps, Workspace, unmount_tree
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,13 @@ class ContainerRuntime:
             raise ContainerUnavailable(f"the OCI runtime {self.config.oci_runtime} is not installed",
                                        hint="apt-get install runc")
         return self._podman("version", "--format", "{{.Client.Version}}").strip()
+
+    def close(self) -> None:
+        """Unmount what podman left mounted under this storage (its overlay home); the images stay
+        for the next start."""
+        unmount_tree(self.storage)
+        unmount_tree(self.runroot)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
     # -- images -------------------------------------------------------------------------
 

@@ -113,8 +113,26 @@ def _mount_tmpfs(path: Path, size: int, uid: int, gid: int) -> bool:
 
 
 def _umount(path: Path) -> None:
-    if _libc is not None and _libc.umount2(str(path).encode(), MNT_DETACH) != 0:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if _libc.umount2(str(path).encode(), MNT_DETACH) != 0:
         log.warning("cannot unmount %s: %s", path, os.strerror(ctypes.get_errno()))
+
+
+def unmount_tree(path: Path) -> int:
+    """Unmount everything mounted at or under ``path`` (deepest first); returns how many."""
+    base = str(Path(path).resolve())
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return 0
+    # mount points are octal-escaped in /proc/self/mounts (a space is \040)
+    points = [ln.split()[1].encode().decode("unicode_escape") for ln in lines if len(ln.split()) > 1]
+    inside = sorted({p for p in points if p == base or p.startswith(base + "/")}, key=len, reverse=True)
+    for point in inside:
+        _umount(Path(point))
+    return len(inside)
 
 
 class Workspace:

@@ -91,6 +91,7 @@ class Outcome:
     detail: str = ""
     files: tuple[OutputBlob, ...] = ()
     devices: tuple[str, ...] = ()
+    stderr: bytes = b""  # a tail, for the provider's logs and the detail: not part of the result
 
     @property
     def ok(self) -> bool:
@@ -156,7 +157,7 @@ class Workbench:
         r = self.wasm.run(work.module, work.stdin, work.limits, args=work.args, inputs=work.inputs,
                           deterministic=work.deterministic)
         return Outcome(Runtime.WASM, r.status, r.exit_code, r.output, Usage(r.wall_ms, fuel=r.fuel_used), r.detail,
-                       r.files)
+                       r.files, (), r.stderr)
 
     def _container(self, work: ContainerWork) -> Outcome:
         devices: tuple[str, ...] = ()
@@ -169,7 +170,7 @@ class Workbench:
         finally:
             self.devices.give(devices)
         usage = Usage(r.wall_ms, cpu_seconds=r.cpu_seconds, peak_memory_bytes=r.peak_memory_bytes)
-        return Outcome(Runtime.CONTAINER, r.status, r.exit_code, r.output, usage, r.detail, r.files, devices)
+        return Outcome(Runtime.CONTAINER, r.status, r.exit_code, r.output, usage, r.detail, r.files, devices, r.stderr)
 
     def _native(self, work: NativeWork) -> Outcome:
         r = self.native.run(work.program, work.stdin, work.limits)

@@ -34,7 +34,8 @@ def env(tmp_path_factory):
     runtime = make_runtime(base / "store")
     archive, digest = busybox_archive(runtime, base)
     runtime.load_archive(archive, digest)
-    return runtime, "sha256:" + digest, base
+    yield runtime, "sha256:" + digest, base
+    runtime.close()
 
 
 def sh(image: str, script: str, **kw) -> ContainerJob:
@@ -136,6 +137,7 @@ def test_an_allowlisted_registry_image_is_pulled_from_a_local_registry(env, tmp_
             puller.run(ContainerJob(f"{registry.host}/tools/other:1", ("true",)))
         with pytest.raises(ImageRejected, match="cannot be pulled"):
             puller.run(ContainerJob(f"{registry.host}/tools/busybox:missing", ("true",)))
+        puller.close()
     finally:
         registry.close()
 
