@@ -210,6 +210,15 @@ def bench_zk(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick
     emit(bench_mod.run(quick=quick), True)
 
 
+@bench_app.command("runtime")
+def bench_runtime(as_json: bool = JsonOpt, quick: bool = typer.Option(False, "--quick", help="a short smoke run")) -> None:
+    """Workload start-up in the provider agent's runtimes: wasm compile and start, a container with every limit
+    on, and its overhead over the same static program run natively."""
+    from bench import runtime as bench_mod
+
+    emit(bench_mod.run(quick=quick), True)
+
+
 _add_subcommands()
 
 

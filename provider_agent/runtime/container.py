@@ -21,8 +21,13 @@ Every container runs with (the invariants, see ``run_argv``):
   ``containers`` range in /etc/subuid and /etc/subgid and, without idmapped mounts, a chowned
   copy of each image per mapping - slower starts for no gain here: the container sees no host
   file but its two bound directories, which belong to this run alone.)
-- a wall-clock kill (``podman kill`` at the deadline; ``--timeout`` as a backstop should the
-  agent die), and stdout bounded (over it: killed, status ``output``).
+- a wall-clock kill (SIGKILL to every process of the container's cgroup at the deadline;
+  ``--timeout`` as a backstop should the agent die), and stdout bounded (over it: killed,
+  status ``output``).
+
+A finished run's container is removed by a janitor thread, off the lease's path (``podman rm``
+costs 30-80 ms); ``settle`` waits for it, ``close`` finishes it, and a new runtime removes what
+a crashed agent left (containers labelled ``cona.run``, run cgroups of its prefix).
 
 Usage - CPU seconds, peak memory, wall time - comes from the run's own cgroup and the agent's
 clock (``cgroup.RunCgroup``), never from the workload. Statuses: ``ok``, ``exit``, ``signal``
@@ -37,6 +42,7 @@ import hashlib
 import logging
 import math
 import os
+import queue
 import re
 import secrets
 import selectors
@@ -180,7 +186,11 @@ class ContainerRuntime:
         self.runroot.mkdir(mode=0o700, exist_ok=True)
         self._images: dict[str, str] = {}  # archive sha256 or registry reference -> image id
         self._lock = threading.Lock()
-        sweep(self.prefix)
+        # stopped containers are removed off the run's path (``podman rm`` costs 30-80 ms a run)
+        self._trash: queue.Queue[str | None] = queue.Queue()
+        self._janitor = threading.Thread(target=self._sweep_containers, name="container-janitor", daemon=True)
+        self._janitor.start()
+        self._remove_stale()
 
     # -- podman -------------------------------------------------------------------------
 
@@ -209,9 +219,44 @@ class ContainerRuntime:
                                        hint="apt-get install runc")
         return self._podman("version", "--format", "{{.Client.Version}}").strip()
 
+    def _remove_stale(self) -> None:
+        """Containers and run cgroups a crashed agent left behind (nothing of theirs runs any more)."""
+        try:
+            names = self._podman("ps", "--all", "--filter", "label=cona.run", "--format", "{{.Names}}").split()
+        except ContainerUnavailable:
+            names = []
+        except AgentError as exc:
+            log.warning("cannot list left-over containers: %s", exc)
+            names = []
+        for name in names:
+            self._trash.put(name)
+        self.settle()
+        sweep(self.prefix)
+
+    def _sweep_containers(self) -> None:
+        while True:
+            name = self._trash.get()
+            try:
+                if name is None:
+                    return
+                proc = subprocess.run(self.podman_argv("rm", "--force", "--time", "0", name), capture_output=True,
+                                      text=True, timeout=120)
+                if proc.returncode != 0 and "no such container" not in proc.stderr:
+                    log.warning("container %s not removed: %s", name, _last_error(proc.stderr))
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.warning("container %s not removed: %s", name, exc)
+            finally:
+                self._trash.task_done()
+
+    def settle(self) -> None:
+        """Wait until every finished run's container is removed."""
+        self._trash.join()
+
     def close(self) -> None:
-        """Unmount what podman left mounted under this storage (its overlay home); the images stay
-        for the next start."""
+        """Remove the finished containers, unmount what podman left mounted under this storage (its
+        overlay home); the images stay for the next start."""
+        self._trash.put(None)
+        self._janitor.join(timeout=120)
         unmount_tree(self.storage)
         unmount_tree(self.runroot)
         shutil.rmtree(self.runroot, ignore_errors=True)
@@ -287,7 +332,7 @@ class ContainerRuntime:
                  cgroup: RunCgroup) -> list[str]:
         """The ``podman run`` command line of one run: every limit of the module docstring."""
         uid, gid = self.config.user
-        argv = ["run", "--rm", "--interactive", "--name", name, "--pull", "never", "--log-driver", "none",
+        argv = ["run", "--interactive", "--name", name, "--pull", "never", "--log-driver", "none",
                 "--network", "none" if not (job.network and self.config.allow_network) else "bridge",
                 "--read-only", "--read-only-tmpfs=false", "--no-hosts", "--hostname", "cona",
                 "--mount", f"type=bind,src={space.input},dst={INPUT_DIR},ro=true",
@@ -309,7 +354,8 @@ class ContainerRuntime:
 
     def run(self, job: ContainerJob, limits: ContainerLimits = ContainerLimits()) -> ContainerResult:
         """Run one job to its end. Bad jobs raise before anything starts; every started run ends in a
-        ``ContainerResult`` and leaves no container, directory or cgroup behind."""
+        ``ContainerResult`` and leaves no directory or cgroup behind (the container itself goes with
+        the janitor, see ``settle``)."""
         self.check_job(job)
         image_id = self.resolve(job.image)
         run_id = secrets.token_hex(6)
@@ -318,6 +364,7 @@ class ContainerRuntime:
         try:
             return self._run(name, image_id, job, limits, space, cgroup)
         finally:
+            self._trash.put(name)
             space.close()
             cgroup.remove()
 

@@ -43,6 +43,7 @@ def sh(image: str, script: str, **kw) -> ContainerJob:
 
 
 def _containers(runtime: ContainerRuntime) -> str:
+    runtime.settle()
     return subprocess.run(runtime.podman_argv("ps", "--all", "--quiet"), capture_output=True, text=True).stdout
 
 

@@ -13,7 +13,6 @@ import gzip
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -187,8 +186,8 @@ def test_zip_bomb_input(world):
 
 
 def test_nothing_is_left_behind(world):
-    time.sleep(0.2)
     rt = world.containers
+    rt.settle()
     assert subprocess.run(rt.podman_argv("ps", "--all", "--quiet"), capture_output=True, text=True).stdout == ""
     assert list((rt.storage / "runs").iterdir()) == [] and list(world.wasm_root.glob("run-*")) == []
     mounts = Path("/proc/self/mounts").read_text()
