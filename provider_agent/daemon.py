@@ -76,9 +76,11 @@ from marketplace.resources.model import DeviceClass, NodeDescriptor
 from marketplace.results import ResultRecord
 from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
 from provider_agent.journal import Journal, Lease
+from provider_agent.runtime.container import ContainerConfig, ContainerLimits, ContainerRuntime
 from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeResult, NativeRuntime, allowlist, \
     usage_for_cpu
 from provider_agent.runtime.wasm import Limits, RunResult, WasmRuntime
+from provider_agent.runtime.workbench import Workbench
 from provider_agent.workloads import NAMES, load_workload
 
 log = logging.getLogger(__name__)
@@ -178,6 +180,9 @@ class AgentConfig:
     #: the native runtime's allowlist (empty: not opted in) and its per-run ceilings
     native_programs: tuple[NativeProgram, ...] = ()
     native_limits: NativeLimits = NativeLimits()
+    #: the container runtime (None: not opted in) and its per-run ceilings
+    containers: ContainerConfig | None = None
+    container_limits: ContainerLimits = ContainerLimits()
 
 
 class Agent:
@@ -198,6 +203,12 @@ class Agent:
         self.runtime = WasmRuntime()
         self.native_programs = allowlist(cfg.native_programs)
         self.native = NativeRuntime(Path(cfg.state_dir) / "native") if self.native_programs else None
+        self.containers = ContainerRuntime(cfg.containers) if cfg.containers else None
+        if self.containers is not None:
+            log.info("container runtime: podman %s", self.containers.check())
+        # every runtime behind one call (provider_agent.runtime.workbench); the lease loop below still
+        # calls the wasm and native runtimes itself until order documents name buyer modules and images
+        self.workbench = Workbench(self.runtime, self.native, self.containers)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
         self.runs: dict[int, Future] = {}
         self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
@@ -253,6 +264,9 @@ class Agent:
         self.stop.set()
         self.wake.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.workbench.close()
+        if self.containers is not None:
+            self.containers.close()
         self.http.close()
         self.acct.close()
         self.journal.close()

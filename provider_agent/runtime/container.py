@@ -52,7 +52,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -158,6 +158,36 @@ class ContainerConfig:
     podman: str = "podman"
     oci_runtime: str = "runc"
     user: tuple[int, int] = NOBODY
+
+
+_LIMIT_KEYS = {"mem": "memory_mib", "cpus": "cpus", "pids": "pids", "wall": "wall_seconds", "work": "work_mib",
+               "output": "max_output_bytes"}
+
+
+def parse_limits(text: str, base: ContainerLimits = ContainerLimits()) -> ContainerLimits:
+    """``mem=MiB,cpus=N,pids=N,wall=S,work=MiB,output=MiB`` (any of them) over ``base``."""
+    values: dict[str, object] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, val = part.partition("=")
+        if not sep or key.strip() not in _LIMIT_KEYS:
+            raise InputError(f"bad container limit {part!r}", field="container_limits",
+                             hint=f"KEY=VALUE with KEY one of {', '.join(_LIMIT_KEYS)}")
+        key = key.strip()
+        try:
+            num = float(val) if key in ("cpus", "wall") else int(val)
+        except ValueError:
+            raise InputError(f"container limit {key}={val!r} is not a number", field=f"container_limits.{key}") \
+                from None
+        values[_LIMIT_KEYS[key]] = num * MIB if key == "output" else num
+    return replace(base, **values)
+
+
+def within(asked: ContainerLimits, ceiling: ContainerLimits) -> ContainerLimits:
+    """A lease's limits lowered to the provider's ceilings."""
+    return replace(asked, memory_mib=min(asked.memory_mib, ceiling.memory_mib), cpus=min(asked.cpus, ceiling.cpus),
+                   pids=min(asked.pids, ceiling.pids), wall_seconds=min(asked.wall_seconds, ceiling.wall_seconds),
+                   work_mib=min(asked.work_mib, ceiling.work_mib),
+                   max_output_bytes=min(asked.max_output_bytes, ceiling.max_output_bytes))
 
 
 def usage_for_container(cpu_seconds: float, wall_ms: float, units: int, remaining_seconds: int) -> int:

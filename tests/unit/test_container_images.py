@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import signal
 import tarfile
 from pathlib import Path
@@ -222,3 +223,36 @@ def test_limits_are_checked_and_container_usage_is_wall_time_bounded_by_the_cont
     assert usage_for_container(9.0, 1000, units=2, remaining_seconds=100) == 5  # 9 CPU s over 2 units
     assert usage_for_container(0.0, 10, units=1, remaining_seconds=100) == 1
     assert usage_for_container(50.0, 500_000, units=2, remaining_seconds=30) == 60
+
+
+def test_container_limits_parse_over_defaults_and_leases_are_lowered_to_the_ceilings():
+    from provider_agent.runtime.container import parse_limits, within
+
+    limits = parse_limits("mem=2048, cpus=1.5,pids=100,wall=30,work=64,output=4")
+    assert (limits.memory_mib, limits.cpus, limits.pids, limits.wall_seconds, limits.work_mib,
+            limits.max_output_bytes) == (2048, 1.5, 100, 30.0, 64, 4 * MIB)
+    assert parse_limits("") == ContainerLimits()
+    for bad, field in (("mem", "container_limits"), ("disk=1", "container_limits"), ("mem=x", "container_limits.mem"),
+                       ("pids=0", "container_limits.pids")):
+        with pytest.raises(InputError) as info:
+            parse_limits(bad)
+        assert info.value.fields["field"] == field
+    lowered = within(ContainerLimits(memory_mib=4096, cpus=8, wall_seconds=10), limits)
+    assert (lowered.memory_mib, lowered.cpus, lowered.wall_seconds) == (2048, 1.5, 10)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--container-limits", "mem=64"], "--container-\\* options without --containers"),
+    (["--containers", "--container-limits", "mem=x"], "container limit mem='x' is not a number"),
+    (["--containers", "--container-image", "busybox"], "not a registry reference with a host"),
+])
+def test_cona_agent_run_refuses_bad_container_options_before_anything_starts(args, message):
+    from typer.testing import CliRunner
+
+    from provider_agent.cli import app
+
+    result = CliRunner().invoke(app, ["run", "--profile", "provider_agent/profiles/h100-server", "--engine",
+                                      "http://127.0.0.1:9", "--attachment", "n1", "--domain", "7", "--price", "gpu=1",
+                                      *args])
+    assert result.exit_code == 2
+    assert re.search(message, result.output), result.output
