@@ -180,8 +180,7 @@ class AgentConfig:
     #: the native runtime's allowlist (empty: not opted in) and its per-run ceilings
     native_programs: tuple[NativeProgram, ...] = ()
     native_limits: NativeLimits = NativeLimits()
-    #: the container runtime (None: not opted in) and its per-run ceilings
-    containers: ContainerConfig | None = None
+    containers: ContainerConfig | None = None  # the container runtime (None: not opted in), its ceilings:
     container_limits: ContainerLimits = ContainerLimits()
 
 
@@ -200,15 +199,11 @@ class Agent:
         self.dispute_window = int(self.market.contract.call("disputeWindow"))
         self.originator = Originator(key, time.time, max_age=cfg.lsa_lifetime,
                                      sequence=int(self.journal.meta("lsa_sequence", 0)))
-        self.runtime = WasmRuntime()
+        self.runtime = WasmRuntime(Path(cfg.state_dir) / "wasm")
         self.native_programs = allowlist(cfg.native_programs)
         self.native = NativeRuntime(Path(cfg.state_dir) / "native") if self.native_programs else None
-        self.containers = ContainerRuntime(cfg.containers) if cfg.containers else None
-        if self.containers is not None:
-            log.info("container runtime: podman %s", self.containers.check())
-        # every runtime behind one call (provider_agent.runtime.workbench); the lease loop below still
-        # calls the wasm and native runtimes itself until order documents name buyer modules and images
-        self.workbench = Workbench(self.runtime, self.native, self.containers)
+        # every runtime behind one call; the lease loop calls wasm and native itself until specs name images
+        self.workbench = Workbench(self.runtime, self.native, cfg.containers and ContainerRuntime(cfg.containers))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
         self.runs: dict[int, Future] = {}
         self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
@@ -265,8 +260,6 @@ class Agent:
         self.wake.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.workbench.close()
-        if self.containers is not None:
-            self.containers.close()
         self.http.close()
         self.acct.close()
         self.journal.close()

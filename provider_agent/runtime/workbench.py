@@ -113,6 +113,8 @@ class Workbench:
                  containers: ContainerRuntime | None = None, devices: DevicePool | None = None,
                  workers: int = 1) -> None:
         self.wasm, self.native, self.containers = wasm, native, containers
+        if containers is not None:
+            log.info("container runtime: podman %s", containers.check())  # refuses a machine without podman/runc
         self.devices = devices or DevicePool({})
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="workload")
         self._active = 0
@@ -181,5 +183,8 @@ class Workbench:
         with self._lock:
             return {"active": self._active, "served": self._served}
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = False) -> None:
+        """Stop taking work (a run under way ends on its own) and close the container runtime."""
+        self.pool.shutdown(wait=wait, cancel_futures=True)
+        if self.containers is not None:
+            self.containers.close()

@@ -174,7 +174,6 @@ def test_a_gpu_lease_sees_exactly_its_assigned_devices_through_cdi(env, tmp_path
         assert pool.take("nvidia.com/gpu", 2) == outcome.devices  # given back when the run ended
         none = bench.run(ContainerWork(sh(image, "ls /dev | grep -c nvidia || true")))
         assert none.output == b"0\n"
-        bench.close()
     finally:
         for path in written:
             path.unlink()

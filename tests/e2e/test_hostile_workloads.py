@@ -62,8 +62,7 @@ def world(tmp_path_factory):
     require_podman()
     w = World(tmp_path_factory.mktemp("hostile"))
     yield w
-    w.bench.close()
-    w.containers.close()
+    w.bench.close()  # closes its container runtime too
 
 
 @pytest.fixture(autouse=True)
