@@ -14,7 +14,8 @@ The provider commits ``keccak256`` of exactly these bytes with ``ComputeMarket.c
 engine refuses an upload whose keccak is not the committed one, and the buyer's CLI checks the
 bytes it downloads the same way, then each file against its manifest digest.
 
-Pure: no I/O. Invariants: ``parse(encode(r)) == r`` for every record; ``digest`` is the keccak of
+Pure: no I/O. Invariants: ``parse(encode(r)) == r`` for every record (statuses and names are
+UTF-8); ``digest`` is the keccak of
 ``encode``'s bytes; a status never contains the bytes 0x00 or 0x01 (the separator tells the two
 encodings apart); a record without files encodes byte-for-byte as before output files existed.
 """
@@ -42,7 +43,10 @@ class OutputFile:
     sha256: bytes
 
     def __post_init__(self) -> None:
-        raw = self.name.encode("utf-8", "surrogateescape")
+        try:
+            raw = self.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"output file name {self.name!r} is not UTF-8", field="files.name") from None
         parts = self.name.split("/")
         if not raw or len(raw) > MAX_NAME_BYTES or "\x00" in self.name or self.name.startswith("/") \
                 or any(p in ("", ".", "..") for p in parts):
@@ -69,14 +73,14 @@ class ResultRecord:
     def __post_init__(self) -> None:
         if "\x00" in self.status or "\x01" in self.status:
             raise InputError("a result status may not contain the bytes 0x00 or 0x01", field="status")
-        files = tuple(sorted(self.files, key=lambda f: f.name.encode("utf-8", "surrogateescape")))
+        files = tuple(sorted(self.files, key=lambda f: f.name.encode()))
         names = [f.name for f in files]
         if len(set(names)) != len(names):
             raise InputError("an output file is named twice", field="files")
         object.__setattr__(self, "files", files)
 
     def encode(self) -> bytes:
-        head = self.status.encode("utf-8", "surrogateescape")
+        head = self.status.encode()
         code = self.exit_code.to_bytes(4, "big", signed=True)
         if not self.files:
             return head + PLAIN + code + self.output
@@ -92,7 +96,7 @@ class ResultRecord:
 def encode_manifest(files: tuple[OutputFile, ...]) -> bytes:
     out = bytearray(len(files).to_bytes(4, "big"))
     for f in files:
-        name = f.name.encode("utf-8", "surrogateescape")
+        name = f.name.encode()
         out += len(name).to_bytes(2, "big") + name + f.size.to_bytes(8, "big") + f.sha256
     return bytes(out)
 
@@ -110,7 +114,10 @@ def decode_manifest(blob: bytes) -> tuple[OutputFile, ...] | None:
         end = pos + 2 + size + 8 + 32
         if end > len(blob):
             return None
-        name = blob[pos + 2:pos + 2 + size].decode("utf-8", "surrogateescape")
+        try:
+            name = blob[pos + 2:pos + 2 + size].decode()
+        except UnicodeDecodeError:
+            return None
         length = int.from_bytes(blob[pos + 2 + size:pos + 2 + size + 8], "big")
         try:
             files.append(OutputFile(name, length, blob[end - 32:end]))
@@ -131,7 +138,7 @@ def parse_result(blob: bytes) -> ResultRecord | None:
     cut = min(cuts, default=-1)
     if cut < 0 or len(blob) - cut - 1 < 4:
         return None
-    status = blob[:cut].decode("utf-8", "surrogateescape")
+    status = blob[:cut].decode(errors="replace")  # shown to people: never fail on a provider's odd bytes
     code = int.from_bytes(blob[cut + 1:cut + 5], "big", signed=True)
     rest = blob[cut + 5:]
     if blob[cut] == 0:

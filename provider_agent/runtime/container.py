@@ -391,6 +391,10 @@ class ContainerRuntime:
         run_id = secrets.token_hex(6)
         name, cgroup = f"cona-{run_id}", RunCgroup(self.prefix + run_id)
         space = Workspace(self.storage / "runs", limits.work_mib * MIB, job.inputs, owner=self.config.user)
+        if not space.mounted:  # a plain directory would let the container fill the agent's disk
+            space.close()
+            raise ContainerUnavailable("the agent cannot mount the container's tmpfs work directory",
+                                       hint="run the agent as root (rootful podman needs it anyway)")
         try:
             return self._run(name, image_id, job, limits, space, cgroup)
         finally:

@@ -72,7 +72,7 @@ def test_a_truncated_or_padded_manifest_is_not_one():
     assert decode_manifest(good[:-1]) is None and decode_manifest(good + b"\x00") is None
 
 
-@pytest.mark.parametrize("name", ["", "/abs", "a/../b", "a//b", "./a", "a/", "nul\x00"])
+@pytest.mark.parametrize("name", ["", "/abs", "a/../b", "a//b", "./a", "a/", "nul\x00", "x" * 1025])
 def test_output_file_names_must_be_plain_relative_paths(name):
     with pytest.raises(InputError):
         OutputFile.of(name, b"")
@@ -85,3 +85,9 @@ def test_bad_records_are_refused():
         ResultRecord("ok", 0, b"", (OutputFile.of("a", b"1"), OutputFile.of("a", b"2")))
     with pytest.raises(InputError, match="32 bytes"):
         OutputFile("a", 1, b"short")
+
+
+def test_names_that_are_not_utf8_are_refused_and_odd_status_bytes_still_parse():
+    with pytest.raises(InputError, match="not UTF-8"):
+        OutputFile("bad\udcff", 0, bytes(32))
+    assert parse_result(b"\xffok\x00\x00\x00\x00\x00out").status == "\ufffdok"
