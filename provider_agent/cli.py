@@ -346,6 +346,16 @@ def status(
         typer.echo(f"{k:22} {v}")
 
 
+ContainersOpt = typer.Option(False, "--containers", help="opt in to the container runtime (rootful podman + runc); "
+                             "see docs/agent.md")
+ContainerLimitsOpt = typer.Option("", "--container-limits", help="container per-run ceilings: mem=MiB,cpus=N,pids=N,"
+                                  "wall=S,work=MiB,output=MiB")
+ImageOpt = typer.Option([], "--container-image", help="a registry image buyers may name: HOST/REPO (any tag) or "
+                        "HOST/REPO:TAG / @sha256:...; repeatable")
+InsecureOpt = typer.Option([], "--container-insecure-registry", help="HOST:PORT of a registry reached without TLS")
+NetworkOpt = typer.Option(False, "--container-network", help="let containers whose order asks for it reach the network")
+
+
 @app.command()
 def run(
     keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt,
@@ -369,16 +379,9 @@ def run(
     native_limits: str = typer.Option(
         "", "--native-limits", help="native per-run ceilings: cpu=S,mem=MiB,files=N,wall=S and optionally "
         "fsize=MiB, procs=N, output=MiB"),
-    containers: bool = typer.Option(False, "--containers", help="opt in to the container runtime (rootful podman "
-                                    "+ runc); see docs/agent.md"),
-    container_limits: str = typer.Option("", "--container-limits", help="container per-run ceilings: mem=MiB,"
-                                         "cpus=N,pids=N,wall=S,work=MiB,output=MiB"),
-    container_image: list[str] = typer.Option([], "--container-image", help="a registry image buyers may name: "
-                                              "HOST/REPO (any tag) or HOST/REPO:TAG / @sha256:...; repeatable"),
-    container_insecure_registry: list[str] = typer.Option([], "--container-insecure-registry",
-                                                          help="HOST:PORT of a registry reached without TLS"),
-    container_network: bool = typer.Option(False, "--container-network", help="let containers whose order asks "
-                                           "for it reach the network"),
+    containers: bool = ContainersOpt, container_limits: str = ContainerLimitsOpt,
+    container_image: list[str] = ImageOpt, container_insecure_registry: list[str] = InsecureOpt,
+    container_network: bool = NetworkOpt,
 ) -> None:
     """The provider daemon: advertise, heartbeat, accept, run, complete, settle, withdraw."""
     from provider_agent import daemon
@@ -395,8 +398,8 @@ def run(
         if native_limits and not programs:
             raise InputError("--native-limits without --native-program: no native program would run",
                              field="native_limits")
-        box_cfg, box_limits = _container_options(state_dir, containers, container_limits, container_image,
-                                                 container_insecure_registry, container_network)
+        box = _container_options(state_dir, containers, container_limits, container_image,
+                                 container_insecure_registry, container_network)
         ident = keystore.unlock(keystore_path, keystore.read_passphrase(passphrase_file))
         found = probe.discover_dump(profile) if profile is not None else probe.discover_live()
         cfg = daemon.AgentConfig(
@@ -404,7 +407,7 @@ def run(
             prices=tuple(account_mod.parse_prices(price)), stake=stake_wei, state_dir=state_dir,
             heartbeat_interval=heartbeat_interval, poll_interval=poll_interval, lsa_lifetime=lsa_lifetime,
             withdraw_every=withdraw_every, deployment_file=deployment, native_programs=programs,
-            native_limits=limits, containers=box_cfg, container_limits=box_limits)
+            native_limits=limits, containers=box[0], container_limits=box[1])
         agent = daemon.Agent(cfg, ident.key, found.descriptor)
     except ConaError as exc:
         raise _fail(exc, False) from None
