@@ -76,9 +76,11 @@ from marketplace.resources.model import DeviceClass, NodeDescriptor
 from marketplace.results import ResultRecord
 from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
 from provider_agent.journal import Journal, Lease
+from provider_agent.runtime.container import ContainerConfig, ContainerLimits, ContainerRuntime
 from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeResult, NativeRuntime, allowlist, \
     usage_for_cpu
 from provider_agent.runtime.wasm import Limits, RunResult, WasmRuntime
+from provider_agent.runtime.workbench import Workbench
 from provider_agent.workloads import NAMES, load_workload
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,8 @@ class AgentConfig:
     #: the native runtime's allowlist (empty: not opted in) and its per-run ceilings
     native_programs: tuple[NativeProgram, ...] = ()
     native_limits: NativeLimits = NativeLimits()
+    containers: ContainerConfig | None = None  # the container runtime (None: not opted in), its ceilings:
+    container_limits: ContainerLimits = ContainerLimits()
 
 
 class Agent:
@@ -171,9 +175,11 @@ class Agent:
         self.terms: dict[int, MarketTerms] = {}  # an order's terms version never changes: read each once
         self.originator = Originator(key, time.time, max_age=cfg.lsa_lifetime,
                                      sequence=int(self.journal.meta("lsa_sequence", 0)))
-        self.runtime = WasmRuntime()
+        self.runtime = WasmRuntime(Path(cfg.state_dir) / "wasm")
         self.native_programs = allowlist(cfg.native_programs)
         self.native = NativeRuntime(Path(cfg.state_dir) / "native") if self.native_programs else None
+        # every runtime behind one call; the lease loop calls wasm and native itself until specs name images
+        self.workbench = Workbench(self.runtime, self.native, cfg.containers and ContainerRuntime(cfg.containers))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
         self.runs: dict[int, Future] = {}
         self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
@@ -229,6 +235,7 @@ class Agent:
         self.stop.set()
         self.wake.set()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.workbench.close()
         self.api.close()
         self.acct.close()
         self.journal.close()
