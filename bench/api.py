@@ -96,10 +96,10 @@ def _child_setup() -> None:  # pragma: no cover - runs between fork and exec
 
 
 @contextmanager
-def market(state_dir: Path, providers: int = PROVIDERS) -> Iterator[str]:
-    """``cona up`` as a child process; yields the API URL once every demo provider is installed."""
+def market(state_dir: Path, providers: int = PROVIDERS, chain: str = "embedded") -> Iterator[str]:
+    """``cona up`` as a child process on ``chain``; yields the API URL once every demo provider is installed."""
     port = _free_port()
-    env = {**os.environ, "CONA_DATA_DIR": str(state_dir), "CONA_CHAIN": "embedded", "CONA_API_HOST": "127.0.0.1"}
+    env = {**os.environ, "CONA_DATA_DIR": str(state_dir), "CONA_CHAIN": chain, "CONA_API_HOST": "127.0.0.1"}
     env.pop("CONA_API_URL", None)
     log_path = state_dir.parent / "up.log"
     with log_path.open("wb") as out:
