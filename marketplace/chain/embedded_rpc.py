@@ -115,7 +115,7 @@ _LOCK_FREE = frozenset({"eth_blockNumber", "eth_chainId", "net_version", "web3_c
 #: mined blocks kept encoded (per head: the cache is dropped whenever the head moves)
 MAX_KEPT_BLOCKS = 64
 #: methods that may change the chain (and so the block log); anything else only reads
-WRITES = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "evm_mine", "anvil_mine", "evm_revert",
+WRITES = frozenset({"eth_sendRawTransaction", "cona_sendRawTransactionIfSucceeds", "eth_sendTransaction", "evm_mine", "anvil_mine", "evm_revert",
                     "evm_increaseTime", "evm_setNextBlockTimestamp", "evm_setAutomine"})
 
 
@@ -292,6 +292,18 @@ class EmbeddedRpc:
 
     def rpc_eth_sendRawTransaction(self, raw: str) -> str:
         return self.tester.send_raw_transaction(raw)
+
+    def rpc_cona_sendRawTransactionIfSucceeds(self, raw: str) -> str:
+        """``eth_sendRawTransaction``, except that a transaction whose execution fails is refused (error 3
+        with the revert bytes, as a failed ``eth_call``) rather than mined as failed: the simulation and
+        the send in one EVM run. CONA's own writer uses it (``transact_many(if_succeeds=True)``); the
+        API's ``/rpc`` does not serve it."""
+        chain = self.tester.backend.chain
+        chain.refuse_failures = True
+        try:
+            return self.tester.send_raw_transaction(raw)
+        finally:
+            chain.refuse_failures = False
 
     def rpc_eth_getTransactionReceipt(self, tx_hash: str) -> Any:
         receipt = self.tester.get_transaction_receipt(tx_hash)

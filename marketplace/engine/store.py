@@ -1,15 +1,19 @@
 """The engine's files under ``state_dir``, each written whole or not at all.
 
-    specs/0x<digest>.json         a buyer's order document (canonical JSON), named by its digest
+    specs/0x<digest>.json         the order document (canonical JSON) of an order on chain, named by its digest
+    specs/pending/0x<intent>.json the document of an order being placed, named by its intent's digest: moved
+                                  to specs/ once the order is on chain, deleted if it is refused (and, at a
+                                  start, unless an order on chain carries that intent)
     batches/0x<inputsHash>.json   a matching round's inputs and decisions (``batch.canonical``)
     results/<order>.bin           a lease's result bytes (their keccak is the on-chain result hash)
     lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
-    idempotency.json              Idempotency-Key -> [request digest, order id]
+    idempotency.jsonl             (buyer, Idempotency-Key) -> request digest, order id: one line each, appended
     index.sqlite                  the event index (``EventIndexer``; not written here)
 
 Invariant: every file here is written by ``atomic_write`` (a temporary file in the same
 directory, then a rename over the target), so a reader or a restarted engine finds the old
-content or the new one, never part of either. Nothing here knows what the files mean beyond
+content or the new one, never part of either; ``idempotency.jsonl`` is appended a whole line
+at a time, and a line cut by a crash is skipped when read. Nothing here knows what the files mean beyond
 their names; the engine's parts decide what to keep.
 """
 
@@ -24,7 +28,7 @@ from marketplace.engine.spec import Spec
 
 log = logging.getLogger(__name__)
 
-SUBDIRS = ("specs", "batches", "results", "lsdb")
+SUBDIRS = ("specs", "specs/pending", "batches", "results", "lsdb")
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -49,7 +53,7 @@ class EngineStore:
         self.root = Path(state_dir)
         for sub in SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.idempotency_path = self.root / "idempotency.json"
+        self.idempotency_path = self.root / "idempotency.jsonl"
 
     # -- specs
 
@@ -63,6 +67,31 @@ class EngineStore:
         if not path.exists():
             atomic_write(path, spec.canonical_bytes())
         return d
+
+    def stage_spec(self, intent_digest: bytes, spec: Spec) -> None:
+        """Keep ``spec`` aside while its order is being placed (``specs/pending``)."""
+        atomic_write(self.pending_path(intent_digest), spec.canonical_bytes())
+
+    def pending_path(self, intent_digest: bytes) -> Path:
+        return self.root / "specs" / "pending" / f"0x{intent_digest.hex()}.json"
+
+    def promote_spec(self, intent_digest: bytes, spec: Spec) -> bytes:
+        """The order of ``intent_digest`` is on chain: keep its spec for good (and drop the staged copy)."""
+        d = self.put_spec(spec)
+        self.unstage_spec(intent_digest)
+        return d
+
+    def unstage_spec(self, intent_digest: bytes) -> None:
+        self.pending_path(intent_digest).unlink(missing_ok=True)
+
+    def staged_specs(self) -> Iterator[tuple[bytes, Path]]:
+        """(intent digest, file) of every spec staged and not promoted or dropped (a crash left them)."""
+        for path in sorted((self.root / "specs" / "pending").glob("0x*.json")):
+            try:
+                yield bytes.fromhex(path.stem[2:]), path
+            except ValueError:
+                log.warning("%s: not a staged spec's name; removing it", path)
+                path.unlink(missing_ok=True)
 
     def load_spec(self, digest: bytes) -> Spec | None:
         """The stored spec of ``digest``, or None when none is stored or it does not hash to it."""
@@ -107,9 +136,22 @@ class EngineStore:
 
     # -- the Idempotency-Key table
 
-    def load_idempotency(self) -> dict[str, list[Any]]:
+    def load_idempotency(self) -> Iterator[dict[str, Any]]:
+        """The recorded keys, oldest first (a line cut by a crash is skipped: its order is found again
+        by its intent's digest when the client retries)."""
         path = self.idempotency_path
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                log.warning("%s: skipping a torn line", path)
+                continue
+            if isinstance(entry, dict) and {"buyer", "key", "request", "order"} <= entry.keys():
+                yield entry
 
-    def put_idempotency(self, table: dict[str, list[Any]]) -> None:
-        atomic_write(self.idempotency_path, json.dumps(table))
+    def add_idempotency(self, entry: dict[str, Any]) -> None:
+        """Append one key (``buyer``, ``key``, ``request`` digest, ``order``): one write, whole lines only."""
+        with self.idempotency_path.open("a") as fh:
+            fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
