@@ -63,11 +63,15 @@ def create_app(state: ApiState) -> FastAPI:
 
     app = FastAPI(title="CONA", version="0.1.0", lifespan=lifespan, responses=problems.PROBLEMS,
                   description="An open market for computing power, settled on an Ethereum chain.")
+    served = routers(state)
+    # every route, as declared: what the body limits and a 405's Allow are looked up in (the
+    # application's own route list holds the included routers, not their routes)
+    app.state.route_table = [route for router in served for route in router.routes]
     # the last added is the outermost: the metrics see the bodies refused for their size too
-    app.add_middleware(BodyLimit, routes=lambda: app.router.routes)
+    app.add_middleware(BodyLimit, routes=app.state.route_table)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
     problems.install(app)
-    for router in routers(state):
+    for router in served:
         app.include_router(router)
     bounds.document(app)
     return app

@@ -63,15 +63,18 @@ def limits_of(route: Any) -> dict[str, Any]:
 
 
 class BodyLimit:
-    """The middleware (see the module docstring). ``routes`` returns the application's routes."""
+    """The middleware (see the module docstring). ``routes``: every route the application serves.
 
-    def __init__(self, app: Any, routes: Callable[[], list[Any]]) -> None:
+    FastAPI's own ``max_body_size`` is not used: the depth check needs the buffered body before
+    FastAPI's (recursive) parser sees it, and ``/rpc`` answers its refusals as JSON-RPC errors."""
+
+    def __init__(self, app: Any, routes: list[Any]) -> None:
         self.app = app
         self.routes = routes
 
     def _limits(self, scope: dict[str, Any]) -> dict[str, Any]:
         partial = None
-        for route in self.routes():
+        for route in self.routes:
             match, _ = route.matches(scope)
             if match == Match.FULL:
                 return limits_of(route)

@@ -103,7 +103,7 @@ def allowed_methods(request: Request) -> str:
     """Every method some route serves at the request's path (RFC 9110: a 405 names them in ``Allow``):
     the router names only the first route that matched, and a path can be served by several."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in getattr(request.app.state, "route_table", None) or request.app.router.routes:
         match, _ = route.matches({**request.scope, "method": "GET"})
         if match != Match.NONE:
             methods |= set(getattr(route, "methods", None) or ())

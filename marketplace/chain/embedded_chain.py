@@ -98,35 +98,36 @@ def chain_class(clock: ChainClock) -> type[MiningChain]:
             self.restamp()
             if not self.refuse_failures:
                 return super().apply_transaction(transaction)
-            return self.apply_unless_failed(transaction)
-
-        def apply_unless_failed(self, transaction: Any) -> Any:
-            """``MiningChain.apply_transaction`` (py-evm 0.12, the same public calls in the same order), with
-            the execution checked before anything is persisted: a failed one is undone and refused. One
-            EVM run where a simulation and a send are two (the embedded chain's placements, see
-            marketplace.engine.placing)."""
-            vm = self.get_vm(self.header)
-            base_block = vm.get_block()
-            snapshot = vm.state.snapshot()
-            receipt, computation = vm.apply_transaction(base_block.header, transaction)
-            if computation.is_error:
-                vm.state.revert(snapshot)  # the sender's fee and nonce too: nothing happened
-                reason = computation.error.args[0] if computation.error.args else b""
-                raise TransactionFailed(reason if isinstance(reason, bytes) else str(reason))
-            header_with_receipt = vm.add_receipt_to_header(base_block.header, receipt)
-            vm.state.persist()
-            new_header = header_with_receipt.copy(state_root=vm.state.state_root)
-            transactions = base_block.transactions + (transaction,)
-            receipts = base_block.get_receipts(self.chaindb) + (receipt,)
-            new_block = vm.set_block_transactions_and_withdrawals(base_block, new_header, transactions, receipts)
-            self.header = new_block.header
-            return new_block, receipt, computation
+            return apply_unless_failed(self, transaction)
 
         def mine_block_extended(self, *args: Any, **kwargs: Any) -> Any:
             self.restamp()
             return super().mine_block_extended(*args, **kwargs)
 
     return EmbeddedMiningChain
+
+def apply_unless_failed(chain: MiningChain, transaction: Any) -> Any:
+    """``MiningChain.apply_transaction`` (py-evm 0.12: the same public calls in the same order), with the
+    execution checked before anything is persisted: a failed one is refused with ``TransactionFailed``
+    carrying the revert bytes, and its VM dropped unpersisted (``get_vm`` builds a new one, with its own
+    state over the database, on every call; only ``state.persist`` writes to the database and only the
+    header names the pending block), so the sender's fee and nonce are as before. One EVM run where a
+    simulation and a send are two (the embedded chain's placements, marketplace.engine.placing)."""
+    vm = chain.get_vm(chain.header)
+    base_block = vm.get_block()
+    receipt, computation = vm.apply_transaction(base_block.header, transaction)
+    if computation.is_error:
+        reason = computation.error.args[0] if computation.error.args else b""
+        raise TransactionFailed(reason if isinstance(reason, bytes) else str(reason))
+    header_with_receipt = vm.add_receipt_to_header(base_block.header, receipt)
+    vm.state.persist()
+    new_header = header_with_receipt.copy(state_root=vm.state.state_root)
+    transactions = base_block.transactions + (transaction,)
+    receipts = base_block.get_receipts(chain.chaindb) + (receipt,)
+    new_block = vm.set_block_transactions_and_withdrawals(base_block, new_header, transactions, receipts)
+    chain.header = new_block.header
+    return new_block, receipt, computation
+
 
 class _EmbeddedEvm(PyEVMBackend):
     """eth-tester's py-evm backend around a chain built here (its own constructor builds its own),

@@ -219,6 +219,13 @@ class Placer:
 
     # -- the placer's thread
 
+    def place_now(self, placements: Sequence[Placement]) -> list[int | ConaError]:
+        """Place ``placements`` as one group on the caller's thread (the placer thread's steps): each
+        one's order id, or the error that refused it. For callers that have a batch already."""
+        tickets = [Ticket(p) for p in placements]
+        self._place_safely(tickets)
+        return [t.error if t.error is not None else t.order_id for t in tickets]  # type: ignore[misc]
+
     def _run(self) -> None:
         while True:
             with self._cv:
@@ -228,20 +235,27 @@ class Placer:
                     return
                 group = [self._waiting.popleft() for _ in range(min(self.max_group, len(self._waiting)))]
             try:
-                self._place_group(group)
-            except ConaError as exc:
-                log.warning("a group of %d orders failed: %s", len(group), exc)
-                for t in group:
-                    t.answer(error=exc)
-            except Exception as exc:  # the thread must outlive one bad group; its orders get a 503
-                log.exception("placing a group of %d orders failed", len(group))
-                for t in group:
-                    t.answer(error=ChainError(f"placing the order failed: {type(exc).__name__}: {exc}"))
+                self._place_safely(group)
             finally:
                 with self._cv:
                     for t in group:
                         if self._by_digest.get(t.placement.digest) is t:
                             del self._by_digest[t.placement.digest]
+
+    def _place_safely(self, group: list[Ticket]) -> None:
+        """``_place_group``, with every order answered whatever happens (the thread outlives a bad group)."""
+        try:
+            self._place_group(group)
+        except ConaError as exc:
+            log.warning("a group of %d orders failed: %s", len(group), exc)
+            for t in group:
+                t.answer(error=exc)
+        except Exception as exc:  # a bug or an unexpected answer: its orders get an error, not a hang
+            log.exception("placing a group of %d orders failed", len(group))
+            for t in group:
+                t.answer(error=ChainError(f"placing the order failed: {type(exc).__name__}: {exc}"))
+        for t in group:  # an order the steps above left unanswered would wait forever
+            t.answer(error=ChainError("the order was neither placed nor refused (a bug: please report it)"))
 
     def _place_group(self, group: list[Ticket]) -> None:
         """Place ``group`` in one transaction. The common case is one attempt: the group simulates

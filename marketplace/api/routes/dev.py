@@ -3,7 +3,8 @@ this machine only. Never part of ``/rpc``.
 
 ``POST /dev/advance-time`` moves the chain's clock forward and mines a block (past a dispute
 window, say: ``cona dev advance-time``); ``POST /dev/fund`` sends test ETH from the faucet,
-development account ``FAUCET_ACCOUNT`` of the project's well-known mnemonic (``cona dev fund``).
+development account ``FAUCET_ACCOUNT`` of the project's well-known mnemonic (``cona dev fund``; on a
+chain funding fewer accounts, the last one).
 
 Where they exist: the router is mounted only when the market runs a development chain
 (``dev_chain``: ``ApiState.dev`` when the composition root decides, else the chain id is one of
@@ -90,6 +91,14 @@ class Funded(BaseModel):
 _PROBLEM_403 = {403: {"description": "The client is not on a loopback address"}}
 
 
+def faucet_key(chain: Any) -> bytes:
+    """The faucet's key: development account ``FAUCET_ACCOUNT`` (the last one, when the chain funds fewer)."""
+    from marketplace.chain.backends import dev_accounts
+
+    accounts = chain.backend.accounts or dev_accounts(chain.project.mnemonic, FAUCET_ACCOUNT + 1)
+    return bytes(accounts[min(FAUCET_ACCOUNT, len(accounts) - 1)].key)
+
+
 def _time(state: ApiState) -> int:
     return int(state.chain.backend.latest_block()["timestamp"], 16)
 
@@ -112,7 +121,6 @@ def advance_time(body: AdvanceIn, services: Svc) -> dict[str, Any]:
 def fund(body: FundIn, services: Svc) -> dict[str, Any]:
     from eth_utils import to_checksum_address
 
-    from marketplace.chain.backends import dev_accounts
     from marketplace.chain.writer import Signer
 
     try:
@@ -123,7 +131,7 @@ def fund(body: FundIn, services: Svc) -> dict[str, Any]:
     if not 0 < amount <= MAX_FUND_WEI:
         raise InputError(f"wei must be within 1..{MAX_FUND_WEI}", field="wei")
     chain = services.state.chain
-    faucet = Signer(dev_accounts(chain.project.mnemonic, FAUCET_ACCOUNT + 1)[FAUCET_ACCOUNT].key)
+    faucet = Signer(faucet_key(chain))
     rec = chain.writer.transact(faucet, to=to, value=amount, label=f"fund {to}")
     balance = int(chain.backend.request("eth_getBalance", [to, "latest"]), 16)
     log.info("development faucet: %d wei to %s (tx %s)", amount, to, rec.tx_hash)

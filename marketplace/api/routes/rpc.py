@@ -94,9 +94,14 @@ def relay(backend: Any, payload: Any) -> Any:
     return [r if r is not None else next(answers) for r in refused]
 
 
+_BODY = {"requestBody": {"required": True, "description": "a JSON-RPC 2.0 request, or a batch (a list) of them",
+                          "content": {"application/json": {"schema": {"anyOf": [
+                              {"type": "object"}, {"type": "array", "items": {"type": "object"}}]}}}}}
+
+
 @router.post("/rpc", responses=_RESPONSES, summary="The chain as Ethereum JSON-RPC: reads and signed transactions",
-             openapi_extra=declare_body_limit(MAX_RPC_BODY_BYTES, json_depth=MAX_JSON_DEPTH,
-                                              batch=MAX_RPC_BATCH, raw=True))
+             openapi_extra={**_BODY, **declare_body_limit(MAX_RPC_BODY_BYTES, json_depth=MAX_JSON_DEPTH,
+                                                          batch=MAX_RPC_BATCH, raw=True)})
 async def rpc(request: Request, services: Svc) -> Response:
     body = await request.body()
     try:
