@@ -21,6 +21,10 @@ omission). ``client_lag_p99_ms`` says how late the generator itself sent (its ti
 share of the CPU), which is part of every latency. A warm-up (``WARMUP_S``, not measured)
 opens the connections and the server's caches first.
 
+Then ``bench.place`` measures placement throughput (20 buyers, ``POST /v1/orders``) on a market of
+its own per chain: ``place_orders_per_s_anvil``, ``place_p99_ms_anvil``, ``place_orders_per_s_embedded``,
+``place_p99_ms_embedded`` (and their ``_p50_ms``, ``_errors`` and the load average while measured).
+
 Figures: ``read_p50_ms``, ``read_p99_ms``, ``read_p999_ms``, ``read_max_ms`` over every
 measured read, ``read_p99_ms_<endpoint>`` per endpoint, ``offered_rps``, ``achieved_rps``
 (responses per second over the measured window), ``read_requests``, ``read_errors``
@@ -49,6 +53,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench import place
 from bench.stats import percentile, rnd
 from marketplace.client import ApiClient
 from marketplace.errors import ConaError, NotFound
@@ -405,6 +410,7 @@ def run(quick: bool = False) -> dict:
     out.update({"order_to_lease_ms_p50": rnd(percentile(lease_ms, 50)),
                 "order_to_lease_ms_p99": rnd(percentile(lease_ms, 99)),
                 "order_to_lease_samples": len(lease_ms)})
+    out.update(place.run(quick=quick))  # placement throughput, each chain on a market of its own
     return out
 
 

@@ -11,9 +11,10 @@ them; ``place_order_tx`` attaches a spec to an order the buyer placed itself.
 
 Invariants:
 - an order's state, provider, backups and deadline are the lifecycle fold's, never set here;
-- a spec is staged (``state_dir/specs/pending``) before the transaction that places its order
-  and kept (``state_dir/specs``) once the order is on chain; a refused order's is deleted, and a
-  start keeps a staged spec only if its intent is on chain. So an order is never on chain with
+- a spec is staged (``state_dir/specs/staged.jsonl``, one append per group) before the
+  transaction that places its order, and kept (``state_dir/specs``) once the order is on chain;
+  the staged copies are dropped once no group is in flight, and a start keeps a staged spec only
+  if its intent is on chain. So an order is never on chain with
   its spec lost by this engine, and an order that never landed leaves no file;
 - an ``Idempotency-Key`` is scoped to the buyer who signed the intent: the same key with the
   same request returns the same order id, with another request it is a conflict (409), another
@@ -25,13 +26,12 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from eth_utils import keccak, to_checksum_address
 
@@ -40,11 +40,11 @@ from marketplace.chain.intents import OrderIntent
 from marketplace.chain.lifecycle import OrderFold, OrderState
 from marketplace.chain.market import Market
 from marketplace.chain.writer import Receipt, Signer
-from marketplace.engine.errors import IdempotencyConflict, InvalidSpec, PlacementRefused, SpecMismatch
+from marketplace.engine.errors import IdempotencyConflict, InvalidSpec, SpecMismatch
 from marketplace.engine.placing import Placement, Placer
 from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
-from marketplace.errors import ConaError, InputError, NotFound, TopologyError
+from marketplace.errors import InputError, NotFound, TopologyError
 from marketplace.routing import RoutingTable
 
 if TYPE_CHECKING:
@@ -172,21 +172,27 @@ def hexbytes(v: Any, name: str) -> bytes:
         raise InputError(f"{name} must be hex bytes", field=name) from None
 
 
+#: half the secp256k1 group order: OpenZeppelin's ECDSA refuses a signature with a larger ``s`` (malleable)
+HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
 def check_signature(it: OrderIntent, digest: bytes, sig: bytes) -> None:
-    """The buyer's EIP-712 signature, checked here: with a fixed gas limit (no estimation) a bad one
-    would otherwise cost the orchestrator a reverted transaction."""
-    from eth_keys import keys
-    from eth_keys.exceptions import BadSignature, ValidationError
+    """The buyer's EIP-712 signature, checked here as the contract's ``ECDSA.recover`` checks it (65 bytes,
+    v 27 or 28, a low ``s``, recovering to the buyer): a bad one is refused before anything is sent."""
+    from coincurve import PublicKey
 
     if len(sig) != 65 or sig[64] not in (27, 28):
         raise InputError("signature must be 65 bytes r || s || v with v 27 or 28", field="signature")
-    try:
-        who = keys.Signature(sig[:64] + bytes([sig[64] - 27])).recover_public_key_from_msg_hash(digest)
-    except (BadSignature, ValidationError):
-        raise InputError("signature does not recover to any key", field="signature") from None
-    if who.to_checksum_address() != to_checksum_address(it.buyer):
-        raise InputError(f"the intent is signed by {who.to_checksum_address()}, not its buyer {it.buyer}",
+    if int.from_bytes(sig[32:64], "big") > HALF_N:
+        raise InputError("signature has a high s (malleable): the contract refuses it; sign with a low s",
                          field="signature")
+    try:
+        pub = PublicKey.from_signature_and_message(sig[:64] + bytes([sig[64] - 27]), digest, hasher=None)
+    except ValueError:
+        raise InputError("signature does not recover to any key", field="signature") from None
+    who = to_checksum_address(keccak(pub.format(compressed=False)[1:])[-20:])
+    if who != to_checksum_address(it.buyer):
+        raise InputError(f"the intent is signed by {who}, not its buyer {it.buyer}", field="signature")
 
 
 def check_spec(it: OrderIntent, s: Spec) -> None:
@@ -263,7 +269,7 @@ class OrderDesk:
         self.wake = wake
         self.clock = clock
         self.idempotency = IdempotencyStore(store)
-        self.placer = Placer(market=market, orchestrator=orchestrator, landed=self.landed, find_placed=find_placed)
+        self.placer = Placer(market=market, orchestrator=orchestrator, keeper=self, find_placed=find_placed)
         #: (buyer, key) -> request digest of the keyed requests being placed now; both tables under ``_keys_lock``
         self._keys_in_flight: dict[tuple[str, str], str] = {}
         self._keys_lock = threading.Lock()
@@ -336,23 +342,29 @@ class OrderDesk:
         return oid
 
     def _place(self, p: Placement) -> int:
-        self.store.stage_spec(p.digest, p.spec)
-        try:
-            return self.placer.place(p)
-        except PlacementRefused:
-            self.store.unstage_spec(p.digest)  # refused: nothing of it is kept
-            raise
+        return self.placer.place(p)
+
+    # -- the placer's keeper (``placing.Keeper``): on the placer's thread
+
+    def stage(self, placements: Sequence[Placement]) -> None:
+        self.store.stage_specs([(p.digest, p.spec) for p in placements])
 
     def landed(self, placed: list[tuple[Placement, int]]) -> None:
-        """Orders are on chain (placed now, or found placed before): keep the specs and
-        hand the orders to the engine loop, which applies their events from its index and queues
-        them (``drain_landed``). Runs on the placer's thread before the orders are answered, without
-        the engine's lock: a placement never waits for a matching round."""
+        """Orders are on chain (placed now, or found placed before): their specs join the engine's and
+        the orders go to the engine loop, which applies their events from its index and queues them
+        (``drain_landed``). Without the engine's lock: a placement never waits for a matching round."""
         for p, oid in placed:
-            self.store.promote_spec(p.digest, p.spec)
             self.specs[p.spec.digest()] = p.spec  # read with get() only: a plain store is safe here
             self._landed.append(oid)
         self.wake.set()
+
+    def kept(self, placed: list[tuple[Placement, int]], idle: bool) -> None:
+        """After the answers: each spec in its file; the staged copies dropped once no group is in flight
+        (a refused order's spec was only ever staged)."""
+        for p, _ in placed:
+            self.store.put_spec(p.spec)
+        if idle:
+            self.store.clear_staged()
 
     def drain_landed(self, now: float) -> None:
         """Queue the orders placed since the last turn whose spec the index found missing (they were
@@ -364,22 +376,15 @@ class OrderDesk:
 
     def recover_staged(self) -> None:
         """At a start: a staged spec whose intent is on chain is kept (the engine stopped between the
-        block and the file's move); every other staged spec is dropped (its order never landed)."""
+        block and the spec's file); every other staged spec is dropped (its order never landed)."""
         kept = dropped = 0
-        for intent_digest, path in self.store.staged_specs():
-            oid = self.find_placed(intent_digest)
-            try:
-                spec = Spec.from_dict(json.loads(path.read_text())) if oid is not None else None
-            except (OSError, ValueError, ConaError) as exc:
-                log.warning("staged spec %s is unreadable (%s); dropping it", path.name, exc)
-                spec = None
-            if spec is None:
-                self.store.unstage_spec(intent_digest)
+        for intent_digest, spec in self.store.staged_specs():
+            if spec is not None and self.find_placed(intent_digest) is not None:
+                self.keep_spec(spec)
+                kept += 1
+            else:
                 dropped += 1
-                continue
-            self.store.promote_spec(intent_digest, spec)
-            self.keep_spec(spec)
-            kept += 1
+        self.store.clear_staged()
         if kept or dropped:
             log.info("staged specs: %d kept (their orders are on chain), %d dropped", kept, dropped)
 

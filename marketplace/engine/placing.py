@@ -20,9 +20,11 @@ waiting (at most ``MAX_GROUP``) as one group:
    buyer's consecutive orders pass in turn and their escrows add up), then, if the rest still
    reverts, by bisection over prefixes (a prefix of no order that reverts is a fault of the
    market, not of an order: the whole group is answered with it); the rest is tried again;
-4. once the transaction is mined, ``landed`` (the desk's) keeps the specs and hands the orders to
-   the engine loop before each order is answered with its id, taken from its own ``OrderPlaced``
-   (by intent digest).
+4. once the transaction is mined, the ``Keeper`` (the desk) hands the orders and their specs to
+   the engine (``landed``) before each order is answered with its id, taken from its own
+   ``OrderPlaced`` (by intent digest), and keeps the specs on disk after (``kept``). Before the
+   group is tried, its specs are staged (``stage``: one append for the whole group), so an order
+   on chain never loses its spec to a crash in between.
 
 An intent whose nonce is already used may be one that landed before (a client retrying after a
 lost answer, or after the engine restarted): ``find_placed`` looks its digest up among the
@@ -42,7 +44,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 from marketplace.chain.backends import RpcError
 from marketplace.chain.indexer import arg_bytes
@@ -149,19 +151,32 @@ def terms_refusal(it: OrderIntent, now: int) -> PlacementRefused | None:
     return None
 
 
+class Keeper(Protocol):
+    """Where the placer's orders and their specs go (the ``OrderDesk``). Called on the placer's thread."""
+
+    def stage(self, placements: Sequence[Placement]) -> None:
+        """Before a group is tried: keep its specs aside (one write), so none is lost once on chain."""
+
+    def landed(self, placed: list[tuple[Placement, int]]) -> None:
+        """Orders are on chain (placed now, or found placed before), before they are answered."""
+
+    def kept(self, placed: list[tuple[Placement, int]], idle: bool) -> None:
+        """After a group's orders are answered: keep their specs for good; ``idle``: no group is in
+        flight any more, so what was staged can be dropped."""
+
+
 class Placer:
     """Groups placements into transactions (see the module docstring). Thread-safe; one thread of its own.
 
-    ``landed(placed)`` runs on the placer's thread once a group is mined (or an order is found placed
-    before), before its orders are answered; ``placed`` pairs each placement with its order id. ``find_placed(digest)`` returns the
-    id of an order already on chain for an intent digest, or None."""
+    ``keeper`` receives the orders that land (``Keeper``); ``find_placed(digest)`` returns the id of
+    an order already on chain for an intent digest, or None."""
 
-    def __init__(self, *, market: Market, orchestrator: Signer,
-                 landed: Callable[[list[tuple[Placement, int]]], None],
-                 find_placed: Callable[[bytes], int | None], max_group: int = MAX_GROUP, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, *, market: Market, orchestrator: Signer, keeper: Keeper,
+                 find_placed: Callable[[bytes], int | None], max_group: int = MAX_GROUP,
+                 max_waiting: int = MAX_WAITING) -> None:
         self.market = market
         self.orchestrator = orchestrator
-        self.landed = landed
+        self.keeper = keeper
         self.find_placed = find_placed
         self.max_group = max_group
         self.max_waiting = max_waiting
@@ -170,6 +185,8 @@ class Placer:
         self._by_digest: dict[bytes, Ticket] = {}
         self._thread: threading.Thread | None = None
         self._closed = False
+        #: groups between ``stage`` and ``kept`` (the thread's, and ``place_now`` callers')
+        self._in_flight = 0
         #: transactions sent and groups whose simulation refused an order (for tests and logs)
         self.sent = 0
         self.refused = 0
@@ -243,9 +260,14 @@ class Placer:
                             del self._by_digest[t.placement.digest]
 
     def _place_safely(self, group: list[Ticket]) -> None:
-        """``_place_group``, with every order answered whatever happens (the thread outlives a bad group)."""
+        """``_place_group``, with every order answered whatever happens (the thread outlives a bad group),
+        between the keeper's ``stage`` and ``kept``."""
+        placed: list[tuple[Placement, int]] = []
+        with self._cv:
+            self._in_flight += 1
         try:
-            self._place_group(group)
+            self.keeper.stage([t.placement for t in group])
+            self._place_group(group, placed)
         except ConaError as exc:
             log.warning("a group of %d orders failed: %s", len(group), exc)
             for t in group:
@@ -256,8 +278,15 @@ class Placer:
                 t.answer(error=ChainError(f"placing the order failed: {type(exc).__name__}: {exc}"))
         for t in group:  # an order the steps above left unanswered would wait forever
             t.answer(error=ChainError("the order was neither placed nor refused (a bug: please report it)"))
+        with self._cv:
+            self._in_flight -= 1
+            idle = self._in_flight == 0
+        try:
+            self.keeper.kept(placed, idle)
+        except Exception:  # the orders are on chain and answered; their specs are still staged
+            log.exception("keeping the specs of %d placed orders failed (they stay staged)", len(placed))
 
-    def _place_group(self, group: list[Ticket]) -> None:
+    def _place_group(self, group: list[Ticket], placed: list[tuple[Placement, int]]) -> None:
         """Place ``group`` in one transaction. The common case is one attempt: the group simulates
         (or, on a chain that refuses failing sends, is sent) and lands. When it would revert, the
         orders at fault are found (``_screened``, then ``_simulated``) and answered, and the rest tried
@@ -270,11 +299,11 @@ class Placer:
                 return
             outcome = self._attempt(group, simulated)
             if isinstance(outcome, Tx):
-                self._answer_landed(outcome, group)
+                self._answer_landed(outcome, group, placed)
                 return
             log.info("a group of %d orders would revert (%s): finding the orders at fault", len(group),
                      outcome.error)
-            group = self._simulated(self._screened(group))
+            group = self._simulated(self._screened(group, placed))
             simulated = True
         assert isinstance(outcome, TransactionReverted)
         for t in group:
@@ -312,7 +341,7 @@ class Placer:
             return tx.receipt.error
         return tx
 
-    def _screened(self, group: list[Ticket]) -> list[Ticket]:
+    def _screened(self, group: list[Ticket], placed: list[tuple[Placement, int]]) -> list[Ticket]:
         """The orders the contract's rules and the market's state let through, in (buyer, nonce) order;
         the others are answered (an intent already placed: with its order)."""
         if not group:
@@ -334,7 +363,8 @@ class Placer:
                 if it.nonce < nonce[it.buyer]:
                     prior = self.find_placed(t.placement.digest)
                     if prior is not None:  # placed before: the answer is that order
-                        self.landed([(t.placement, prior)])
+                        self.keeper.landed([(t.placement, prior)])
+                        placed.append((t.placement, prior))
                         t.answer(prior)
                         continue
                 why = refused("BadNonce", {"buyer": it.buyer, "expected": nonce[it.buyer], "got": it.nonce}, it)
@@ -433,12 +463,13 @@ class Placer:
         self.sent += 1
         return tx
 
-    def _answer_landed(self, tx: Tx, group: list[Ticket]) -> None:
+    def _answer_landed(self, tx: Tx, group: list[Ticket], placed: list[tuple[Placement, int]]) -> None:
         ids = {arg_bytes(ev.args["digest"]): int(ev.args["order"]) for ev in tx.events
                if ev.name == "OrderPlaced" and ev.address == self.market.address}
-        placed = [(t.placement, ids[t.placement.digest]) for t in group if t.placement.digest in ids]
+        now = [(t.placement, ids[t.placement.digest]) for t in group if t.placement.digest in ids]
+        placed.extend(now)
         try:
-            self.landed(placed)
+            self.keeper.landed(now)
         finally:
             for t in group:
                 oid = ids.get(t.placement.digest)
@@ -447,4 +478,4 @@ class Placer:
                                               f"0x{t.placement.digest.hex()}"))
                 else:
                     t.answer(oid)
-        log.info("%d orders placed in tx %s (block %d)", len(placed), tx.tx_hash, tx.receipt.block_number)
+        log.info("%d orders placed in tx %s (block %d)", len(now), tx.tx_hash, tx.receipt.block_number)

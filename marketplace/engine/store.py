@@ -1,9 +1,9 @@
 """The engine's files under ``state_dir``, each written whole or not at all.
 
     specs/0x<digest>.json         the order document (canonical JSON) of an order on chain, named by its digest
-    specs/pending/0x<intent>.json the document of an order being placed, named by its intent's digest: moved
-                                  to specs/ once the order is on chain, deleted if it is refused (and, at a
-                                  start, unless an order on chain carries that intent)
+    specs/staged.jsonl            the documents of orders being placed ({intent digest, spec}), appended a
+                                  group at a time before its transaction; removed when no group is in
+                                  flight (at a start, each one whose intent is on chain is kept first)
     batches/0x<inputsHash>.json   a matching round's inputs and decisions (``batch.canonical``)
     results/<order>.bin           a lease's result bytes (their keccak is the on-chain result hash)
     lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
@@ -12,8 +12,8 @@
 
 Invariant: every file here is written by ``atomic_write`` (a temporary file in the same
 directory, then a rename over the target), so a reader or a restarted engine finds the old
-content or the new one, never part of either; ``idempotency.jsonl`` is appended a whole line
-at a time, and a line cut by a crash is skipped when read. Nothing here knows what the files mean beyond
+content or the new one, never part of either; ``idempotency.jsonl`` and ``specs/staged.jsonl``
+are appended whole lines, and a line cut by a crash is skipped when read. Nothing here knows what the files mean beyond
 their names; the engine's parts decide what to keep.
 """
 
@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from marketplace.engine.spec import Spec
+from marketplace.errors import ConaError
 
 log = logging.getLogger(__name__)
 
-SUBDIRS = ("specs", "specs/pending", "batches", "results", "lsdb")
+SUBDIRS = ("specs", "batches", "results", "lsdb")
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -54,6 +55,7 @@ class EngineStore:
         for sub in SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.idempotency_path = self.root / "idempotency.jsonl"
+        self.staged_path = self.root / "specs" / "staged.jsonl"
 
     # -- specs
 
@@ -68,30 +70,34 @@ class EngineStore:
             atomic_write(path, spec.canonical_bytes())
         return d
 
-    def stage_spec(self, intent_digest: bytes, spec: Spec) -> None:
-        """Keep ``spec`` aside while its order is being placed (``specs/pending``)."""
-        atomic_write(self.pending_path(intent_digest), spec.canonical_bytes())
+    def stage_specs(self, entries: Sequence[tuple[bytes, Spec]]) -> None:
+        """Keep the specs of orders about to be placed aside, by intent digest: one append for a group."""
+        lines = "".join(json.dumps({"intent": "0x" + d.hex(), "spec": spec.canonical_bytes().decode()},
+                                   separators=(",", ":")) + "\n" for d, spec in entries)
+        with self.staged_path.open("a") as fh:
+            fh.write(lines)
 
-    def pending_path(self, intent_digest: bytes) -> Path:
-        return self.root / "specs" / "pending" / f"0x{intent_digest.hex()}.json"
-
-    def promote_spec(self, intent_digest: bytes, spec: Spec) -> bytes:
-        """The order of ``intent_digest`` is on chain: keep its spec for good (and drop the staged copy)."""
-        d = self.put_spec(spec)
-        self.unstage_spec(intent_digest)
-        return d
-
-    def unstage_spec(self, intent_digest: bytes) -> None:
-        self.pending_path(intent_digest).unlink(missing_ok=True)
-
-    def staged_specs(self) -> Iterator[tuple[bytes, Path]]:
-        """(intent digest, file) of every spec staged and not promoted or dropped (a crash left them)."""
-        for path in sorted((self.root / "specs" / "pending").glob("0x*.json")):
+    def staged_specs(self) -> Iterator[tuple[bytes, Spec | None]]:
+        """(intent digest, spec) of every staged entry (None: a spec that no longer parses); a line cut by
+        a crash is skipped (its group was never sent: the append precedes the transaction)."""
+        if not self.staged_path.exists():
+            return
+        for line in self.staged_path.read_text().splitlines():
             try:
-                yield bytes.fromhex(path.stem[2:]), path
-            except ValueError:
-                log.warning("%s: not a staged spec's name; removing it", path)
-                path.unlink(missing_ok=True)
+                entry = json.loads(line)
+                digest = bytes.fromhex(entry["intent"][2:])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: skipping a torn line", self.staged_path)
+                continue
+            try:
+                yield digest, Spec.from_dict(json.loads(entry["spec"]))
+            except (ValueError, ConaError) as exc:
+                log.warning("%s: the staged spec of intent 0x%s does not parse: %s", self.staged_path,
+                            digest.hex(), exc)
+                yield digest, None
+
+    def clear_staged(self) -> None:
+        self.staged_path.unlink(missing_ok=True)
 
     def load_spec(self, digest: bytes) -> Spec | None:
         """The stored spec of ``digest``, or None when none is stored or it does not hash to it."""

@@ -85,8 +85,9 @@ def spent(chain: Chain, who: str) -> tuple[int, int, int]:
 
 
 def files(engine: Engine) -> list[str]:
+    """The specs kept on disk, staged ones included."""
     root = engine.state_dir / "specs"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 @pytest.mark.parametrize("chain", CHAINS, indirect=True)
@@ -123,6 +124,20 @@ def test_an_order_the_contract_refuses_costs_the_operator_nothing_and_leaves_no_
     assert spent(chain, orchestrator) == before  # no transaction, no gas, not even a block
     assert files(engine) == []  # nothing of the refused order is kept
     assert m.order_count == 0
+
+
+@pytest.mark.parametrize("chain", ["embedded"], indirect=True)
+def test_a_malleable_signature_is_refused_before_anything_is_sent(market, engine):
+    chain, dep, m = market
+    s = spec("high s")
+    it, sig = signed(m, chain.signers[6], s)
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    high = sig[:32] + (n - int.from_bytes(sig[32:64], "big")).to_bytes(32, "big") + bytes([55 - sig[64]])
+    before = spent(chain, dep.roles["orchestrator"])
+    with TestClient(create_app(ApiState(chain=chain, deployment=dep.to_dict(), engine=engine))) as client:
+        r = client.post("/v1/orders", json=body(it, high, s))
+    assert r.status_code == 422 and r.json()["field"] == "signature" and "high s" in r.json()["detail"]
+    assert spent(chain, dep.roles["orchestrator"]) == before
 
 
 @pytest.mark.parametrize("chain", CHAINS, indirect=True)
@@ -200,12 +215,12 @@ def test_a_start_keeps_the_staged_spec_of_an_order_on_chain_and_drops_the_others
     # the engine stopped between the block and the spec's move: staged, and on chain
     landed = spec("landed")
     it, sig = signed(m, buyer, landed)
-    first.store.stage_spec(m.digest(it), landed)
+    first.store.stage_specs([(m.digest(it), landed)])
     oid = int(m.place_signed(first.orchestrator, it, sig).event("OrderPlaced").args["order"])
     # and one that never landed
     lost = spec("lost")
     it2, _ = signed(m, buyer, lost, nonce=it.nonce + 1)
-    first.store.stage_spec(m.digest(it2), lost)
+    first.store.stage_specs([(m.digest(it2), lost)])
     first.close()
     again = Engine(chain, dep, topology=TOPOLOGY, state_dir=state)
     try:
@@ -217,7 +232,7 @@ def test_a_start_keeps_the_staged_spec_of_an_order_on_chain_and_drops_the_others
 
 
 def test_a_full_queue_answers_503_at_once(tmp_path):
-    placer = Placer(market=None, orchestrator=None, landed=lambda placed: None,  # type: ignore[arg-type]
+    placer = Placer(market=None, orchestrator=None, keeper=None,  # type: ignore[arg-type]
                     find_placed=lambda digest: None, max_waiting=0)
     s = spec("busy")
     from marketplace.chain.intents import OrderIntent
