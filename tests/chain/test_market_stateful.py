@@ -41,8 +41,8 @@ from marketplace.errors import TransactionReverted
 from tests.chain.market_env import ETH, PARAMS, PRICE, Env
 
 DEEP = os.environ.get("CONA_DEEP") == "1"
-if DEEP:  # the deep profile is anvil's alone: py-evm would take hours
-    pytestmark = pytest.mark.parametrize("chain", ["anvil"], indirect=True)
+if DEEP:  # the deep profile is anvil's alone (py-evm would take hours), and it runs for minutes per test
+    pytestmark = [pytest.mark.parametrize("chain", ["anvil"], indirect=True), pytest.mark.timeout(3600)]
 else:
     pytestmark = pytest.mark.parametrize("chain", ["embedded", "anvil"], indirect=True)
 
