@@ -65,6 +65,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
+from marketplace.chain.lifecycle import HANDOVERS
 from marketplace.chain.market import MarketTerms, Order, OrderState, ProviderStatus
 from marketplace.client import ApiClient, ApiUnreachable
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
@@ -86,7 +87,7 @@ from provider_agent.workloads import NAMES, load_workload
 log = logging.getLogger(__name__)
 
 FUEL_PER_UNIT_SECOND = 2_000_000_000
-WATCHED = ("Assigned", "AcceptanceTimedOut", "OrderFailed")
+WATCHED = ("Assigned", *HANDOVERS)
 #: test hook: ``after:<step>`` or ``before:<step>`` SIGKILLs the agent at that point of any lease,
 #: so crash recovery is tested with a real kill at an exact place (never set in production)
 CRASH_ENV = "CONA_AGENT_CRASH_AT"
