@@ -241,3 +241,27 @@ def test_a_full_queue_answers_503_at_once(tmp_path):
     with pytest.raises(PlacementBusy) as info:
         placer.place(Placement(it, keccak(b"x"), b"", b"", s))
     assert info.value.http_status == 503
+
+
+@pytest.mark.parametrize("chain", ["embedded"], indirect=True)
+def test_the_embedded_chain_refuses_a_failing_send_and_charges_nothing(market):
+    """``cona_sendRawTransactionIfSucceeds``: a transaction that would revert is refused (no block, no
+    nonce, no fee), one that succeeds is mined as by ``eth_sendRawTransaction``; ``/rpc`` never relays it."""
+    from marketplace.errors import TransactionReverted
+
+    chain, dep, m = market
+    orch = next(s for s in chain.signers if s.address == dep.roles["orchestrator"])
+    buyer = chain.signers[7]
+    s = spec("refused send")
+    it, sig = signed(m, buyer, s, deposit=False)  # unfunded: the contract reverts InsufficientDeposit
+    req = m.contract.request("placeSignedOrders", [it.as_tuple()], [sig], [b""], gas=600_000)
+    before = spent(chain, orch.address)
+    with pytest.raises(TransactionReverted) as info:
+        chain.writer.transact_many(orch, [req], if_succeeds=True)
+    assert info.value.error.endswith("InsufficientDeposit")
+    assert spent(chain, orch.address) == before
+    m.deposit(buyer, it.escrow())
+    (receipt,) = chain.writer.transact_many(orch, [req], if_succeeds=True)
+    assert receipt.ok and m.order_count == 1
+    nonce, balance, block = spent(chain, orch.address)
+    assert nonce == before[0] + 1 and balance < before[1] and block > before[2]
