@@ -2,8 +2,8 @@
 
 A market (``cona up --providers 0``, ``bench.api.market``) with ``HISTORY`` orders placed (so the
 feed has events to fold) and buyers still placing orders while it is measured (the head moves,
-so the feed keeps refreshing) gets ``CLIENTS`` subscriptions opened together (one asyncio connection each, from this process); each is timed from its request's
-send to the first complete event record (``event: hello``). Then one more client subscribes
+so the feed keeps refreshing) gets ``CLIENTS`` subscriptions opened together (one asyncio
+connection each, from this process); each is timed from its request's send to the first complete event record (``event: hello``). Then one more client subscribes
 alone while the others stay connected and polling: that is the first event a new dashboard
 sees on a busy market. Figures: ``sse_first_event_p50_ms``, ``_p99_ms`` and ``_max_ms`` over the
 crowd, ``sse_first_event_alone_ms`` for a client alone on an idle market, and

@@ -7,8 +7,8 @@ snapshot younger than the feed's ``MIN_REFRESH_S`` is taken as it is, on the eve
 otherwise one refresh runs in the thread pool while every stream that needs it awaits that one
 (so 200 subscribers cost a refresh every ``MIN_REFRESH_S``, not 800 thread-pool hops a second
 queueing behind each other and in front of new subscribers). They sleep with ``asyncio.sleep``
-in between: the event loop never waits on the chain. After ``KEEPALIVE_S`` of silence a ``: keep-alive`` comment keeps proxies
-from closing the connection.
+in between: the event loop never waits on the chain. After ``KEEPALIVE_S`` of silence a
+``: keep-alive`` comment keeps proxies from closing the connection.
 
 Invariant: an order stream ends, with ``event: end``, exactly when it has sent every event of
 its order up to the one that made it final.

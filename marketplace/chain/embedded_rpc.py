@@ -115,8 +115,9 @@ _LOCK_FREE = frozenset({"eth_blockNumber", "eth_chainId", "net_version", "web3_c
 #: mined blocks kept encoded (per head: the cache is dropped whenever the head moves)
 MAX_KEPT_BLOCKS = 64
 #: methods that may change the chain (and so the block log); anything else only reads
-WRITES = frozenset({"eth_sendRawTransaction", "cona_sendRawTransactionIfSucceeds", "eth_sendTransaction", "evm_mine", "anvil_mine", "evm_revert",
-                    "evm_increaseTime", "evm_setNextBlockTimestamp", "evm_setAutomine"})
+WRITES = frozenset({"eth_sendRawTransaction", "cona_sendRawTransactionIfSucceeds", "eth_sendTransaction",
+                    "evm_mine", "anvil_mine", "evm_revert", "evm_increaseTime", "evm_setNextBlockTimestamp",
+                    "evm_setAutomine"})
 
 
 class EmbeddedRpc:

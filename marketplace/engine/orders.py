@@ -224,7 +224,8 @@ class IdempotencyStore:
             (e["buyer"], e["key"]): (e["request"], int(e["order"])) for e in store.load_idempotency()}
 
     def prior(self, buyer: str, key: str, request_digest: str) -> int | None:
-        """The order ``buyer``'s key placed for this same request, None for a new key; a conflict for another request."""
+        """The order ``buyer``'s key placed for this same request, None for a new key; a conflict for
+        another request."""
         prior = self.table.get((buyer, key))
         if prior is None:
             return None

@@ -130,8 +130,8 @@ class Engine:
                              store=self.store, rejected=self.rejected, lock=self.lock, clock=clock)
         self.desk = OrderDesk(market=self.market, orchestrator=self.orchestrator, store=self.store, specs=self.specs,
                               orders=self.orders, matcher=self.matcher, apply_tx=self.events.apply_tx,
-                              find_placed=self.find_placed, routing=self.routing, topology_name=topo_name or "-", modules=self.modules,
-                              lock=self.lock, wake=self.wake, clock=clock)
+                              find_placed=self.find_placed, routing=self.routing, topology_name=topo_name or "-",
+                              modules=self.modules, lock=self.lock, wake=self.wake, clock=clock)
         self.watch = LeaseWatch(orders=self.orders, market=self.market, orchestrator=self.orchestrator,
                                 monitor=self.monitor, table=table, matcher=self.matcher,
                                 apply_tx=self.events.apply_tx)
