@@ -11,7 +11,9 @@ clock, and after an idle minute the next block was stamped a minute late. Here:
   (Ethereum's consensus rule), so ``HonestClockVM`` relaxes that one check to "not earlier";
 - with a directory (``open_embedded(data_dir=...)``), ``durable.BlockJournal`` keeps every
   canonical block on disk before the call that mined it is answered, and ``durable.open_durable``
-  replays the log on start (see there).
+  replays the log on start (see there);
+- while ``refuse_failures`` is set (``EmbeddedRpc``'s ``cona_sendRawTransactionIfSucceeds``), a
+  transaction whose execution fails is refused instead of mined (``apply_unless_failed``).
 
 Invariant: a block's timestamp is at most the wall clock plus the development offset, and never
 below its parent's.

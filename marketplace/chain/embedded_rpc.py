@@ -7,7 +7,9 @@ the embedded chain behaves like a node: the writer uses it directly, and the API
 serves it at ``/rpc``.
 
 Only what a node's clients need is implemented; an unknown method answers the
-standard "method not found" error.
+standard "method not found" error. One method is CONA's own: ``cona_sendRawTransactionIfSucceeds``
+(a transaction that would fail is refused rather than mined: see ``embedded_chain``), which the
+engine's placements use and the API's ``/rpc`` never relays.
 
 Hot reads are cheap, because every reader in ``cona up`` shares one interpreter with the API
 (``cona bench api``): ``eth_blockNumber`` is read from the chain's pending header without the
