@@ -130,8 +130,8 @@ class Engine:
                              store=self.store, rejected=self.rejected, lock=self.lock, clock=clock)
         self.desk = OrderDesk(market=self.market, orchestrator=self.orchestrator, store=self.store, specs=self.specs,
                               orders=self.orders, matcher=self.matcher, apply_tx=self.events.apply_tx,
-                              routing=self.routing, topology_name=topo_name or "-", modules=self.modules,
-                              lock=self.lock, wake=self.wake, clock=clock)
+                              find_placed=self.find_placed, routing=self.routing, topology_name=topo_name or "-",
+                              modules=self.modules, lock=self.lock, wake=self.wake, clock=clock)
         self.watch = LeaseWatch(orders=self.orders, market=self.market, orchestrator=self.orchestrator,
                                 monitor=self.monitor, table=table, matcher=self.matcher,
                                 apply_tx=self.events.apply_tx)
@@ -141,6 +141,7 @@ class Engine:
         self.intake.restore()
         with self.lock:
             self.events.recover()
+        self.desk.recover_staged()
 
     def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
@@ -155,6 +156,7 @@ class Engine:
         now = self.clock() if now is None else now
         with self.lock:
             self.events.sync()
+            self.desk.drain_landed(now)
             self.intake.age(now)
             self.watch.timeouts()
             self.watch.failures(now)
@@ -172,6 +174,7 @@ class Engine:
             self.wake.clear()
 
     def close(self) -> None:
+        self.desk.placer.close()
         if self._owns_indexer:
             self.indexer.close()
 
@@ -189,6 +192,12 @@ class Engine:
 
     def place_order_tx(self, tx_hash: str, spec: Any) -> int:
         return self.desk.place_order_tx(tx_hash, spec)
+
+    def find_placed(self, intent_digest: bytes) -> int | None:
+        """The order on chain placed from the intent with this EIP-712 digest, or None."""
+        self.indexer.sync()
+        found = self.indexer.events(MARKET, "OrderPlaced", digest=intent_digest)
+        return int(found[-1].args["order"]) if found else None
 
     def order_view(self, order_id: int) -> dict[str, Any]:
         return self.queries.order_view(order_id)
