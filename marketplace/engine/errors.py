@@ -2,7 +2,8 @@
 
     InputError
     ├── InvalidSpec             a buyer's order document that is malformed (names the field)
-    └── SpecMismatch            the spec does not hash to the intent's requirement, or contradicts it
+    ├── SpecMismatch            the spec does not hash to the intent's requirement, or contradicts it
+    └── NotServed               an order whose workload no provider in the market advertises a runtime for
     NotFound
     └── UnknownEngineOrder      an order id the engine has never seen on chain
     Rejected
@@ -25,6 +26,10 @@ class InvalidSpec(InputError):
 
 class SpecMismatch(InputError):
     code = "engine-spec-mismatch"
+
+
+class NotServed(InputError):
+    code = "engine-not-served"
 
 
 class UnknownEngineOrder(NotFound):

@@ -236,7 +236,8 @@ class OrderDesk:
     def __init__(self, *, market: Market, orchestrator: Signer, store: EngineStore, specs: dict[bytes, Spec],
                  orders: dict[int, OrderRecord], matcher: Matcher, apply_tx: Callable[[Any], None],
                  routing: RoutingTable | None, topology_name: str, modules: tuple[str, ...],
-                 lock: threading.RLock, wake: threading.Event, clock: Callable[[], float]) -> None:
+                 lock: threading.RLock, wake: threading.Event, clock: Callable[[], float],
+                 check_artifacts: Callable[..., None] = lambda spec, *, serviceable: None) -> None:
         self.market = market
         self.orchestrator = orchestrator
         self.store = store
@@ -250,11 +251,16 @@ class OrderDesk:
         self.lock = lock
         self.wake = wake
         self.clock = clock
+        #: the artifacts a spec names are stored and usable (``ArtifactDesk.check_spec``); ``serviceable``:
+        #: also some provider runs its workload (only before escrow moves: the engine places the order)
+        self.check_artifacts = check_artifacts
         self.idempotency = IdempotencyStore(store)
 
-    def spec(self, raw: Any) -> Spec:
-        """A buyer's spec, parsed, with an attachment that is a node of the engine's topology."""
+    def spec(self, raw: Any, *, serviceable: bool = True) -> Spec:
+        """A buyer's spec, parsed, with an attachment that is a node of the engine's topology and
+        artifacts the market holds."""
         spec = raw if isinstance(raw, Spec) else Spec.from_dict(raw, modules=self.modules)
+        self.check_artifacts(spec, serviceable=serviceable)
         if self.routing is not None:
             try:
                 self.routing.index(spec.attachment)
@@ -311,7 +317,7 @@ class OrderDesk:
 
     def place_order_tx(self, tx_hash: str, spec: Any) -> int:
         """Attach the spec to an order the buyer placed with its own transaction."""
-        s = self.spec(spec)
+        s = self.spec(spec, serviceable=False)  # on chain already: an order no provider serves just waits
         raw = self.market.chain.backend.request("eth_getTransactionReceipt", [tx_hash])
         if not raw:
             raise NotFound(f"no mined transaction {tx_hash}", field="tx_hash")

@@ -202,19 +202,21 @@ SHIPPED_ONLY: RuntimeOffer | None = None
 @dataclass(frozen=True, slots=True)
 class WorkloadNeed:
     """What an order's workload asks of a provider (see the module docstring). ``image``: a registry
-    reference (None for an uploaded archive); ``arch``: the archive's architecture (Go name)."""
+    reference (None for an uploaded archive); ``arches``: the architectures (Go names) an uploaded
+    archive has images for (a multi-platform archive has several; empty: not known here)."""
 
     runtime: Runtime
     buyer_module: bool = False
     deterministic: bool = True
     program: str | None = None
     image: str | None = None
-    arch: str | None = None
+    arches: tuple[str, ...] = ()
     network: bool = False
     devices: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runtime", Runtime(self.runtime))
+        object.__setattr__(self, "arches", tuple(sorted(set(self.arches))))
 
     @property
     def trivial(self) -> bool:
@@ -225,19 +227,19 @@ class WorkloadNeed:
         """Canonical: only what differs from the defaults, so a need's document is short and stable."""
         out: dict[str, Any] = {"runtime": str(self.runtime)}
         for name, default in (("buyer_module", False), ("deterministic", True), ("program", None), ("image", None),
-                              ("arch", None), ("network", False), ("devices", False)):
+                              ("arches", ()), ("network", False), ("devices", False)):
             value = getattr(self, name)
             if value != default:
-                out[name] = value
+                out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> WorkloadNeed:
-        return cls(**doc)
+        return cls(**{k: tuple(v) if k == "arches" else v for k, v in doc.items()})
 
     def canonical(self) -> list[Any]:
-        return [self.runtime.value, self.buyer_module, self.deterministic, self.program, self.image, self.arch,
-                self.network, self.devices]
+        return [self.runtime.value, self.buyer_module, self.deterministic, self.program, self.image,
+                list(self.arches), self.network, self.devices]
 
 
 def unmet(offer: RuntimeOffer | None, need: WorkloadNeed | None) -> tuple[tuple[str, str], ...]:
@@ -283,8 +285,9 @@ def _container(offer: RuntimeOffer | None, need: WorkloadNeed) -> tuple[tuple[st
         if not ok:
             allowed = ", ".join(offer.images) if offer.images else "no registry image"  # type: ignore[union-attr]
             out.append(("image", f"needs the registry image {need.image}; provider allows {allowed}"))
-    if need.arch is not None and need.arch != c.arch:
-        out.append(("platform", f"needs linux/{need.arch}; provider runs linux/{c.arch} containers"))
+    if need.arches and c.arch not in need.arches:
+        wanted = " or ".join(f"linux/{a}" for a in need.arches)
+        out.append(("platform", f"needs {wanted}; provider runs linux/{c.arch} containers"))
     if need.network and not c.network:
         out.append(("network", "needs the network; provider runs containers without it"))
     if need.devices and not c.devices:

@@ -32,8 +32,8 @@ from typing import IO
 
 from marketplace.resources.runtimes import GOARCH, ImageRef, ImageRejected, RegistryPolicy, goarch, parse_ref
 
-__all__ = ["GOARCH", "ArchiveInfo", "ImageRef", "ImageRejected", "RegistryPolicy", "host_arch", "inspect_archive",
-           "parse_ref", "sha256_file"]
+__all__ = ["GOARCH", "ArchiveInfo", "ImageRef", "ImageRejected", "RegistryPolicy", "archive_arches", "host_arch",
+           "inspect_archive", "parse_ref", "sha256_file"]
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFESTS = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
@@ -126,6 +126,33 @@ def _pick_manifest(tar: tarfile.TarFile, path: Path, arch: str) -> dict:
     found = sorted({str((e.get("platform") or {}).get("architecture")) for e in entries})
     raise ImageRejected(f"{path.name} has images for {', '.join(found)}, none for {arch}", field="image",
                         hint=f"build the image for {arch}")
+
+
+def archive_arches(path: Path) -> tuple[str, ...]:
+    """The architectures an OCI archive has images for (from its index, or its one manifest's
+    config), without checking the blobs: ``inspect_archive`` each of them to check it."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            entries = _json(tar, "index.json", path).get("manifests")
+            if not isinstance(entries, list) or not entries:
+                raise _bad(path, "index.json lists no manifest")
+            if entries[0].get("mediaType") == INDEX:
+                entries = _json(tar, _blob(entries[0].get("digest"), path), path).get("manifests")
+                if not isinstance(entries, list) or not entries:
+                    raise _bad(path, "the image index lists no manifest")
+            found = set()
+            for entry in entries:
+                arch = (entry.get("platform") or {}).get("architecture") if isinstance(entry, dict) else None
+                if arch is None:  # one manifest without a platform: its config says
+                    manifest = _json(tar, _blob(entry.get("digest"), path), path)
+                    arch = _json(tar, _blob((manifest.get("config") or {}).get("digest"), path), path).get(
+                        "architecture")
+                if not isinstance(arch, str) or not arch:
+                    raise _bad(path, "an image names no architecture")
+                found.add(arch)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise _bad(path, f"not a readable tar ({exc})") from None
+    return tuple(sorted(found))
 
 
 def inspect_archive(path: Path, digest: str | None = None, arch: str | None = None) -> ArchiveInfo:

@@ -152,9 +152,10 @@ def test_unmet_names_each_missing_capability():
     (why,) = unmet(offer, WorkloadNeed(Runtime.NATIVE, program="wc-l"))
     assert why == ("program", "needs the native program 'wc-l'; provider offers sha256sum")
     assert unmet(offer, WorkloadNeed(Runtime.CONTAINER, image="localhost:5000/tools/busybox:1")) == ()
-    assert unmet(offer, WorkloadNeed(Runtime.CONTAINER, arch="amd64")) == ()
-    got = unmet(offer, WorkloadNeed(Runtime.CONTAINER, image="localhost:5000/other:1", arch="arm64", network=True,
-                                    devices=True))
+    assert unmet(offer, WorkloadNeed(Runtime.CONTAINER, arches=("amd64",))) == ()
+    assert unmet(offer, WorkloadNeed(Runtime.CONTAINER, arches=("arm64", "amd64"))) == ()
+    got = unmet(offer, WorkloadNeed(Runtime.CONTAINER, image="localhost:5000/other:1", arches=("arm64",),
+                                    network=True, devices=True))
     assert [r for r, _ in got] == ["image", "platform", "network", "devices"]
     assert "linux/arm64" in got[1][1] and "linux/amd64" in got[1][1]
     assert [r for r, _ in unmet(RuntimeOffer(), WorkloadNeed(Runtime.CONTAINER))] == ["runtime"]
@@ -169,7 +170,7 @@ def test_registry_policy_reads_the_same_references():
 
 
 def test_a_need_document_round_trips_and_keeps_only_what_differs():
-    need = WorkloadNeed(Runtime.CONTAINER, arch="amd64", devices=True)
-    assert need.to_dict() == {"runtime": "container", "arch": "amd64", "devices": True}
+    need = WorkloadNeed(Runtime.CONTAINER, arches=("amd64",), devices=True)
+    assert need.to_dict() == {"runtime": "container", "arches": ["amd64"], "devices": True}
     assert WorkloadNeed.from_dict(need.to_dict()) == need
     assert WorkloadNeed(Runtime.WASM).trivial and not WorkloadNeed(Runtime.WASM, buyer_module=True).trivial
