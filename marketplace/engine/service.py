@@ -118,10 +118,7 @@ class Engine:
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
         self._owns_indexer = indexer is None
-        self.indexer = self._check_indexer(indexer) if indexer is not None else EventIndexer(chain.backend, {
-            MARKET: (self.market.address, chain.abis[MARKET]),
-            REGISTRY: (self.registry.address, chain.abis[REGISTRY]),
-        }, db_path=self.state_dir / "index.sqlite", start_block=deployment.block, reorg_depth=cfg.reorg_depth)
+        self.indexer = self._open_indexer(indexer)
         self.artifact_store = ArtifactStore(self.state_dir / "artifacts", cfg.artifacts, clock=clock)
         self.artifacts = ArtifactDesk(self.artifact_store, orders=self.orders, specs=self.specs,
                                       providers=lambda: self.matcher.providers, results=self.store, lock=self.lock)
@@ -151,7 +148,14 @@ class Engine:
         with self.lock:
             self.events.recover()
 
-    def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
+    def _open_indexer(self, indexer: EventIndexer | None) -> EventIndexer:
+        """The injected indexer (checked), or the engine's own in ``state_dir/index.sqlite``."""
+        if indexer is None:
+            return EventIndexer(self.chain.backend, {
+                MARKET: (self.market.address, self.chain.abis[MARKET]),
+                REGISTRY: (self.registry.address, self.chain.abis[REGISTRY]),
+            }, db_path=self.state_dir / "index.sqlite", start_block=self.deployment.block,
+                reorg_depth=self.config.reorg_depth)
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
             if address not in indexer.by_address:
                 raise InputError(f"the injected event indexer does not index the {name} at {address}",
