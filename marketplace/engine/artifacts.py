@@ -99,13 +99,16 @@ class ArtifactDesk:
         reasons = [unmet(o, need) for o in offers]
         if any(not r for r in reasons):
             return
-        seen: dict[str, str] = {}
+        # what is missing, most specific first: a provider that runs the runtime but not this image says more
+        # than one that runs no containers at all
+        counts: dict[tuple[str, str], int] = {}
         for r in reasons:
-            for code, message in r:
-                seen.setdefault(message, code)
-        first = next(iter(seen.values()), "runtime")
-        shown = "; ".join(list(seen)[:3]) or "there are no providers"
-        raise NotServed(f"no provider in this market runs this workload ({len(offers)} provider(s): {shown})",
+            for pair in r:
+                counts[pair] = counts.get(pair, 0) + 1
+        ranked = sorted(counts, key=lambda p: (p[0] == "runtime", -counts[p], p))
+        first = ranked[0][0] if ranked else "runtime"
+        shown = "; ".join(f"{m} ({counts[(c, m)]})" for c, m in ranked[:3]) or "there are no providers"
+        raise NotServed(f"no provider in this market runs this workload ({len(offers)} provider(s)): {shown}",
                         field=REASON_FIELD.get(first, "spec.workload.runtime"),
                         hint="`cona providers --json` lists what each provider runs")
 

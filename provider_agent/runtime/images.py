@@ -71,7 +71,8 @@ def sha256_file(path: Path) -> str:
 
 def _bad(path: Path, why: str) -> ImageRejected:
     return ImageRejected(f"{path.name} is not a usable OCI archive: {why}", field="image",
-                         hint="make one with `podman save --format oci-archive -o FILE IMAGE`")
+                         hint="make one with `cona artifact image ROOTFS --out FILE` or `podman save --format "
+                              "oci-archive -o FILE IMAGE`")
 
 
 def _json(tar: tarfile.TarFile, name: str, path: Path, digest: str | None = None) -> dict:

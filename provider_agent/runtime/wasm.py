@@ -146,8 +146,8 @@ def compile_command(engine: wasmtime.Engine, module: bytes) -> wasmtime.Module:
         wasmtime.Module.validate(engine, module)
         compiled = wasmtime.Module(engine, module)
     except wasmtime.WasmtimeError as exc:
-        reason = next((ln.strip() for ln in reversed(str(exc).splitlines()) if ln.strip()), str(exc))
-        raise WorkloadRejected(f"not a valid WebAssembly module: {reason}", field="module") from None
+        reason = " ".join(str(exc).split())  # wasmtime spreads one reason over lines (e.g. the magic bytes)
+        raise WorkloadRejected(f"not a valid WebAssembly module: {reason[:300]}", field="module") from None
     if "_start" not in {e.name for e in compiled.exports}:
         raise WorkloadRejected("the module has no _start export (a WASI command)", field="module")
     return compiled

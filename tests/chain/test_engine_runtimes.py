@@ -104,7 +104,8 @@ def test_an_order_goes_only_to_providers_that_run_it_and_its_batch_replays(w, tm
     wc = place_own_tx(w, engine, spec_of({"runtime": "native", "program": "cat", "input": "", "cpu_s": 1}))
     engine.step()
     assert engine.orders[wc].status == Status.REFUSED
-    engine.submit_lsa(lsa_with(w, h100, RuntimeOffer(programs=("cat",)), seq=2))
+    engine.clock.offset += 2  # past the LSDB's MinLSArrival of the first instance
+    assert engine.submit_lsa(lsa_with(w, h100, RuntimeOffer(programs=("cat",)), seq=2)).outcome.value == "installed"
     engine.step()
     assert w.market.order(wc).provider == w.signers[h100].address
 
