@@ -199,10 +199,10 @@ class Planner:
         limits = within(ContainerLimits(memory_mib=wl.memory_mib, cpus=cpus, work_mib=wl.work_mib,
                                         wall_seconds=wall), cap.container)
         job = ContainerJob(wl.image, wl.cmd, wl.input, inputs, wl.env, wl.network)
-        kind = self._device_kind(req.device_class)
+        kind = self.device_kind(req.device_class)
         return ContainerWork(job, limits, kind, order.units if kind else 0)
 
-    def _device_kind(self, device_class: DeviceClass) -> str | None:
+    def device_kind(self, device_class: DeviceClass) -> str | None:
         if device_class == DeviceClass.CPU:
             return None
         kinds = [k for k in self.workbench.devices.kinds() if CDI_CLASS.get(k) == device_class]
