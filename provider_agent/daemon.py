@@ -76,7 +76,7 @@ from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeRun
 from provider_agent.runtime.wasm import WasmRuntime
 from provider_agent.runtime.workbench import Workbench
 from provider_agent.work import (FUEL_PER_UNIT_SECOND, WASM_MODULES, ArtifactCache, Ceilings, Planner, SpecError,
-                                 check_spec, offer_of, result_bytes, usage_for)
+                                 check_spec, describe, offer_of, result_bytes, usage_for)
 
 log = logging.getLogger(__name__)
 
@@ -444,8 +444,7 @@ class Agent:
             spec = self._check(lease.data("spec")["spec"], o)
             self._set_busy(o.id, (o.device_class, o.units))
             work = self.planner.work(spec, o, max(1, o.duration - o.served))
-            log.info("lease %d: running %s (%d stdin bytes, %d input files)", o.id, spec.runtime, len(spec.input),
-                     len(getattr(spec.workload, "inputs", ())))
+            log.info("lease %d: running %s", o.id, describe(spec))
             self.runs[o.id] = self.workbench.submit(work)
             return
         if not fut.done():

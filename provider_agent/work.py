@@ -111,6 +111,17 @@ def offer_of(wasm_modules: str, programs: tuple[str, ...], containers: Container
                         programs=programs)
 
 
+def describe(spec: Spec) -> str:
+    """What a lease runs, for the log: a shipped module's name, a buyer's module, an image, a program."""
+    wl = spec.workload
+    if isinstance(wl, WasmWorkload):
+        what = f"module {wl.module[:19]}" if wl.buyer_module else wl.module
+        return f"{what} ({len(wl.input)} stdin bytes, {len(wl.inputs)} input files, fuel {wl.fuel})"
+    if isinstance(wl, ContainerWorkload):
+        return f"container {wl.image[:40]} ({len(wl.inputs)} input files)"
+    return f"native {wl.program} ({len(wl.input)} input bytes, cpu {wl.cpu_s} s)"
+
+
 class ArtifactCache:
     """``STATE/artifacts/<sha256 hex>``: what leases fetched (checked) and produced (durable)."""
 
