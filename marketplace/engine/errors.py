@@ -3,7 +3,8 @@
     InputError
     ├── InvalidSpec             a buyer's order document that is malformed (names the field)
     ├── SpecMismatch            the spec does not hash to the intent's requirement, or contradicts it
-    └── PlacementRefused        a signed order the market contract would refuse (``error``: the contract's)
+    ├── PlacementRefused        a signed order the market contract would refuse (``error``: the contract's)
+    └── NotServed               an order whose workload no provider in the market advertises a runtime for
     NotFound
     └── UnknownEngineOrder      an order id the engine has never seen on chain
     Rejected
@@ -50,6 +51,10 @@ class PlacementRefused(InputError):
 
 class PlacementBusy(ChainUnavailable):
     code = "engine-placement-busy"
+
+
+class NotServed(InputError):
+    code = "engine-not-served"
 
 
 class UnknownEngineOrder(NotFound):

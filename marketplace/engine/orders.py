@@ -254,7 +254,8 @@ class OrderDesk:
                  orders: dict[int, OrderRecord], matcher: Matcher, apply_tx: Callable[[Any], None],
                  find_placed: Callable[[bytes], int | None], routing: RoutingTable | None, topology_name: str,
                  modules: tuple[str, ...], lock: threading.RLock, wake: threading.Event,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float],
+                 check_artifacts: Callable[..., None] = lambda spec, *, serviceable: None) -> None:
         self.market = market
         self.orchestrator = orchestrator
         self.store = store
@@ -269,6 +270,9 @@ class OrderDesk:
         self.lock = lock
         self.wake = wake
         self.clock = clock
+        #: the artifacts a spec names are stored and usable (``ArtifactDesk.check_spec``); ``serviceable``:
+        #: also some provider runs its workload (only before escrow moves: the engine places the order)
+        self.check_artifacts = check_artifacts
         self.idempotency = IdempotencyStore(store)
         self.placer = Placer(market=market, orchestrator=orchestrator, keeper=self, find_placed=find_placed)
         #: (buyer, key) -> request digest of the keyed requests being placed now; both tables under ``_keys_lock``
@@ -277,9 +281,11 @@ class OrderDesk:
         #: orders placed by the placer, for the engine loop to queue (``drain_landed``)
         self._landed: deque[int] = deque()
 
-    def spec(self, raw: Any) -> Spec:
-        """A buyer's spec, parsed, with an attachment that is a node of the engine's topology."""
+    def spec(self, raw: Any, *, serviceable: bool = True) -> Spec:
+        """A buyer's spec, parsed, with an attachment that is a node of the engine's topology and
+        artifacts the market holds."""
         spec = raw if isinstance(raw, Spec) else Spec.from_dict(raw, modules=self.modules)
+        self.check_artifacts(spec, serviceable=serviceable)
         if self.routing is not None:
             try:
                 self.routing.index(spec.attachment)
@@ -391,7 +397,7 @@ class OrderDesk:
 
     def place_order_tx(self, tx_hash: str, spec: Any) -> int:
         """Attach the spec to an order the buyer placed with its own transaction."""
-        s = self.spec(spec)
+        s = self.spec(spec, serviceable=False)  # on chain already: an order no provider serves just waits
         raw = self.market.chain.backend.request("eth_getTransactionReceipt", [tx_hash])
         if not raw:
             raise NotFound(f"no mined transaction {tx_hash}", field="tx_hash")

@@ -9,6 +9,7 @@
     lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
     idempotency.jsonl             (buyer, Idempotency-Key) -> request digest, order id: one line each, appended
     index.sqlite                  the event index (``EventIndexer``; not written here)
+    artifacts/                    the artifact store (``marketplace.artifacts.ArtifactStore``; not written here)
 
 Invariant: every file here is written by ``atomic_write`` (a temporary file in the same
 directory, then a rename over the target), so a reader or a restarted engine finds the old
