@@ -88,13 +88,15 @@ def test_fork_bomb(world):
     assert _processes_of_nobody() == []
 
 
-def test_memory_bomb(world):
+def test_memory_bomb(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the agent's working directory: an OOM kill leaves nothing in it
     wasm = world.bench.run(WasmWork(wat("memory_bomb"), limits=Limits(memory_bytes=16 * MIB)))
     assert wasm.status == "memory-limit" and wasm.usage.fuel > 0
     box = world.bench.run(world.sh("x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo ${#x}",
                                    ContainerLimits(memory_mib=64, wall_seconds=30)))
     assert box.status == "memory-limit" and box.exit_code == -9
     assert box.usage.peak_memory_bytes >= 64 * MIB and box.usage.cpu_seconds > 0
+    assert list(tmp_path.iterdir()) == []  # conmon's "oom" marker stays in the agent's storage
 
 
 def test_disk_fill(world):
