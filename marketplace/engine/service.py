@@ -7,8 +7,10 @@ parts (docs/engine.md has the module map) and runs the loop; ``step(now)`` is on
        provider tables (``events``: OrderPlaced -> queued; Assigned/Accepted/... -> leases);
     2. acceptance deadlines passed on chain -> ``timeoutAcceptance``; providers the heartbeat
        monitor declares failed while running a lease -> ``fail`` (``faults``);
-    3. one matching round; the ``ChainBinder`` binds its reservations with ONE ``assignBatch``
-       transaction that records the batch and assigns every order, all or nothing (``binder``).
+    3. in a multi-domain market, each new order is kept or handed to another domain's engine
+       (``ownership``: who matches an order, and why the chain makes a wrong answer harmless);
+    4. one matching round; the ``ChainBinder`` binds its reservations with ONE ``assignBatch``
+       transaction that records the batch and assigns every order still assignable (``binder``).
 
 Invariants:
 - the chain is the truth: every write is preceded by a sync of the event index to the head
@@ -47,6 +49,7 @@ from marketplace.engine.faults import LeaseWatch
 from marketplace.engine.intake import Intake
 from marketplace.engine.matcher import Matcher
 from marketplace.engine.orders import OrderDesk, OrderRecord
+from marketplace.engine.ownership import Ownership
 from marketplace.engine.providers import ProviderTable
 from marketplace.engine.queries import Queries
 from marketplace.engine.replay import replay_batch
@@ -54,7 +57,8 @@ from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
 from marketplace.errors import ChainError, InputError
 from marketplace.matching import MatchingConfig
-from marketplace.routing import RoutingTable, Topology, load_topology
+from marketplace.routing import ProviderCapacity, RoutingTable, Topology, load_topology
+from marketplace.routing.domain_choice import ChoicePolicy
 from marketplace.settings import PACKAGE_ROOT
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,12 @@ class EngineConfig:
     #: stored blocks the indexer re-checks for a reorganisation on every sync; each is one
     #: eth_getBlockByNumber per turn, so 64 cost ~60 ms a turn on the embedded chain
     reorg_depth: int = 12
+    #: this engine's domain in a multi-domain market (None: one engine matches every provider)
+    domain: int | None = None
+    #: the domain's home node (latency from the border, in summaries and between domains)
+    home: str | None = None
+    #: how orders are spread between domains (``marketplace.routing.domain_choice``)
+    choice: ChoicePolicy = ChoicePolicy.BALANCED
 
 
 class Engine:
@@ -108,7 +118,7 @@ class Engine:
         self.specs: dict[bytes, Spec] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.provider_table = table = ProviderTable(self.registry, routing=self.routing, topology_name=topo_name or "-",
-                                                    clock=clock)
+                                                    clock=clock, domain=cfg.domain)
         self.lsas = table.lsas
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
@@ -138,9 +148,16 @@ class Engine:
         self.queries = Queries(orders=self.orders, specs=self.specs, market=self.market, table=table,
                                matcher=self.matcher, monitor=self.monitor, store=self.store, routing=self.routing,
                                topology_name=topo_name or "-", sync=self.events.sync, lock=self.lock, clock=clock)
+        self.ownership = Ownership(domain=cfg.domain, home=cfg.home, policy=cfg.choice, orders=self.orders,
+                                   specs=self.specs, table=table, matcher=self.matcher, desk=self.desk,
+                                   store=self.store, routing=self.routing, sync=self.events.sync, lock=self.lock,
+                                   clock=clock)
+        #: the multi-domain link (peering, domain router, handovers) when one is attached
+        self.federation: Any = None
         self.intake.restore()
         with self.lock:
             self.events.recover()
+            self.ownership.restore()
 
     def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
@@ -159,6 +176,7 @@ class Engine:
             self.watch.timeouts()
             self.watch.failures(now)
             self.watch.overdue(now)
+            self.ownership.route(now)
             self.matcher.round(now, self.binder)
 
     def run(self, stop: threading.Event, period: float = 0.05) -> None:
@@ -177,8 +195,18 @@ class Engine:
 
     # ================================================================== the service's calls
 
-    def submit_lsa(self, raw: bytes, *, persist: bool = True) -> InstallResult:
-        return self.intake.submit_lsa(raw, persist=persist)
+    def submit_lsa(self, raw: bytes, *, persist: bool = True, flood: bool = True) -> InstallResult:
+        return self.intake.submit_lsa(raw, persist=persist, flood=flood)
+
+    def accept_handover(self, order_id: int, spec: Any, from_domain: int) -> dict[str, Any]:
+        with self.lock:
+            out = self.ownership.accept(order_id, spec, from_domain)
+        self.wake.set()
+        return out
+
+    def capacities(self) -> list[ProviderCapacity]:
+        with self.lock:
+            return self.ownership.capacities()
 
     def heartbeat(self, raw: dict[str, Any]) -> None:
         self.intake.heartbeat(raw)

@@ -5,6 +5,7 @@
     results/<order>.bin           a lease's result bytes (their keccak is the on-chain result hash)
     lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
     idempotency.json              Idempotency-Key -> [request digest, order id]
+    ownership.json                orders handed to another domain's engine, and taken from one
     index.sqlite                  the event index (``EventIndexer``; not written here)
 
 Invariant: every file here is written by ``atomic_write`` (a temporary file in the same
@@ -113,3 +114,12 @@ class EngineStore:
 
     def put_idempotency(self, table: dict[str, list[Any]]) -> None:
         atomic_write(self.idempotency_path, json.dumps(table))
+
+    # -- which orders this engine handed to another domain's engine, or took from one
+
+    def load_ownership(self) -> dict[str, Any]:
+        path = self.root / "ownership.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def put_ownership(self, doc: dict[str, Any]) -> None:
+        atomic_write(self.root / "ownership.json", json.dumps(doc, sort_keys=True))
