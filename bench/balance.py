@@ -34,6 +34,7 @@ latency from buyer to provider (the price of spreading).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import random
 import statistics
@@ -92,9 +93,14 @@ class Run:
     latency_ms: list[float] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=None)
+def _descriptor(name: str):
+    return discover_dump(PROFILES / name).descriptor
+
+
 def _providers(table: RoutingTable, plan: DomainPlan) -> dict[int, list[Provider]]:
     """One provider per node, the demo profiles in turn, each in its node's region."""
-    descriptors = {p.name: discover_dump(PROFILES / p.name).descriptor for p in DEMO_PROVIDERS}
+    descriptors = {p.name: _descriptor(p.name) for p in DEMO_PROVIDERS}
     out: dict[int, list[Provider]] = {d: [] for d in plan.domains}
     for i, node in enumerate(table.topology.nodes):
         demo = DEMO_PROVIDERS[i % len(DEMO_PROVIDERS)]

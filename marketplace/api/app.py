@@ -27,8 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from marketplace.api import problems
 from marketplace.api.deps import ApiState, Services
 from marketplace.api.metrics import Metrics, ObserveMiddleware
-from marketplace.api.routes import (audit, dashboard, events, heartbeats, lsas, ops, orders, providers, quotes, rpc,
-                                    topology)
+from marketplace.api.routes import (audit, dashboard, domains, events, heartbeats, lsas, ops, orders, providers,
+                                    quotes, rpc, topology)
 
 __all__ = ["ApiState", "create_app"]
 
@@ -41,7 +41,7 @@ def routers(state: ApiState) -> list[APIRouter]:
     if state.engine is None:
         return always
     return always + [orders.engine_router, providers.engine_router, quotes.engine_router, lsas.engine_router,
-                     heartbeats.engine_router]
+                     heartbeats.engine_router, domains.engine_router]
 
 
 def create_app(state: ApiState) -> FastAPI:

@@ -121,8 +121,8 @@ class Ownership:
     # -- this domain's offer (also what the federation link advertises in summaries)
 
     def capacities(self) -> list[ProviderCapacity]:
-        """Per own active provider and device class: devices (CPU: slots) in total and free now, its price
-        and the latency from this domain's home node."""
+        """Per own active provider and device class: devices (CPU: slots) in total and free now (the lesser
+        of the matcher's and the provider's LSA's), its price and the latency from this domain's home node."""
         if not self.matcher.providers:
             return []
         sched = self.matcher.scheduler()
@@ -130,18 +130,20 @@ class Ownership:
         out = []
         for addr, p in sorted(self.matcher.providers.items()):
             i = ix.pos.get(addr)
-            if i is None or p.status != ProviderStatus.ACTIVE:
+            lsa = self.table.lsas.get(addr)
+            if i is None or lsa is None or p.status != ProviderStatus.ACTIVE:
                 continue
+            # free: what the matcher has not given away, and no more than the provider's LSA says is free
+            # (the agent's own view: capacity busy outside this engine's leases is busy too)
+            said = {a.device_class: a.free_milli / 1000 for a in lsa.availability}
             latency = self._latency(self.home, p.attach_node) or 0.0
-            for cls, cs in ix.slots.items():
-                total = float(cs.cap[i].sum()) / 1000
+            rows = [(cls, float(cs.cap[i].sum()) / 1000, float(cs.free[i].sum()) / 1000)
+                    for cls, cs in ix.slots.items()]
+            rows.append((DeviceClass.CPU, float(ix.cpu_cap[i]) / 1000, float(ix.cpu_free[i]) / 1000))
+            for cls, total, free in rows:
                 if total:
-                    out.append(ProviderCapacity(addr, cls, total, float(cs.free[i].sum()) / 1000,
+                    out.append(ProviderCapacity(addr, cls, total, min(free, said.get(cls, free)),
                                                 float(self.table.price(addr, int(cls))), latency))
-            if ix.cpu_cap[i]:
-                out.append(ProviderCapacity(addr, DeviceClass.CPU, float(ix.cpu_cap[i]) / 1000,
-                                            float(ix.cpu_free[i]) / 1000,
-                                            float(self.table.price(addr, int(DeviceClass.CPU))), latency))
         return out
 
     def _latency(self, a: str | None, b: str | None) -> float | None:

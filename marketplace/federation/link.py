@@ -288,3 +288,15 @@ class EngineLink:
             return asyncio.run_coroutine_threadsafe(read(), loop).result(timeout=1.0)
         except Exception:  # the loop is stopping
             return {}
+
+
+def member_config(fed: Federation, domain: int, base: Any) -> Any:
+    """The ``EngineConfig`` of domain ``domain``'s engine: ``base`` with its domain, home node, and the
+    ``balanced`` matching policy (spread by advertised load and path latency)."""
+    from dataclasses import replace
+
+    from marketplace.matching import MatchingConfig
+
+    entry = fed.entry(domain)
+    matching = base.matching if base.matching.policy != "default" else MatchingConfig(policy="balanced")
+    return replace(base, domain=domain, home=entry.home, matching=matching)

@@ -1,0 +1,127 @@
+"""A decentralised market with real processes: ``cona up --domains 3``, then an engine SIGKILLed.
+
+The market is ``marketplace.federation.launch.Launch`` (what ``cona up --domains 3`` runs): one
+anvil, three ``cona serve`` engine processes each signing with its own orchestrator key that the
+timelock registered, joined as flooding peers along the GEANT regions, and the five demo agents as
+processes, each attached to its own domain's engine. Orders are placed through domain 1's API with
+the buyer's CLI, as the README does.
+
+The kill test: an order for domain 3 is handed over and completed there; domain 3's engine is then
+SIGKILLed. Its domain's orders stay safe on chain (no other engine touches its leases: one
+``Assigned`` per order, nothing failed or timed out, escrow balanced), its providers leave the other
+engines' domain tables within 3 s (peering hellos every 0.2 s, hold 1 s), and an order for domain 3
+waits Open meanwhile; restarted with the same state, the engine's summaries come back and the
+waiting order is handed to it and served.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from marketplace import demo
+from marketplace.chain.audit import Auditor
+from marketplace.chain.backends import free_port
+from marketplace.chain.contracts import Chain
+from marketplace.chain.indexer import EventIndexer
+from marketplace.chain.market import Market
+from marketplace.federation.launch import Launch
+from marketplace.settings import PACKAGE_ROOT, ConaSettings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+
+def _wait(what: str, predicate, timeout: float, poll: float = 0.1) -> float:
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(poll)
+    return time.monotonic() - start
+
+
+def _origins(api: str) -> set[int]:
+    try:
+        doc = httpx.get(f"{api}/v1/domains", timeout=2).json()
+    except httpx.HTTPError:
+        return set()
+    return {r["origin"] for r in doc["routes"]}
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("domains")
+    settings = ConaSettings(data_dir=tmp / "state", chain="anvil", api_port=free_port())
+    launch = Launch(settings, domains=3).start()
+    try:
+        chosen = launch.demo_providers(5)
+        addresses = demo.launch(launch, chosen, engines=launch.engine_urls(), rpc_url=launch.rpc_url)
+        env = {**os.environ, "CONA_DATA_DIR": str(tmp / "state"), "HOME": str(tmp),
+               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        yield {"launch": launch, "providers": dict(zip(addresses, (p.domain for p in chosen))), "env": env}
+    finally:
+        launch.stop()
+
+
+def _place(market, *args: str) -> int:
+    api = market["launch"].api_url
+    run = subprocess.run(["cona", "order", "place", "--api", api, "--dev-account", "3", "--duration", "60",
+                          "--max-price", "3000000000000000", "--attachment", "4", "--module", "sha256",
+                          "--input", "x", "--fuel", "1000000", *args], cwd=PACKAGE_ROOT, env=market["env"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return int(run.stdout.strip().splitlines()[-1])
+
+
+def test_the_domains_peer_and_each_engine_matches_only_its_own_providers(market):
+    launch = market["launch"]
+    for d, api in launch.engine_urls().items():
+        _wait(f"engine {d} knows every domain", lambda a=api: _origins(a) == {1, 2, 3}, timeout=30)
+        listed = {p["address"]: p["domain"] for p in httpx.get(f"{api}/v1/providers", timeout=5).json()}
+        assert listed == market["providers"]  # every LSA reached every engine by flooding
+        doc = httpx.get(f"{api}/v1/domains", timeout=5).json()
+        assert doc["sessions"] == sorted(launch.federation.neighbours(d))
+        assert doc["peering"]["lsdb_rejected"] == {} and not any(doc["rejected"].values())
+
+
+def test_a_killed_engine_leaves_the_others_tables_its_orders_stay_safe_and_it_comes_back(market):
+    launch = market["launch"]
+    urls = launch.engine_urls()
+    chain = Chain.open(ConaSettings(chain="rpc", rpc_url=launch.rpc_url))
+    try:
+        m = Market.from_deployment(chain, launch.deployment)
+        first = _place(market, "--device-class", "gpu", "--domain", "3", "--watch", "--until", "completed")
+        assert market["providers"][m.order(first).provider] == 3
+
+        launch.kill(3)
+        t = _wait("domain 3 gone from engines 1 and 2",
+                  lambda: 3 not in _origins(urls[1]) and 3 not in _origins(urls[2]), timeout=3.0, poll=0.05)
+        print(f"domain 3 withdrawn everywhere {t:.2f} s after the SIGKILL")
+        waiting = _place(market, "--device-class", "gpu", "--domain", "3")
+        time.sleep(3.0)  # the others hold it back: nobody else may serve domain 3
+        assert m.order(waiting).state.name == "OPEN"
+        assert m.order(first).state.name == "COMPLETED"  # no other engine failed or timed out its lease
+
+        launch.restart(3)
+        _wait("domain 3 back at engines 1 and 2", lambda: 3 in _origins(urls[1]) and 3 in _origins(urls[2]),
+              timeout=20)
+        _wait("the waiting order served in domain 3", lambda: m.order(waiting).state.name in ("RUNNING", "COMPLETED"),
+              timeout=60)
+        assert market["providers"][m.order(waiting).provider] == 3
+        indexer = EventIndexer(chain.backend, {
+            "ComputeMarket": (m.address, chain.abis["ComputeMarket"]),
+            "ProviderRegistry": (m.registry.address, chain.abis["ProviderRegistry"])},
+            start_block=launch.deployment.block)
+        indexer.sync()
+        for oid in (first, waiting):
+            assert len(indexer.events("ComputeMarket", "Assigned", order=oid)) == 1
+            assert not indexer.events("ComputeMarket", "OrderFailed", order=oid)
+        assert Auditor(m, indexer).escrow().balanced
+    finally:
+        chain.close()
