@@ -22,6 +22,7 @@ Figures: ``multi_engine_converge_ms`` (median), ``multi_engine_converge_ms_max``
 
 from __future__ import annotations
 
+import functools
 import statistics
 import tempfile
 import time
@@ -44,8 +45,13 @@ POLL_S = 0.005
 LIFETIME = 3600
 
 
+@functools.lru_cache(maxsize=None)
+def _descriptor(name: str):
+    return discover_dump(PROFILES / name).descriptor
+
+
 def _lsa(p: DemoProvider, key: bytes, seq: int, busy: int = 0) -> bytes:
-    d = discover_dump(PROFILES / p.name).descriptor
+    d = _descriptor(p.name)
     avail = []
     for cls in sorted({x.device_class for x in d.devices}):
         total = sum(x.count * x.share_milli for x in d.of_class(cls))
@@ -85,7 +91,7 @@ def _measure(launch: Launch, changes: int) -> dict:
     for i, p in enumerate(providers):
         acct = accounts[FIRST_PROVIDER_ACCOUNT + i]
         keys[p.name] = bytes(acct.key)
-        d = discover_dump(PROFILES / p.name).descriptor
+        d = _descriptor(p.name)
         prices = [p.prices.get(c, 0) for c in ("cpu", "gpu", "npu", "tpu")]
         market.registry.register(chain.signers[FIRST_PROVIDER_ACCOUNT + i], hardware=d.digest(), domain=p.domain,
                                  prices=prices, stake=market.registry.min_stake or ETH)

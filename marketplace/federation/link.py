@@ -10,8 +10,10 @@ runs three threads beside it:
   installed from a neighbour go to the bridge; adjacencies and domain messages go to the
   ``DomainSpeaker``, whose timers it ticks every 50 ms;
 - **the bridge**: hands each flooded LSA to ``engine.submit_lsa(flood=False)`` (the registry checks
-  of ``intake``: only a registered, eligible provider's LSA is matched or shown), and every 0.2 s
-  advertises the engine's own capacity (``engine.capacities()``) through the speaker when it changed;
+  of ``intake``: only a registered, eligible provider's LSA is matched or shown), and advertises
+  the engine's own capacity (``engine.capacities()``) through the speaker when it changed: at once
+  after an LSA (its provider's availability may have moved), else every 0.2 s (leases bound or
+  ended by the engine);
 - **handovers**: takes the orders ``Ownership`` decided to hand over and posts each, signed
   (``session.sign_handover``), to the target engine's ``POST /v1/handovers``; the answer (taken,
   refused with a reason, unreachable) goes back to ``Ownership``.
@@ -102,7 +104,7 @@ class EngineLink:
                             hint="is its port in use?")
         self.engine.federation = self
         self.engine.ownership.routes = self.speaker.routes
-        self.engine.intake.on_installed = self.node.inject
+        self.engine.intake.on_installed = self._installed_here
         with self.engine.lock:
             kept = [self.engine.lsdb.raw(lsa.key) for lsa in self.engine.lsdb]
         for raw in kept:
@@ -140,6 +142,11 @@ class EngineLink:
         finally:
             await self.node.close()
 
+    def _installed_here(self, raw: bytes) -> None:
+        """An agent's LSA the engine installed: flood it, and advertise the domain's capacity now."""
+        self.node.inject(raw)
+        self._lsas.put(b"")  # an empty item wakes the bridge to advertise at once
+
     # -- PeerListener (the node's thread)
 
     def lsa_installed(self, raw: bytes) -> None:
@@ -164,10 +171,10 @@ class EngineLink:
             except queue.Empty:
                 raw = None
             try:
-                if raw is not None:
+                if raw:
                     res = self.engine.submit_lsa(raw, flood=False)
                     self.counters[f"flooded_lsa_{res.outcome.value}"] += 1
-                if time.monotonic() >= next_advert:
+                if raw is not None or time.monotonic() >= next_advert:
                     next_advert = time.monotonic() + ADVERTISE_S
                     self._advertise()
             except Exception:  # one bad LSA or turn must not stop the bridge
