@@ -55,7 +55,7 @@ from marketplace.engine.queries import Queries
 from marketplace.engine.replay import replay_batch
 from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
-from marketplace.errors import ChainError, InputError
+from marketplace.errors import ChainError, InputError, NotFound
 from marketplace.matching import MatchingConfig
 from marketplace.routing import ProviderCapacity, RoutingTable, Topology, load_topology
 from marketplace.routing.domain_choice import ChoicePolicy
@@ -123,10 +123,7 @@ class Engine:
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
         self._owns_indexer = indexer is None
-        self.indexer = self._check_indexer(indexer) if indexer is not None else EventIndexer(chain.backend, {
-            MARKET: (self.market.address, chain.abis[MARKET]),
-            REGISTRY: (self.registry.address, chain.abis[REGISTRY]),
-        }, db_path=self.state_dir / "index.sqlite", start_block=deployment.block, reorg_depth=cfg.reorg_depth)
+        self.indexer = self._check_indexer(indexer) if indexer is not None else self._own_indexer()
         self.matcher = Matcher(table, config=cfg.matching, routing=self.routing, orders=self.orders,
                                specs=self.specs, clock=clock)
         self.events = EventFold(indexer=self.indexer, orders=self.orders, specs=self.specs, batches=self.batches,
@@ -148,16 +145,26 @@ class Engine:
         self.queries = Queries(orders=self.orders, specs=self.specs, market=self.market, table=table,
                                matcher=self.matcher, monitor=self.monitor, store=self.store, routing=self.routing,
                                topology_name=topo_name or "-", sync=self.events.sync, lock=self.lock, clock=clock)
-        self.ownership = Ownership(domain=cfg.domain, home=cfg.home, policy=cfg.choice, orders=self.orders,
-                                   specs=self.specs, table=table, matcher=self.matcher, desk=self.desk,
-                                   store=self.store, routing=self.routing, sync=self.events.sync, lock=self.lock,
-                                   clock=clock)
+        self.ownership = self._ownership()
         #: the multi-domain link (peering, domain router, handovers) when one is attached
         self.federation: Any = None
         self.intake.restore()
         with self.lock:
             self.events.recover()
             self.ownership.restore()
+
+    def _own_indexer(self) -> EventIndexer:
+        chain = self.chain
+        return EventIndexer(chain.backend, {MARKET: (self.market.address, chain.abis[MARKET]),
+                                            REGISTRY: (self.registry.address, chain.abis[REGISTRY])},
+                            db_path=self.state_dir / "index.sqlite", start_block=self.deployment.block,
+                            reorg_depth=self.config.reorg_depth)
+
+    def _ownership(self) -> Ownership:
+        cfg = self.config
+        return Ownership(domain=cfg.domain, home=cfg.home, policy=cfg.choice, orders=self.orders, specs=self.specs,
+                         table=self.provider_table, matcher=self.matcher, desk=self.desk, store=self.store,
+                         routing=self.routing, sync=self.events.sync, lock=self.lock, clock=self.clock)
 
     def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
@@ -237,7 +244,18 @@ class Engine:
         return self.queries.submit_result(order_id, data)
 
     def result(self, order_id: int) -> bytes:
-        return self.queries.result(order_id)
+        """The result bytes; in a multi-domain market, fetched from the engine of the domain whose
+        provider served the order when this engine has none (checked against the chain's hash)."""
+        try:
+            return self.queries.result(order_id)
+        except NotFound:
+            if self.federation is None:
+                raise
+            data = self.federation.fetch_result(order_id)
+            if data is None:
+                raise
+            self.queries.submit_result(order_id, data)
+            return data
 
     def replay(self, batch_id: str | bytes) -> dict[str, Any]:
         with self.lock:

@@ -258,6 +258,27 @@ class EngineLink:
             raise HandoverRefused(f"handover refused: {reason}", reason=reason, field="signature")
         return self.engine.accept_handover(fields["order"], spec, fields["from_domain"])
 
+    # -- results of orders another domain served (the API's thread)
+
+    def fetch_result(self, order_id: int) -> bytes | None:
+        """The result bytes of ``order_id`` from the engine of its provider's domain (None: not there);
+        the caller keeps them only if they hash to the result on chain."""
+        order = self.market.order(order_id)
+        domain = self.market.registry.provider(order.provider).domain
+        entry = self.fed.domains.get(domain)
+        if entry is None or domain == self.domain:
+            return None
+        try:
+            resp = self._http.get(f"{entry.api}/v1/orders/{order_id}/result")
+        except httpx.HTTPError as exc:
+            log.warning("domain %d: result of order %d not fetched from domain %d: %s", self.domain, order_id,
+                        domain, exc)
+            return None
+        if resp.status_code != 200:
+            return None
+        self.counters["results_fetched"] += 1
+        return resp.content
+
     def _is_orchestrator(self, address: str) -> bool:
         if time.monotonic() < self._orchestrators.get(address, 0.0):
             return True

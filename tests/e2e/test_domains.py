@@ -6,8 +6,9 @@ timelock registered, joined as flooding peers along the GEANT regions, and the f
 processes, each attached to its own domain's engine. Orders are placed through domain 1's API with
 the buyer's CLI, as the README does.
 
-The kill test: an order for domain 3 is handed over and completed there; domain 3's engine is then
-SIGKILLed. Its domain's orders stay safe on chain (no other engine touches its leases: one
+The kill test: an order for domain 3 is handed over and completed there (its result served by the
+engine the buyer ordered at, fetched from domain 3's and checked against the chain); domain 3's
+engine is then SIGKILLed. Its domain's orders stay safe on chain (no other engine touches its leases: one
 ``Assigned`` per order, nothing failed or timed out, escrow balanced), its providers leave the other
 engines' domain tables within 3 s (peering hellos every 0.2 s, hold 1 s), and an order for domain 3
 waits Open meanwhile; restarted with the same state, the engine's summaries come back and the
@@ -32,6 +33,7 @@ from marketplace.chain.contracts import Chain
 from marketplace.chain.indexer import EventIndexer
 from marketplace.chain.market import Market
 from marketplace.federation.launch import Launch
+from marketplace.results import result_digest
 from marketplace.settings import PACKAGE_ROOT, ConaSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -98,6 +100,11 @@ def test_a_killed_engine_leaves_the_others_tables_its_orders_stay_safe_and_it_co
         m = Market.from_deployment(chain, launch.deployment)
         first = _place(market, "--device-class", "gpu", "--domain", "3", "--watch", "--until", "completed")
         assert market["providers"][m.order(first).provider] == 3
+        # the buyer asks the engine it ordered at for the result: fetched from domain 3's, checked on chain
+        _wait("the result served by domain 1's engine",
+              lambda: httpx.get(f"{urls[1]}/v1/orders/{first}/result", timeout=5).status_code == 200, timeout=30)
+        data = httpx.get(f"{urls[1]}/v1/orders/{first}/result", timeout=5).content
+        assert result_digest(data) == m.order(first).result
 
         launch.kill(3)
         t = _wait("domain 3 gone from engines 1 and 2",
