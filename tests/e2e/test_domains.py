@@ -32,7 +32,9 @@ from marketplace.chain.backends import free_port
 from marketplace.chain.contracts import Chain
 from marketplace.chain.indexer import EventIndexer
 from marketplace.chain.market import Market
+from marketplace.engine.spec import spec_digest
 from marketplace.federation.launch import Launch
+from marketplace.federation.session import sign_handover
 from marketplace.results import result_digest
 from marketplace.settings import PACKAGE_ROOT, ConaSettings
 
@@ -90,6 +92,22 @@ def test_the_domains_peer_and_each_engine_matches_only_its_own_providers(market)
         doc = httpx.get(f"{api}/v1/domains", timeout=5).json()
         assert doc["sessions"] == sorted(launch.federation.neighbours(d))
         assert doc["peering"]["lsdb_rejected"] == {} and not any(doc["rejected"].values())
+
+
+def test_a_forged_handover_is_refused_over_http_and_counted_in_the_metrics(market):
+    launch = market["launch"]
+    url = launch.engine_urls()[2]
+    spec = {"requirement": {"device_class": "gpu", "count": 1, "duration_s": 60},
+            "workload": {"module": "sha256", "input": "78", "fuel": 1000000}, "attachment": "4"}
+    # domain 1 claimed, signed with a key no federation lists
+    body = {**sign_handover(os.urandom(32), launch.federation, order=1, spec_digest=spec_digest(spec), sender=1,
+                            receiver=2, now=time.time()), "spec": spec}
+    resp = httpx.post(f"{url}/v1/handovers", json=body, timeout=5)
+    assert resp.status_code == 409 and resp.json()["reason"] == "domain-mismatch", resp.text
+    assert httpx.post(f"{url}/v1/handovers", json={"order": -1}, timeout=5).status_code == 422
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert 'cona_domain_refused_total{reason="handover:domain-mismatch"} 1.0' in metrics
+    assert "cona_domain_events_total" in metrics and "cona_peering_refused_total" in metrics
 
 
 def test_a_killed_engine_leaves_the_others_tables_its_orders_stay_safe_and_it_comes_back(market):
