@@ -158,10 +158,12 @@ class Ownership:
         it is matched; hand over those that go elsewhere. Before the round, so a handed order is not matched."""
         if not self.federated:
             return
-        for rec in sorted(self.orders.values(), key=lambda r: r.id):
-            if rec.state != OrderState.OPEN or rec.status not in ROUTABLE or rec.spec_digest not in self.specs:
+        # filtered before sorted: the table holds every order the chain ever saw, the candidates are few
+        candidates = [r for r in self.orders.values() if r.state == OrderState.OPEN and r.status in ROUTABLE]
+        for rec in sorted(candidates, key=lambda r: r.id):
+            if rec.spec_digest not in self.specs or rec.id in self.accepted or not self.owned(rec):
                 continue
-            if rec.id in self.accepted or not self.owned(rec) or not self._due(rec, now):
+            if not self._due(rec, now):
                 continue
             self.decided[rec.id] = now
             choice = self.choice(rec, now)
@@ -247,6 +249,8 @@ class Ownership:
             self.matcher.submit(rec, self.clock())
 
     def _take_back(self, now: float) -> None:
+        if not self.handed:
+            return
         alive = {s.origin_as for cls in DeviceClass for s in self.routes(cls)} if self.routes else set()
         for oid, domain in list(self.handed.items()):
             rec = self.orders.get(oid)
