@@ -150,3 +150,25 @@ def test_a_killed_engine_leaves_the_others_tables_its_orders_stay_safe_and_it_co
         assert Auditor(m, indexer).escrow().balanced
     finally:
         chain.close()
+
+
+def test_stopping_the_market_leaves_no_process_behind(market):
+    """Last in this module: ``cona up --domains``'s Ctrl-C path stops agents, engines and anvil."""
+    launch = market["launch"]
+    children = list(launch.supervisor.children)
+    anvil = getattr(launch.chain.backend, "process", None) if launch.chain is not None else None
+    launch.stop()
+    assert len(children) >= 3 + 5 and not [c.name for c in children if c.alive()]
+    if anvil is not None:
+        assert anvil.poll() is not None
+    # nor a grandchild: no process left whose command line names this market's state directory
+    state = str(launch.settings.state_dir)
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if proc.name.isdigit() and state in cmdline:
+            left.append(cmdline)
+    assert not left, left
