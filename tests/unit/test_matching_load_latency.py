@@ -51,3 +51,25 @@ def test_the_balanced_policy_is_registered_and_recorded():
     assert ("LoadLatency", 6.0) in cfg.profile.score
     assert cfg.canonical()["policy"] == "balanced"
     assert MatchingConfig.from_dict({"policy": "balanced"}).profile == cfg.profile
+
+
+def test_inside_a_provider_the_balanced_policy_places_devices_as_the_fragmentation_rule_does():
+    """LoadLatency chooses among providers only: on one node, fractional GPU orders share devices
+    exactly where the default policy (FGD) puts them, packed rather than spread over the GPUs."""
+    rt = routing()
+    node = rt.nodes[0]
+    shares = (300, 500, 250, 700, 400, 200, 600, 350)
+    slots = {}
+    for policy in ("default", "balanced"):
+        sched = Scheduler([provider("openb-node-0023", "v100x8", attach_node=node, price=10)], routing=rt,
+                          config=MatchingConfig(policy=policy), binder=InMemoryBinder())
+        placed = []
+        for k, share in enumerate(shares):  # one order a round: each sees the devices the previous took
+            sched.submit(order(f"o{k}", gpu(share=share), buyer=node))
+            (decision,) = sched.schedule_round(float(k)).decisions
+            assert decision.outcome == Outcome.BOUND, decision
+            placed.append(decision.placement.slots)
+        slots[policy] = placed
+    assert slots["balanced"] == slots["default"]
+    devices = {slot for placement in slots["balanced"] for slot, _ in placement}
+    assert len(devices) < len(shares)  # packed: orders share GPUs
