@@ -10,7 +10,8 @@ parts (docs/engine.md has the module map) and runs the loop; ``step(now)`` is on
     3. in a multi-domain market, each new order is kept or handed to another domain's engine
        (``ownership``: who matches an order, and why the chain makes a wrong answer harmless);
     4. one matching round; the ``ChainBinder`` binds its reservations with ONE ``assignBatch``
-       transaction that records the batch and assigns every order still assignable (``binder``).
+       transaction that records the batch and assigns every order still assignable (``binder``);
+    5. now and then, expire the artifacts no live order names (``artifacts``).
 
 Invariants:
 - the chain is the truth: every write is preceded by a sync of the event index to the head
@@ -43,6 +44,8 @@ from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
 from marketplace.convergence.lsdb import InstallResult, Lsdb
+from marketplace.artifacts import ArtifactStore, StoreLimits
+from marketplace.engine.artifacts import ArtifactDesk
 from marketplace.engine.binder import ChainBinder
 from marketplace.engine.events import MARKET, REGISTRY, EventFold
 from marketplace.engine.faults import LeaseWatch
@@ -78,6 +81,8 @@ class EngineConfig:
     #: stored blocks the indexer re-checks for a reorganisation on every sync; each is one
     #: eth_getBlockByNumber per turn, so 64 cost ~60 ms a turn on the embedded chain
     reorg_depth: int = 12
+    #: the artifact store's limits: per kind, per uploader, in all, and the expiry of unused ones
+    artifacts: StoreLimits = field(default_factory=StoreLimits)
     #: this engine's domain in a multi-domain market (None: one engine matches every provider)
     domain: int | None = None
     #: the domain's home node (latency from the border, in summaries and between domains)
@@ -122,10 +127,10 @@ class Engine:
         self.lsas = table.lsas
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
-        self._owns_indexer = indexer is None
-        self.indexer = self._check_indexer(indexer) if indexer is not None else self._own_indexer()
+        self.indexer = self._open_indexer(indexer)
+        self.artifacts = self._open_artifacts()
         self.matcher = Matcher(table, config=cfg.matching, routing=self.routing, orders=self.orders,
-                               specs=self.specs, clock=clock)
+                               specs=self.specs, clock=clock, need_of=self.artifacts.need_of)
         self.events = EventFold(indexer=self.indexer, orders=self.orders, specs=self.specs, batches=self.batches,
                                 store=self.store, table=table, matcher=self.matcher, monitor=self.monitor,
                                 clock=clock)
@@ -137,8 +142,9 @@ class Engine:
                              store=self.store, rejected=self.rejected, lock=self.lock, clock=clock)
         self.desk = OrderDesk(market=self.market, orchestrator=self.orchestrator, store=self.store, specs=self.specs,
                               orders=self.orders, matcher=self.matcher, apply_tx=self.events.apply_tx,
-                              routing=self.routing, topology_name=topo_name or "-", modules=self.modules,
-                              lock=self.lock, wake=self.wake, clock=clock)
+                              find_placed=self.find_placed, routing=self.routing, topology_name=topo_name or "-",
+                              modules=self.modules, lock=self.lock, wake=self.wake, clock=clock,
+                              check_artifacts=self.artifacts.check_spec)
         self.watch = LeaseWatch(orders=self.orders, market=self.market, orchestrator=self.orchestrator,
                                 monitor=self.monitor, table=table, matcher=self.matcher,
                                 apply_tx=self.events.apply_tx)
@@ -146,19 +152,12 @@ class Engine:
                                matcher=self.matcher, monitor=self.monitor, store=self.store, routing=self.routing,
                                topology_name=topo_name or "-", sync=self.events.sync, lock=self.lock, clock=clock)
         self.ownership = self._ownership()
-        #: the multi-domain link (peering, domain router, handovers) when one is attached
-        self.federation: Any = None
+        self.federation: Any = None  # the multi-domain link (peering, domain router, handovers), once attached
         self.intake.restore()
         with self.lock:
             self.events.recover()
             self.ownership.restore()
-
-    def _own_indexer(self) -> EventIndexer:
-        chain = self.chain
-        return EventIndexer(chain.backend, {MARKET: (self.market.address, chain.abis[MARKET]),
-                                            REGISTRY: (self.registry.address, chain.abis[REGISTRY])},
-                            db_path=self.state_dir / "index.sqlite", start_block=self.deployment.block,
-                            reorg_depth=self.config.reorg_depth)
+        self.desk.recover_staged()
 
     def _ownership(self) -> Ownership:
         cfg = self.config
@@ -166,7 +165,21 @@ class Engine:
                          table=self.provider_table, matcher=self.matcher, desk=self.desk, store=self.store,
                          routing=self.routing, sync=self.events.sync, lock=self.lock, clock=self.clock)
 
-    def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
+    def _open_artifacts(self) -> ArtifactDesk:
+        """The artifact store (``state_dir/artifacts``) and the desk that answers for it."""
+        self.artifact_store = ArtifactStore(self.state_dir / "artifacts", self.config.artifacts, clock=self.clock)
+        return ArtifactDesk(self.artifact_store, orders=self.orders, specs=self.specs,
+                            providers=lambda: self.matcher.providers, results=self.store, lock=self.lock)
+
+    def _open_indexer(self, indexer: EventIndexer | None) -> EventIndexer:
+        """The injected indexer (checked), or the engine's own in ``state_dir/index.sqlite``."""
+        self._owns_indexer = indexer is None
+        if indexer is None:
+            return EventIndexer(self.chain.backend, {
+                MARKET: (self.market.address, self.chain.abis[MARKET]),
+                REGISTRY: (self.registry.address, self.chain.abis[REGISTRY]),
+            }, db_path=self.state_dir / "index.sqlite", start_block=self.deployment.block,
+                reorg_depth=self.config.reorg_depth)
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
             if address not in indexer.by_address:
                 raise InputError(f"the injected event indexer does not index the {name} at {address}",
@@ -179,12 +192,14 @@ class Engine:
         now = self.clock() if now is None else now
         with self.lock:
             self.events.sync()
+            self.desk.drain_landed(now)
             self.intake.age(now)
             self.watch.timeouts()
             self.watch.failures(now)
             self.watch.overdue(now)
             self.ownership.route(now)
             self.matcher.round(now, self.binder)
+            self.artifacts.maybe_sweep(now)
 
     def run(self, stop: threading.Event, period: float = 0.05) -> None:
         log.info("engine loop running (period %.3f s)", period)
@@ -197,6 +212,7 @@ class Engine:
             self.wake.clear()
 
     def close(self) -> None:
+        self.desk.placer.close()
         if self._owns_indexer:
             self.indexer.close()
 
@@ -224,6 +240,12 @@ class Engine:
 
     def place_order_tx(self, tx_hash: str, spec: Any) -> int:
         return self.desk.place_order_tx(tx_hash, spec)
+
+    def find_placed(self, intent_digest: bytes) -> int | None:
+        """The order on chain placed from the intent with this EIP-712 digest, or None."""
+        self.indexer.sync()
+        found = self.indexer.events(MARKET, "OrderPlaced", digest=intent_digest)
+        return int(found[-1].args["order"]) if found else None
 
     def order_view(self, order_id: int) -> dict[str, Any]:
         return self.queries.order_view(order_id)
