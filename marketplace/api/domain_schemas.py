@@ -33,6 +33,8 @@ class DomainsOut(BaseModel):
     rejected: dict[str, int] = Field(default_factory=dict, description="refused input from peers, by reason")
     counters: dict[str, int] = Field(default_factory=dict)
     bridge: dict[str, int] = Field(default_factory=dict, description="flooded LSAs handed to the engine, by outcome")
+    artifacts: dict[str, int] = Field(default_factory=dict, description="artifacts fetched from other domains' "
+                                      "engines, and fetches that failed, by reason")
     ownership: dict[str, Any] = Field(default_factory=dict, description="orders handed over, in flight, taken over")
     peering: dict[str, Any] = Field(default_factory=dict, description="the flooding peer's status")
 

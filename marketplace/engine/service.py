@@ -44,7 +44,7 @@ from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
 from marketplace.convergence.lsdb import InstallResult, Lsdb
-from marketplace.artifacts import ArtifactStore, StoreLimits
+from marketplace.artifacts import ArtifactInfo, ArtifactStore, StoreLimits
 from marketplace.engine.artifacts import ArtifactDesk
 from marketplace.engine.binder import ChainBinder
 from marketplace.engine.events import MARKET, REGISTRY, EventFold
@@ -278,6 +278,16 @@ class Engine:
                 raise
             self.queries.submit_result(order_id, data)
             return data
+
+    def artifact(self, digest: str, *, mirror: bool = True) -> ArtifactInfo:
+        """An artifact's record; in a multi-domain market (and ``mirror``), one this engine lacks (an
+        output file of an order another domain served) is fetched from the other engines, checked."""
+        try:
+            return self.artifact_store.info(digest)
+        except NotFound:
+            if not mirror or self.federation is None or self.federation.fetch_artifact(digest) is None:
+                raise
+            return self.artifact_store.info(digest)
 
     def replay(self, batch_id: str | bytes) -> dict[str, Any]:
         with self.lock:

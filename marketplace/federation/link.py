@@ -22,7 +22,9 @@ The engine's own LSAs (posted by agents over HTTP) reach the peer through
 ``engine.intake.on_installed`` → ``PeerNode.inject``; at start, every LSA the engine restored is
 injected too, so a restarted engine floods what it kept. ``receive_handover`` is the other
 side of a handover, called by the API: it checks the signature and the sender's domain
-(``session.check_handover``) before ``engine.accept_handover``.
+(``session.check_handover``), fetches from the sender the artifacts the order names that this
+engine lacks (``mirror``: its providers fetch them here), then ``engine.accept_handover``.
+``fetch_artifact`` answers an artifact miss at this engine's API from the other engines.
 
 Invariants: the engine is only entered through its public calls and under its lock (each of them
 takes it); the router only through the speaker's lock; a refused OPEN, UPDATE or handover is
@@ -45,9 +47,10 @@ from marketplace.chain.market import Market
 from marketplace.engine.errors import HandoverRefused
 from marketplace.engine.ownership import Handover
 from marketplace.engine.orders import hexbytes
-from marketplace.engine.spec import spec_digest
+from marketplace.engine.spec import Spec, spec_digest
 from marketplace.errors import ConaError, InputError
 from marketplace.federation.config import Federation
+from marketplace.federation.mirror import ArtifactMirror
 from marketplace.federation.session import check_handover, sign_handover
 from marketplace.federation.speaker import DomainSpeaker
 from marketplace.peering.node import PeerConfig, PeerNode
@@ -90,6 +93,7 @@ class EngineLink:
         self._orchestrators: dict[str, float] = {}
         self._advertised: list[Any] | None = None
         self._http = httpx.Client(timeout=HANDOVER_TIMEOUT_S)
+        self.mirror = ArtifactMirror(engine.artifact_store, fed, domain)
 
     # -- lifecycle
 
@@ -123,6 +127,7 @@ class EngineLink:
             t.join(timeout=5.0)
         self._threads = []
         self._http.close()
+        self.mirror.close()
 
     def _run_peer(self) -> None:
         try:
@@ -256,6 +261,9 @@ class EngineLink:
             log.warning("domain %d: handover of order %d claimed from domain %d refused: %s", self.domain,
                         fields["order"], fields["from_domain"], reason)
             raise HandoverRefused(f"handover refused: {reason}", reason=reason, field="signature")
+        # the order's artifacts follow it: this domain's providers fetch them from this engine
+        refs = Spec.from_dict(spec, modules=self.engine.modules).artifacts()
+        self.mirror.for_refs(((r.digest, r.kind) for r in refs), fields["from_domain"])
         return self.engine.accept_handover(fields["order"], spec, fields["from_domain"])
 
     # -- results of orders another domain served (the API's thread)
@@ -279,6 +287,11 @@ class EngineLink:
         self.counters["results_fetched"] += 1
         return resp.content
 
+    def fetch_artifact(self, digest: str) -> Any:
+        """An artifact this engine lacks, from the first other engine that has it (checked and kept
+        here by the mirror; None: nobody had it)."""
+        return self.mirror.fetch(digest, None, sorted(self.fed.domains))
+
     def _is_orchestrator(self, address: str) -> bool:
         if time.monotonic() < self._orchestrators.get(address, 0.0):
             return True
@@ -299,6 +312,7 @@ class EngineLink:
         out["engines"] = {str(d): e.api for d, e in sorted(self.fed.domains.items())}
         out["home"] = self.fed.entry(self.domain).home
         out["bridge"] = dict(self.counters)
+        out["artifacts"] = dict(self.mirror.counters)
         out["rejected"] = {**out["rejected"], **self.rejected}
         with self.engine.lock:
             out["ownership"] = self.engine.ownership.status()

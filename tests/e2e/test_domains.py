@@ -13,6 +13,10 @@ engine is then SIGKILLed. Its domain's orders stay safe on chain (no other engin
 engines' domain tables within 3 s (peering hellos every 0.2 s, hold 1 s), and an order for domain 3
 waits Open meanwhile; restarted with the same state, the engine's summaries come back and the
 waiting order is handed to it and served.
+
+A buyer's own module and input file, uploaded at domain 1's engine, follow an order handed to
+domain 3 (engine 3 fetches them from engine 1 on the handover), and its output file, uploaded by
+domain 3's provider to engine 3, is downloaded at engine 1 (fetched there on the miss, checked).
 """
 
 from __future__ import annotations
@@ -83,6 +87,13 @@ def _place(market, *args: str) -> int:
     return int(run.stdout.strip().splitlines()[-1])
 
 
+def _cona(market, *args: str) -> str:
+    run = subprocess.run(["cona", *args], cwd=PACKAGE_ROOT, env=market["env"], capture_output=True, text=True,
+                         timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout.strip()
+
+
 def test_the_domains_peer_and_each_engine_matches_only_its_own_providers(market):
     launch = market["launch"]
     for d, api in launch.engine_urls().items():
@@ -150,6 +161,34 @@ def test_a_killed_engine_leaves_the_others_tables_its_orders_stay_safe_and_it_co
         assert Auditor(m, indexer).escrow().balanced
     finally:
         chain.close()
+
+
+def test_a_buyers_module_and_input_follow_the_order_across_domains_and_its_outputs_come_back(market, tmp_path):
+    """Artifacts uploaded at domain 1's engine, an order for domain 3: on the handover engine 3 fetches
+    them from engine 1 (its provider fetches from its own engine), and the buyer at engine 1 downloads
+    the output files domain 3's provider uploaded there (fetched by engine 1 on the miss, checked)."""
+    launch = market["launch"]
+    urls = launch.engine_urls()
+    fox = tmp_path / "fox.txt"
+    fox.write_text("the quick brown fox\njumps over the lazy dog\n")
+    module = PACKAGE_ROOT / "provider_agent" / "workloads" / "src" / "examples" / "wordcount-c.wasm"
+    wc = int(_cona(market, "order", "place", "--api", launch.api_url, "--dev-account", "3", "--device-class", "cpu",
+                   "--domain", "3", "--duration", "60", "--max-price", "100000000000000", "--attachment", "4",
+                   "--wasm", str(module), "--arg", "fox.txt", "--input-artifact", f"fox.txt={fox}",
+                   "--fuel", "100000000", "--watch", "--until", "completed").splitlines()[-1])
+    order = httpx.get(f"{urls[1]}/v1/orders/{wc}", timeout=5).json()
+    assert market["providers"][order["provider"]] == 3
+    mirrored = httpx.get(f"{urls[3]}/v1/domains", timeout=5).json()["artifacts"]
+    assert mirrored.get("fetched", 0) >= 2 and not any(k.startswith("failed") for k in mirrored), mirrored
+    _cona(market, "order", "result", str(wc), "--api", launch.api_url, "--out-dir", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "counts.tsv").read_text() == "fox.txt\t2\t9\t44\n"
+    assert httpx.get(f"{urls[1]}/v1/domains", timeout=5).json()["artifacts"].get("fetched", 0) >= 1
+    # another engine's own request is answered from the store alone: no asking in a circle
+    missing = "sha256:" + "ab" * 32
+    resp = httpx.get(f"{urls[2]}/v1/artifacts/{missing}/info", headers={"X-Cona-From-Domain": "1"}, timeout=5)
+    assert resp.status_code == 404
+    assert httpx.get(f"{urls[2]}/v1/artifacts/{missing}/info", timeout=10).status_code == 404
+    assert httpx.get(f"{urls[2]}/v1/domains", timeout=5).json()["artifacts"].get("not-there", 0) >= 2
 
 
 def test_stopping_the_market_leaves_no_process_behind(market):
