@@ -6,8 +6,11 @@
    here no engine may be the one whose death takes the chain with it), or the node ``--rpc-url``
    names; the market is deployed on it and recorded in the state directory;
 2. **the plan**: N domains over the topology (``routing.regions.plan_domains``), seeded by the
-   demo providers' nodes, so the homes are 4 (DE), 7 (FR), 34 (UK), 9 (IT), 0 (NL) in that order,
-   and the peerings are the pairs of regions a link joins;
+   demo providers' nodes in the order ``DOMAIN_HOMES``: 0 (NL), 7 (FR), 34 (UK), 9 (IT), 4 (DE),
+   and the peerings are the pairs of regions a link joins. With three domains, domain 1 holds the
+   CPU server (NL: it runs buyers' modules and containers) and the H100 (DE), domain 2 the L40S
+   (FR) and the Ascend (IT), domain 3 the MI100 (UK): the README's walkthroughs run as written
+   (its CPU orders name domain 1, as in the one-engine market, and the contributor joins domain 3);
 3. **one orchestrator key per domain**: made here, kept in a V3 keystore
    (``<state>/domains/<d>/orchestrator.json``, passphrase file 0600), funded for gas, and listed on
    chain by the market's timelock (``Market.set_orchestrator``: applied at once on a development
@@ -59,6 +62,9 @@ ETH = 10**18
 #: gas money for each engine's orchestrator key, from the deployer's development account
 ORCHESTRATOR_FUNDS = 100 * ETH
 READY_TIMEOUT_S = 90.0
+#: the homes' seeds, domain 1 first (see the module docstring): the demo providers' nodes, the CPU
+#: server's first, so domain 1 (``$API``) has the provider the walkthroughs' CPU orders need
+DOMAIN_HOMES = ("0", "7", "34", "9", "4")
 
 
 class Launch:
@@ -103,8 +109,7 @@ class Launch:
                 raise ConfigError("the engines of a multi-domain market need a chain they reach over JSON-RPC",
                                   field="chain", hint="--chain anvil (the default here) or --rpc-url URL")
             self.deployment = deploy_market(self.chain, state_dir=self.settings.state_dir)
-            self.plan = plan_domains(RoutingTable(load_topology(self.topology)), self.n,
-                                     [p.attachment for p in DEMO_PROVIDERS])
+            self.plan = plan_domains(RoutingTable(load_topology(self.topology)), self.n, DOMAIN_HOMES)
             self.federation = self._federate()
             for d in sorted(self.federation.domains):
                 self.engines[d] = self.supervisor.start(f"engine-{d}", self.argv[d])

@@ -172,8 +172,8 @@ def test_a_buyers_module_and_input_follow_the_order_across_domains_and_its_outpu
     fox = tmp_path / "fox.txt"
     fox.write_text("the quick brown fox\njumps over the lazy dog\n")
     module = PACKAGE_ROOT / "provider_agent" / "workloads" / "src" / "examples" / "wordcount-c.wasm"
-    wc = int(_cona(market, "order", "place", "--api", launch.api_url, "--dev-account", "3", "--device-class", "cpu",
-                   "--domain", "3", "--duration", "60", "--max-price", "100000000000000", "--attachment", "4",
+    wc = int(_cona(market, "order", "place", "--api", launch.api_url, "--dev-account", "3", "--device-class", "gpu",
+                   "--domain", "3", "--duration", "60", "--max-price", "3000000000000000", "--attachment", "4",
                    "--wasm", str(module), "--arg", "fox.txt", "--input-artifact", f"fox.txt={fox}",
                    "--fuel", "100000000", "--watch", "--until", "completed").splitlines()[-1])
     order = httpx.get(f"{urls[1]}/v1/orders/{wc}", timeout=5).json()

@@ -12,6 +12,7 @@ from marketplace.errors import TopologyError
 from marketplace.resources.model import DeviceClass
 from marketplace.routing import DomainSummary, RoutingTable, load_topology
 from marketplace.routing.domain_choice import ChoicePolicy, DomainOption, choose, options, weight
+from marketplace.federation.launch import DOMAIN_HOMES
 from marketplace.routing.regions import plan_domains
 
 pytestmark = pytest.mark.unit
@@ -63,10 +64,11 @@ def test_balanced_spreads_in_proportion_to_free_capacity_discounted_by_latency()
 
 def test_geant_plan_of_three_domains_is_the_one_cona_up_uses():
     table = RoutingTable(load_topology(GEANT))
-    plan = plan_domains(table, 3, ["4", "7", "34", "9", "0"])
-    assert plan.homes == ("4", "7", "34")
+    plan = plan_domains(table, 3, DOMAIN_HOMES)
+    assert plan.homes == ("0", "7", "34")
     assert set(plan.region.values()) == {1, 2, 3} and len(plan.region) == len(table.topology.nodes)
-    assert [plan.region[n] for n in ("4", "7", "34", "9", "0")] == [1, 2, 3, 1, 3]
+    # the demo providers' nodes: H100 (DE), L40S (FR), MI100 (UK), Ascend (IT), EPYC (NL)
+    assert [plan.region[n] for n in ("4", "7", "34", "9", "0")] == [1, 2, 3, 2, 1]
     assert {(link.a, link.b) for link in plan.links} == {(1, 2), (1, 3), (2, 3)}
     for link in plan.links:
         assert link.latency_ms == pytest.approx(float(table.latency(plan.home(link.a), plan.home(link.b))), abs=1e-3)
