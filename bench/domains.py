@@ -18,6 +18,10 @@ The origin is the AS of highest degree. Figures:
 - ``announce_cpu_s`` / ``withdraw_cpu_s``: process CPU time of the same phases (wall time
   inflates when other jobs share the cores; CPU time shows the cost of the work itself).
 
+Beside them, ``load_cv`` and ``load_cv_best_first`` (``bench/balance.py``): how evenly the
+convergence layer spreads 1,000 orders over the providers of GEANT 2012 with the demo profiles,
+spread by load and latency versus best first, with the figures that go with them (``load_*``).
+
 The run checks what it measures: after the announcement every route is loop-free and
 valley-free (customer-to-provider hops, at most one peer hop, then provider-to-customer),
 and the ASes holding a route are exactly those with a valley-free path to the origin
@@ -35,6 +39,7 @@ from typing import Optional
 
 import typer
 
+from bench import balance
 from marketplace.resources.model import DeviceClass
 from marketplace.routing.asgraph import AsGraph, read_as_graph
 from marketplace.routing.domain_policy import DomainConfig, Relation
@@ -189,7 +194,7 @@ def run(quick: bool = False, as_graph: str | Path | None = None, seed: int = SEE
     level = routing_log.level
     routing_log.setLevel(logging.ERROR)  # refused lines are counted in the figures, not logged one by one
     try:
-        return _run(quick, as_graph, seed)
+        return {**_run(quick, as_graph, seed), **balance.run(quick=quick)}
     finally:
         routing_log.setLevel(level)
 

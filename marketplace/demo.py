@@ -75,8 +75,12 @@ def containers_available() -> str | None:
 
 
 def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *, stake: int | None = None,
-           timeout: float = 60.0, extra_args: tuple[str, ...] = ()) -> list[str]:
-    """Start one agent process per demo provider under ``running.supervisor``; return their addresses."""
+           timeout: float = 60.0, extra_args: tuple[str, ...] = (), engines: Mapping[int, str] | None = None,
+           rpc_url: str | None = None) -> list[str]:
+    """Start one agent process per demo provider under ``running.supervisor``; return their addresses.
+
+    ``engines`` (a multi-domain market): the engine each domain's agents attach to (else
+    ``running.api_url``); ``rpc_url``: the chain's node (else the engine's ``/rpc``)."""
     settings = running.settings
     project = settings.project()
     accounts = dev_accounts(project.mnemonic, FIRST_PROVIDER_ACCOUNT + len(providers))
@@ -97,8 +101,8 @@ def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *
         keystore.create(home / "keystore.json", phrase_file.read_text().strip(), key=bytes(acct.key), scrypt_n=2**14)
         args = [sys.executable, "-m", "provider_agent.cli", "run",
                 "--keystore", str(home / "keystore.json"), "--passphrase-file", str(phrase_file),
-                "--profile", str(PROFILES / p.name), "--engine", running.api_url,
-                "--rpc-url", f"{running.api_url}/rpc", "--attachment", p.attachment, "--domain", str(p.domain),
+                "--profile", str(PROFILES / p.name), "--engine", (engines or {}).get(p.domain, running.api_url),
+                "--rpc-url", rpc_url or f"{running.api_url}/rpc", "--attachment", p.attachment, "--domain", str(p.domain),
                 "--state-dir", str(home / "state"), *extra_args]
         for cls, wei in sorted(p.prices.items()):
             args += ["--price", f"{cls}={wei}"]

@@ -14,7 +14,10 @@ host attached to a chain that outlives it. A ``Host`` builds the parts in this o
    process (any chain but the embedded one), every write the engine signs is journalled
    before it is sent, so a restart re-sends the same bytes instead of a second transaction;
 4. the engine (signing as the deployment's orchestrator) and its loop in a thread;
-5. the API (``marketplace.api.app``) under uvicorn in another thread.
+5. in a multi-domain market (``HostConfig.federation``), the engine's link to the other
+   domains' engines (``marketplace.federation.link``: its flooding peer, domain speaker and
+   handovers);
+6. the API (``marketplace.api.app``) under uvicorn in another thread.
 
 ``stop`` takes them down in reverse: the supervised children, the API (no new requests), the
 engine loop (the turn in progress completes), the chain. It is idempotent, and a ``start``
@@ -82,6 +85,9 @@ class HostConfig:
     #: the orchestrator's V3 keystore (else a development key holding the role, on local chains)
     orchestrator_key_file: Path | None = None
     passphrase_file: Path | None = None
+    #: a multi-domain market: the federation document and this engine's domain in it
+    federation: Path | None = None
+    domain: int | None = None
 
 
 class Host:
@@ -97,6 +103,7 @@ class Host:
         self.engine_dir: Path | None = None
         self.engine: Engine | None = None
         self.orchestrator: Signer | None = None
+        self.link: Any = None
         self.server: uvicorn.Server | None = None
         self.api_url = ""
         self._stop_engine = threading.Event()
@@ -115,9 +122,11 @@ class Host:
             claim_state(self.engine_dir, self.deployment, fresh=self.settings.chain == "embedded")
             if self.settings.chain != "embedded":
                 self.chain.writer.journal = IdempotencyJournal(self.engine_dir / "journal.jsonl")
-            self.orchestrator = orchestrator_signer(self.chain, self.deployment, self.config.orchestrator_key_file,
-                                                    self.config.passphrase_file)
+            key = orchestrator_key(self.config.orchestrator_key_file, self.config.passphrase_file)
+            self.orchestrator = orchestrator_signer(self.chain, self.deployment, key)
             self.engine = self._engine()
+            if self.config.federation is not None:
+                self.link = self._link(key)
             self._engine_thread = threading.Thread(target=self.engine.run,
                                                    args=(self._stop_engine, self.config.engine_period),
                                                    name="cona-engine", daemon=True)
@@ -138,6 +147,9 @@ class Host:
             if self._api_thread is not None:
                 self._api_thread.join(timeout=JOIN_TIMEOUT_S)
             self.server = None
+        if self.link is not None:
+            self.link.stop()
+            self.link = None
         self._stop_engine.set()
         if self._engine_thread is not None:
             self._engine_thread.join(timeout=JOIN_TIMEOUT_S)
@@ -173,8 +185,37 @@ class Host:
         """The engine, which opens the process's one event index (kept in its state directory); the API
         reads the same index (``_api_state``), so one ``cona up`` indexes the chain once."""
         assert self.chain is not None and self.deployment is not None and self.engine_dir is not None
+        config = self.config.engine
+        if self.config.federation is not None:
+            from marketplace.federation.config import Federation
+            from marketplace.federation.link import member_config
+
+            config = member_config(Federation.load(self.config.federation), self._domain(), config)
         return Engine(self.chain, self.deployment, topology=self.config.topology, state_dir=self.engine_dir,
-                      config=self.config.engine, orchestrator=self.orchestrator)
+                      config=config, orchestrator=self.orchestrator)
+
+    def _domain(self) -> int:
+        if self.config.domain is None:
+            raise ConfigError("a federation needs this engine's domain", field="domain", hint="pass --domain N")
+        return self.config.domain
+
+    def _link(self, key: bytes | None) -> Any:
+        """The engine's place among the other domains' engines (signs with the orchestrator key)."""
+        from marketplace.chain.market import Market
+        from marketplace.federation.config import Federation
+        from marketplace.federation.link import EngineLink
+
+        assert self.config.federation is not None and self.chain is not None and self.deployment is not None
+        if key is None:
+            raise ConfigError("an engine in a federation signs with its own orchestrator key",
+                              field="orchestrator_key_file", hint="pass --orchestrator-key-file")
+        fed = Federation.load(self.config.federation)
+        if fed.entry(self._domain()).orchestrator != self.orchestrator.address:
+            raise ConfigError(f"the federation lists {fed.entry(self._domain()).orchestrator} for domain "
+                              f"{self._domain()}, this engine signs as {self.orchestrator.address}",
+                              field="orchestrator_key_file")
+        return EngineLink(self.engine, fed, self._domain(), key,
+                          Market.from_deployment(self.chain, self.deployment)).start()
 
     def _api_state(self) -> ApiState:
         assert self.chain is not None and self.deployment is not None
@@ -260,19 +301,27 @@ def claim_state(engine_dir: Path, dep: Deployment, *, fresh: bool = False) -> No
     mark.write_text(json.dumps(want))
 
 
-def orchestrator_signer(chain: Chain, dep: Deployment, key_file: Path | None,
-                        passphrase_file: Path | None) -> Signer:
-    """The signer of the deployment's orchestrator role: the key in ``key_file`` (a V3 keystore,
-    passphrase from ``passphrase_file`` or a prompt), else the chain's own key for the role
-    (development keys, on local chains only). The contract takes assignments from no one else."""
-    want = dep.roles["orchestrator"]
-    if key_file is not None:
-        from provider_agent import keystore
+def orchestrator_key(key_file: Path | None, passphrase_file: Path | None) -> bytes | None:
+    """The orchestrator's private key from its V3 keystore (passphrase from a file or a prompt), if given."""
+    if key_file is None:
+        return None
+    from provider_agent import keystore
 
-        signer = Signer(keystore.unlock(key_file, keystore.read_passphrase(passphrase_file)).key)
-        if signer.address != want:
-            raise ConfigError(f"the key in {key_file} is {signer.address}, the deployment's orchestrator is {want}",
-                              field="orchestrator_key_file", hint="use the orchestrator's keystore")
+    return bytes(keystore.unlock(key_file, keystore.read_passphrase(passphrase_file)).key)
+
+
+def orchestrator_signer(chain: Chain, dep: Deployment, key: bytes | None) -> Signer:
+    """The engine's signer: ``key`` (from ``orchestrator_key``), which must be the deployment's orchestrator
+    or one the market's timelock added since (``Market.set_orchestrator``: one key per domain's engine);
+    without it, the chain's own key for the role (development keys, on local chains only). The contract
+    takes assignments from no one else."""
+    want = dep.roles["orchestrator"]
+    if key is not None:
+        signer = Signer(key)
+        if signer.address != want and not _allowed(chain, dep, signer.address):
+            raise ConfigError(f"the orchestrator key is {signer.address}, which the market does not list as an "
+                              f"orchestrator (the deployment's is {want})", field="orchestrator_key_file",
+                              hint="use the orchestrator's keystore, or add this key with `cona admin orchestrator`")
         return signer
     found = [s for s in chain.signers if s.address == want]
     if not found:
@@ -280,6 +329,12 @@ def orchestrator_signer(chain: Chain, dep: Deployment, key_file: Path | None,
                           field="orchestrator_key_file",
                           hint="pass --orchestrator-key-file (development keys are used on local chains only)")
     return found[0]
+
+
+def _allowed(chain: Chain, dep: Deployment, address: str) -> bool:
+    from marketplace.chain.market import Market
+
+    return bool(Market.from_deployment(chain, dep).is_orchestrator(address))
 
 
 class StopSignals:

@@ -139,6 +139,7 @@ class Agent:
         self.journal = Journal(cfg.state_dir)
         self.api = ApiClient(cfg.engine, timeout=10.0, unreachable_hint="is the engine running?")
         dep = load_deployment_file(cfg.deployment_file) if cfg.deployment_file else self._wait_deployment()
+        self._attach_to_domain_engine()
         self.acct = Account.open(rpc_url=cfg.rpc_url, key=key, deployment=dep,
                                  journal_path=Path(cfg.state_dir) / "writer.jsonl")
         self.me = self.acct.address
@@ -194,6 +195,22 @@ class Agent:
                     raise
                 log.warning("waiting for the engine: %s", exc)
                 time.sleep(1.0)
+
+    def _attach_to_domain_engine(self) -> None:
+        """In a multi-domain market the engine given may run another domain: talk to our domain's
+        engine instead (its LSAs, heartbeats, specs and results), as ``GET /v1/domains`` names it."""
+        try:
+            doc = self.api.get("/v1/domains")
+        except ConaError as exc:  # an engine without domains (or away): stay with the one given
+            log.debug("no domain map at %s: %s", self.cfg.engine, exc)
+            return
+        url = (doc.get("engines") or {}).get(str(self.cfg.domain)) if isinstance(doc, dict) else None
+        if not url or doc.get("domain") in (None, self.cfg.domain) or url.rstrip("/") == self.api.base:
+            return
+        log.info("domain %d is run by the engine at %s (the engine at %s runs domain %s): attaching there",
+                 self.cfg.domain, url, self.cfg.engine, doc.get("domain"))
+        self.api.close()
+        self.api = ApiClient(url, timeout=10.0, unreachable_hint="is the engine running?")
 
     def ensure_registered(self) -> None:
         info = self.acct.registry.provider(self.me)

@@ -28,8 +28,8 @@ from marketplace.api import bounds, problems
 from marketplace.api.bounds import BodyLimit
 from marketplace.api.deps import ApiState, Services
 from marketplace.api.metrics import Metrics, ObserveMiddleware
-from marketplace.api.routes import (artifacts, audit, dashboard, dev, events, heartbeats, lsas, ops, orders,
-                                    providers, quotes, rpc, topology)
+from marketplace.api.routes import (artifacts, audit, dashboard, dev, domains, events, heartbeats, lsas, ops,
+                                    orders, providers, quotes, rpc, topology)
 
 __all__ = ["ApiState", "create_app"]
 
@@ -45,7 +45,7 @@ def routers(state: ApiState) -> list[APIRouter]:
     if state.engine is None:
         return always
     return always + [orders.engine_router, providers.engine_router, quotes.engine_router, lsas.engine_router,
-                     heartbeats.engine_router, artifacts.engine_router]
+                     heartbeats.engine_router, artifacts.engine_router, domains.engine_router]
 
 
 def create_app(state: ApiState) -> FastAPI:

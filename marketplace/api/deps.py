@@ -108,6 +108,9 @@ class Services:
         self.audit: Audit | None = None
         self.relay_market: Market | None = None
         self.read_models = ReadModels(state.engine) if state.engine is not None else None
+        if state.engine is not None:
+            engine = state.engine
+            metrics.follow(lambda: engine.federation.status() if engine.federation is not None else None)
         self.order_pages = OrderPages()
         self.topology_docs = TopologyDocs()
         self._owned: EventIndexer | None = None

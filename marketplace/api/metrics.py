@@ -4,14 +4,21 @@ One ``Metrics`` per application (its own registry, so two apps in one process, a
 tests, do not share counters). Route labels are the route's path template, never the raw
 path, and JSON-RPC method labels are bounded (``rpc_label``): a client cannot grow the
 label set without limit.
+
+In a multi-domain market ``follow`` adds the engine link's refusals and counters at scrape time
+(``cona_domain_refused_total{reason}``: bad OPENs, UPDATEs, handovers, and the router's own
+reasons; ``cona_peering_refused_total{reason}``: LSAs the flooding peer refused;
+``cona_domain_events_total{name}``: sessions, UPDATEs, handovers). Reasons are the fixed
+vocabularies of the router, the session checks and the LSDB, so the label set stays bounded.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
 
 _RPC_NAMESPACES = {"eth", "net", "web3", "evm", "anvil"}
 
@@ -26,6 +33,10 @@ class Metrics:
                                  buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
         self.rpc_calls = Counter("cona_rpc_calls_total", "JSON-RPC calls relayed at /rpc", ["method"],
                                  registry=self.registry)
+
+    def follow(self, status: Callable[[], dict[str, Any] | None]) -> None:
+        """Export a multi-domain engine link's counters (``status()``: its ``EngineLink.status``)."""
+        self.registry.register(_DomainCollector(status))
 
     def count_rpc(self, payload: Any) -> None:
         """Count the JSON-RPC calls of a request (single or batch) by method."""
@@ -67,3 +78,28 @@ class ObserveMiddleware:
             path = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(path, scope["method"], str(status)).inc()
             self.metrics.latency.labels(path, scope["method"]).observe(time.perf_counter() - start)
+
+
+class _DomainCollector:
+    def __init__(self, status: Callable[[], dict[str, Any] | None]) -> None:
+        self.status = status
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        st = self.status()
+        if not st:
+            return
+        peering = st.get("peering") or {}
+        for name, doc, values in (
+                ("cona_domain_refused", "Input refused from other domains' engines, by reason", st.get("rejected")),
+                ("cona_peering_refused", "LSAs the flooding peer refused, by reason",
+                 {**(peering.get("rejected") or {}), **(peering.get("lsdb_rejected") or {})}),
+                ("cona_domain_events", "Sessions, UPDATEs, flooded LSAs and handovers",
+                 {**(st.get("counters") or {}), **(st.get("bridge") or {}),
+                  **((st.get("ownership") or {}).get("counters") or {})})):
+            family = CounterMetricFamily(name, doc, labels=["reason" if "refused" in name else "name"])
+            for label, value in sorted((values or {}).items()):
+                family.add_metric([str(label)], float(value))
+            yield family
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return []

@@ -31,10 +31,12 @@ def bench_chain(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
 @bench_app.command("route")
 def bench_route(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
     """Convergence layer: SPF at 10k/100k nodes (and networkx), incremental updates, LSA decode and
-    verify rates, flooding convergence across five peer processes."""
-    from bench import flood, lsa, route
+    verify rates, flooding convergence across five peer processes, and an LSA change reaching the
+    views of three engines of a multi-domain market (``cona up --domains 3``)."""
+    from bench import flood, lsa, multi_engine, route
 
-    emit({**route.run(quick=quick), **lsa.run(quick=quick), **flood.run(quick=quick)}, True)
+    emit({**route.run(quick=quick), **lsa.run(quick=quick), **flood.run(quick=quick),
+          **multi_engine.run(quick=quick)}, True)
 
 
 @bench_app.command("match")
@@ -79,7 +81,8 @@ def bench_domains(as_json: bool = typer.Option(False, "--json", help="print JSON
                   as_graph: Optional[Path] = typer.Option(None, "--as-graph", exists=True, dir_okay=False,
                                                           help="a CAIDA as-rel or SNAP as-caida file")) -> None:
     """Inter-domain summaries: one origin announces, then withdraws, across an AS graph (MRAI timers in
-    simulated time); messages, wall and simulated seconds, stale routes left."""
+    simulated time); messages, wall and simulated seconds, stale routes left; and load balancing
+    (load_cv beside load_cv_best_first: 1,000 orders on GEANT 2012 with the demo profiles)."""
     from bench import domains
 
     emit(domains.run(quick=quick, as_graph=as_graph), True)

@@ -5,7 +5,8 @@ chain, point at its ``/rpc``: ``--rpc-url http://127.0.0.1:8000/rpc``), finds th
 deployment record, reads the batch's ``BatchCommitted`` event (and the ``Assigned`` events that
 name the batch, from the same ``assignBatch`` transaction), loads the batch's inputs from the
 engine's state directory (``<state dir>/engine/<chain id>/batches/<inputsHash>.json``, or
-``--engine-dir``), checks their hash, reruns the deterministic matcher and compares the
+``--engine-dir``; for a market of ``cona up --domains N``, each domain's engine's directory
+``<state dir>/domains/<d>/engine/<chain id>`` too), checks their hash, reruns the deterministic matcher and compares the
 decisions' hash with the committed one.
 
 Exit status: 0 reproduced, 1 the decisions differ, 2 an error (no such batch, inputs missing
@@ -51,7 +52,9 @@ def replay(batch: str = typer.Argument(..., help="batch id (0x + 64 hex), from a
         market = Market.from_deployment(chain, dep)
         indexer = EventIndexer(chain.backend, {"ComputeMarket": (market.address, chain.abis["ComputeMarket"])},
                                start_block=dep.block)
-        state = engine_dir or s.state_dir / "engine" / str(dep.chain_id)
+        chain_id = str(dep.chain_id)
+        state = [engine_dir] if engine_dir else [s.state_dir / "engine" / chain_id,
+                                                   *sorted(s.state_dir.glob(f"domains/*/engine/{chain_id}"))]
         routing = RoutingTable(load_topology(topology or DEFAULT_TOPOLOGY))
         result = replay_batch(indexer, market, state, batch, routing=routing)
     finally:

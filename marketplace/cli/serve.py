@@ -14,6 +14,11 @@ The orchestrator key: ``--orchestrator-key-file`` (a V3 keystore, passphrase fro
 role on a local chain (anvil, chain id 31337 or 1337, same mnemonic as ``brownie-config.yaml``).
 The key must be the deployment's orchestrator: the contract accepts assignments from no one else.
 
+In a multi-domain market (``cona up --domains N`` starts one ``serve`` per domain) the engine
+runs one domain: ``--domain D --federation FILE`` (the federation document, see
+``marketplace.federation.config``) with its own orchestrator key, which the market's timelock
+must list; it floods LSAs with the other engines and exchanges domain summaries with them.
+
 One line of JSON on stdout once the API listens (``api``, ``chain_id``, ``orchestrator``,
 ``market``, ``engine_dir``, ``pid``), for scripts and tests. SIGTERM or Ctrl-C stop the API,
 then the engine loop (the turn in progress completes), then the chain; exit status 0.
@@ -55,6 +60,9 @@ def serve(chain_kind: Optional[str] = typer.Option(None, "--chain", help="anvil 
           period: float = typer.Option(0.05, "--period", help="engine loop period, seconds"),
           heartbeat_interval: float = typer.Option(1.0, "--heartbeat-interval", help="expected agent heartbeat, s"),
           miss_limit: int = typer.Option(3, "--miss-limit", help="heartbeats missed before a provider fails"),
+          domain: Optional[int] = typer.Option(None, "--domain", min=1, help="this engine's domain (multi-domain)"),
+          federation: Optional[Path] = typer.Option(None, "--federation", help="the federation document "
+                                                                              "(multi-domain market)"),
           log_level: str = typer.Option("INFO", "--log-level", help="log level of the marketplace loggers")) -> None:
     """Run the engine and the API against an existing chain (Ctrl-C or SIGTERM stops it cleanly)."""
     # the host pulls in the chain, the engine and the web stack: imported when the command runs
@@ -68,8 +76,11 @@ def serve(chain_kind: Optional[str] = typer.Option(None, "--chain", help="anvil 
         overrides["data_dir"] = data_dir
     if host is not None:
         overrides["api_host"] = host
+    if (domain is None) != (federation is None):
+        raise fail(ConfigError("--domain and --federation go together", field="domain",
+                               hint="a multi-domain engine runs one domain of a federation"))
     config = HostConfig(port=port, deploy=deploy, engine_period=period, orchestrator_key_file=key_file,
-                        passphrase_file=passphrase_file,
+                        passphrase_file=passphrase_file, federation=federation, domain=domain,
                         engine=EngineConfig(heartbeat_interval=heartbeat_interval, miss_limit=miss_limit),
                         **({"topology": topology} if topology is not None else {}))
     # the handlers go in before the host starts: a SIGTERM while it comes up stops it cleanly once up

@@ -9,6 +9,11 @@ agents are real ``cona-agent`` processes with hardware profiles captured on real
 The embedded chain lives in this process and is served to other processes at ``/rpc``;
 ``--chain anvil`` starts a managed anvil; ``--rpc-url`` uses any node. Ctrl-C (or
 SIGTERM) stops everything in reverse order: the agents, the API, the engine, then the chain.
+
+``--domains N`` starts a decentralised market instead (``marketplace.federation.launch``): one
+engine process per domain, each with its own orchestrator key registered through the timelock,
+the engines joined as flooding peers and domain speakers, each demo agent attached to its
+domain's engine, on one managed anvil (or ``--rpc-url``). Domain 1's engine listens on ``--port``.
 """
 
 from __future__ import annotations
@@ -31,8 +36,13 @@ def up(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json
        port: Optional[int] = typer.Option(None, "--port", help="API port (default CONA_API_PORT, 8000)"),
        providers: int = typer.Option(5, "--providers", min=0, max=5,
                                      help="demo provider agents to start (real hardware profiles)"),
+       domains: int = typer.Option(0, "--domains", min=0, max=64,
+                                   help="one engine process per domain, N domains (0: one engine for all)"),
        once: bool = typer.Option(False, "--once", help="bring everything up, print, and stop")) -> None:
     """Start the market: the chain, the contracts, the engine with its API, and demo provider agents."""
+    if domains:
+        _up_domains(settings(chain, rpc_url), domains, port, providers, as_json, once)
+        return
     # the host pulls in the chain, the engine and the web stack: imported when the command runs,
     # so that `cona --help` and the light commands start fast
     from marketplace import demo
@@ -79,3 +89,50 @@ def _print_up(host: Host, chosen: tuple[DemoProvider, ...], addresses: list[str]
     out.print(f"  curl -s {api}/v1/providers")
     out.print(f"  .venv/bin/cona quote --api {api} --device-class gpu --count 1 --min-memory-mib 40000")
     out.print(f"  .venv/bin/cona audit escrow --rpc-url {api}/rpc")
+
+
+def _up_domains(s: Any, domains: int, port: Optional[int], providers: int, as_json: bool, once: bool) -> None:
+    """``cona up --domains N``: the chain, N engine processes, the demo agents in their domains."""
+    from marketplace import demo
+    from marketplace.federation.launch import Launch
+    from marketplace.host import StopSignals
+
+    launch = Launch(s, domains=domains, port=port).start()
+    try:
+        chosen = launch.demo_providers(providers)
+        addresses = demo.launch(launch, chosen, engines=launch.engine_urls(), rpc_url=launch.rpc_url) \
+            if chosen else []
+        _print_domains(launch, chosen, addresses, as_json)
+        if once:
+            return
+        console.print(f"[green]CONA is up[/] with {domains} domains. Ctrl-C stops everything.")
+        with StopSignals() as signals:
+            signals.wait()
+        console.print("stopping")
+    finally:
+        launch.stop()
+
+
+def _print_domains(launch: Any, chosen: tuple, addresses: list[str], as_json: bool) -> None:
+    api = launch.api_url
+    dep = launch.deployment.to_dict()
+    info = {**dep, **launch.info(), "api": api, "rpc": f"{api}/rpc", "docs": f"{api}/docs", "dashboard": f"{api}/",
+            "providers": [{"name": p.name, "address": a, "attachment": p.attachment, "domain": p.domain}
+                          for p, a in zip(chosen, addresses)],
+            "logs": str(launch.supervisor.log_dir)}
+    emit(info, as_json, deployment_table(dep))
+    if as_json:
+        return
+    table = Table(title="domains: one engine each")
+    for col in ("domain", "engine API", "peering", "home node", "neighbours", "orchestrator"):
+        table.add_column(col)
+    for d, e in info["domains"].items():
+        table.add_row(d, e["api"], e["peer"], str(e["home"]), ",".join(map(str, e["neighbours"])), e["orchestrator"])
+    out.print(table)
+    table = Table(title="demo providers (real hardware profiles)")
+    for col in ("profile", "address", "node", "domain"):
+        table.add_column(col)
+    for p, a in zip(chosen, addresses):
+        table.add_row(p.name, a, p.attachment, str(p.domain))
+    out.print(table)
+    out.print(f"API (domain 1) {api}   JSON-RPC {api}/rpc   chain {launch.rpc_url}")

@@ -11,7 +11,10 @@
     ├── LsaRejected             an LSA refused (``reason``: unknown-originator, contradicts-registration, ...)
     ├── HeartbeatRejected       a heartbeat from no registered provider
     ├── ResultRejected          result bytes whose keccak is not the on-chain result hash
-    └── IdempotencyConflict     an Idempotency-Key reused with another request body
+    ├── IdempotencyConflict     an Idempotency-Key reused with another request body
+    └── HandoverRefused         an order another domain's engine hands over that this one will not take
+                                (``reason``: not-federated, order-not-open, handed-away, cannot-serve,
+                                bad-signature, domain-mismatch, not-an-orchestrator, stale-handover)
     ChainUnavailable
     └── PlacementBusy           too many orders waiting to be placed (503: retry)
     ChainError
@@ -80,3 +83,7 @@ class IdempotencyConflict(Rejected):
 class ReplayMismatch(ChainError):
     http_status = 409
     code = "engine-replay-mismatch"
+
+
+class HandoverRefused(Rejected):
+    code = "engine-handover-refused"

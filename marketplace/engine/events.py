@@ -11,7 +11,7 @@ backups and deadline come from ``lifecycle.fold_order``; the engine's reactions 
 - the order left its provider or matching (a handover to the next backup, completion, or a
   final state): the matcher releases the capacity (or the queue entry);
 - Assigned (directly or by a handover): the matcher holds the capacity on the provider;
-- Running: the heartbeat monitor watches the provider;
+- Running: the heartbeat monitor watches the provider (if this engine owns it);
 - the engine's ``Status`` follows the state (``orders.STATUS_AFTER``), with a reason for a
   handover; each event is noted in the order's history with the state after it.
 
@@ -84,7 +84,7 @@ class EventFold:
         opened = sum(1 for r in self.orders.values() if r.state == OrderState.OPEN)
         now = self.clock()
         for r in self.orders.values():
-            if r.state == OrderState.RUNNING:
+            if r.state == OrderState.RUNNING and self.table.owns(r.provider):
                 self.monitor.watch(r.provider, now)
         log.info("engine recovered from chain: %d orders, %d open, %d assigned or running, %d batches",
                  len(self.orders), opened, live, len(self.batches))
@@ -164,8 +164,8 @@ class EventFold:
         now = self.clock()
         if after == OrderState.ASSIGNED:
             self.matcher.hold(rec, rec.provider, now)
-        elif after == OrderState.RUNNING:
-            self.monitor.watch(rec.provider, now)
+        elif after == OrderState.RUNNING and self.table.owns(rec.provider):
+            self.monitor.watch(rec.provider, now)  # another domain's engine watches its own providers
 
     def _note(self, rec: OrderRecord, name: str, block: int, tx_hash: str, batch: Any = None) -> None:
         entry = {"event": name, "block": block, "tx": tx_hash, "state": rec.state.label}

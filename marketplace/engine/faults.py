@@ -12,6 +12,10 @@
   on a stranger: a lease still Running past its end plus the order's ``run_grace`` -> ``expire``; a
   dispute the arbiter left past the order's ``arbitration_window`` -> ``lapse``.
 
+In a multi-domain market each engine acts only on the leases of the providers it owns
+(``ProviderTable.owns``): the engine of the provider's domain hears its heartbeats, and no two
+engines send the same transition.
+
 Invariants: before each write the order is read on chain (Assigned past its deadline; Running
 on that provider), and each write carries an idempotency key naming what it ends
 (``timeout:<order>:<provider>:<deadline>``, ``fail:<order>:<provider>:<startedAt>``), so
@@ -53,7 +57,8 @@ class LeaseWatch:
         self._overdue_at = float("-inf")
 
     def timeouts(self) -> None:
-        due = [r for r in self.orders.values() if r.state == OrderState.ASSIGNED and r.accept_deadline]
+        due = [r for r in self.orders.values()
+               if r.state == OrderState.ASSIGNED and r.accept_deadline and self.table.owns(r.provider)]
         if not due:
             return
         chain_now = self.market.chain_time()
@@ -79,7 +84,7 @@ class LeaseWatch:
         self._overdue_at = now
         chain_now: int | None = None
         for rec in sorted(self.orders.values(), key=lambda r: r.id):
-            if rec.state not in (OrderState.RUNNING, OrderState.DISPUTED):
+            if rec.state not in (OrderState.RUNNING, OrderState.DISPUTED) or not self.table.owns(rec.provider):
                 continue
             f = rec.fold
             terms = self._terms(f.terms)

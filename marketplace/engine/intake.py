@@ -6,6 +6,12 @@ the provider's on-chain hardware hash (``contradicts-registration`` otherwise); 
 counted in the engine's ``rejected`` and logged. An installed LSA is kept raw with its arrival
 time (``state_dir/lsdb/<provider>.json``) and projected into the matcher.
 
+In a multi-domain market an LSA comes in two ways: posted here by a provider's agent (then
+``on_installed`` hands it to the flooding peer, which sends it to every other engine), or flooded
+here by another engine (``flood=False``: it goes through the same checks and is not handed back).
+There an LSA must also name the domain its provider registered in (``contradicts-registration``),
+so no provider can advertise itself into another engine's domain.
+
 ``heartbeat`` feeds the ``HeartbeatMonitor``; only a provider with an installed LSA may send
 one (``unknown-provider`` otherwise, on which the agent advertises again at once), but a
 heartbeat still proves alive a provider the monitor watches for a running lease.
@@ -61,10 +67,13 @@ class Intake:
         self.lock = lock
         self.clock = clock
         self.aged_at = float("-inf")
+        #: called with the raw bytes of every LSA installed from a provider (not from a peer), to flood it
+        self.on_installed: Callable[[bytes], None] | None = None
 
-    def submit_lsa(self, raw: bytes, *, persist: bool = True) -> InstallResult:
+    def submit_lsa(self, raw: bytes, *, persist: bool = True, flood: bool = True) -> InstallResult:
         """Install a provider's signed Compute LSA (see the module docstring for the checks); an
-        installed one is kept in ``state_dir/lsdb`` (``persist``) so a restart reinstalls it."""
+        installed one is kept in ``state_dir/lsdb`` (``persist``) so a restart reinstalls it, and
+        handed to ``on_installed`` (``flood``) unless it came from a peer."""
         raw = bytes(raw)
         try:
             lsa = decode_lsa(raw)
@@ -81,6 +90,9 @@ class Intake:
                     "contradicts-registration",
                     f"{addr}: descriptor digest 0x{lsa.descriptor.digest().hex()} is not the registered hardware "
                     f"0x{info.hardware.hex()}", lsa)
+            if self.table.domain is not None and lsa.domain != info.domain:
+                return self._reject("contradicts-registration",
+                                    f"{addr}: the LSA names domain {lsa.domain}, the registry {info.domain}", lsa)
             arrived = self.clock()
             res = self.lsdb.install(raw)
             if res.outcome == LsdbOutcome.INSTALLED and res.lsa is not None and res.lsa.header.lifetime > 0:
@@ -88,6 +100,8 @@ class Intake:
                 self.matcher.refresh(addr)
                 if persist:
                     self.store.put_lsa(addr, raw, arrived)
+                if flood and self.on_installed is not None:
+                    self.on_installed(raw)
             return res
 
     def _reject(self, reason: str, message: str, lsa: ComputeLsa) -> InstallResult:

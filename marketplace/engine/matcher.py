@@ -10,6 +10,9 @@ refused before may fit a provider that just appeared). Otherwise a change is an 
 ``round(now, binder)`` runs one matching round with the engine's ``ChainBinder`` and records
 each decision on its order: refused (with the matcher's reasons), pending, or assigned.
 
+Providers of another domain (``ProviderTable.owns`` false) are projected into ``foreign``, for
+the views only: the scheduler never sees them.
+
 Invariants: the capacity held for a lease is held once (``hold`` does nothing for an order
 the scheduler already tracks); an order leaves the scheduler (``release``) when its lease or
 its chance of one ends on chain; the scheduler is never consulted while stale.
@@ -55,6 +58,8 @@ class Matcher:
         self.need_of = need_of
         #: the providers matched on, by address: the table's projections
         self.providers: dict[str, Provider] = {}
+        #: providers of other domains (multi-domain market): shown, never matched
+        self.foreign: dict[str, Provider] = {}
         self.sched: Scheduler | None = None
         self.stale = True
 
@@ -70,6 +75,12 @@ class Matcher:
         p = self.table.project(addr)
         if p is None:
             return
+        if not self.table.owns(addr):
+            self.foreign[addr] = p
+            if self.providers.pop(addr, None) is not None:
+                self.stale = True  # it moved to another domain
+            return
+        self.foreign.pop(addr, None)
         old = self.providers.get(addr)
         self.providers[addr] = p
         if old is None or old.descriptor != p.descriptor or old.runtimes != p.runtimes or not self.current:
@@ -80,8 +91,9 @@ class Matcher:
             self.sched.update_provider(p)
 
     def remove(self, addr: str) -> None:
-        self.providers.pop(addr, None)
-        self.stale = True
+        self.foreign.pop(addr, None)
+        if self.providers.pop(addr, None) is not None:
+            self.stale = True
 
     # -- the scheduler
 
@@ -117,6 +129,8 @@ class Matcher:
         if sched is None or sched.state_of(str(rec.id)) is not None:
             return
         order = self.order_of(rec, now)
+        if provider in self.foreign:
+            return  # another domain's lease: its engine holds the capacity
         if order is None or provider not in sched.index.pos:
             log.info("order %d: lease on %s not held in the matcher (no spec or no LSA yet)", rec.id, provider)
             return

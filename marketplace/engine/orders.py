@@ -59,6 +59,7 @@ class Status(StrEnum):
     QUEUED = "queued"  # in the matcher's queue
     PENDING = "pending"  # matched in a round without a lease yet (no fit now, denied, pre-empted)
     REFUSED = "refused"  # no provider can ever satisfy it: Open on chain until the buyer cancels
+    HANDED_OVER = "handed-over"  # Open on chain, matched by another domain's engine (multi-domain market)
     ASSIGNED = "assigned"
     RUNNING = "running"
     COMPLETED = "completed"

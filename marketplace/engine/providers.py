@@ -14,6 +14,11 @@ the registry's ``minStake``. ``project(addr)`` is the matcher's view of one prov
 - domain and stake from the registry; status ACTIVE, DRAINING (paused, unbonding), RETIRED
   (exited) or OFFLINE (heartbeats missed).
 
+In a multi-domain market (``domain`` set: one engine per domain) the engine **owns** the
+providers registered in its domain (``owns``): only those are matched, watched and failed by it;
+the others' LSAs arrive by flooding and are shown, never matched. Without a domain every provider
+is its own.
+
 Invariants: a provider is projected only with both an installed LSA and a registry record;
 ``chain_info`` is the chain's as of the event index (or a fresher registry read), and a
 registry event is folded once, in chain order (from the index; a receipt's registry events are
@@ -55,8 +60,9 @@ class ProviderTable:
     """The registry's records, the LSAs and liveness of the providers (see the module docstring)."""
 
     def __init__(self, registry: Registry, *, routing: RoutingTable | None, topology_name: str,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], domain: int | None = None) -> None:
         self.registry = registry
+        self.domain = domain
         self.routing = routing
         self.topology_name = topology_name
         self.clock = clock
@@ -80,6 +86,14 @@ class ProviderTable:
                 return None
             self.chain_info[addr] = info
         return self.chain_info.get(addr)
+
+    def owns(self, addr: str) -> bool:
+        """Whether this engine matches and watches ``addr``: every provider without a domain of its own,
+        else those the registry puts in this engine's domain."""
+        if self.domain is None:
+            return True
+        info = self.chain_info.get(addr)
+        return info is not None and info.domain == self.domain
 
     def known_originator(self, originator: bytes) -> bool:
         info = self.info(to_checksum_address(originator))

@@ -5,7 +5,8 @@
 - ``spec_of(id)``, ``result(id)``: the documents the engine keeps for an order;
 - ``explain(id)``, ``quote(requirement, attachment)``: the matcher's verdict per provider
   (feasible or why not, scores, price, latency from the buyer's node);
-- ``providers()``: every provider with an installed LSA, as the matcher sees it.
+- ``providers()``: every provider with an installed LSA, as the matcher sees it (in a multi-domain
+  market, other domains' providers too: their LSAs arrive by flooding; only the own are matched).
 
 ``submit_result`` is the one write: result bytes are kept only when their keccak is the result
 hash the chain holds for the order, so what ``result`` serves is what the provider committed to.
@@ -141,8 +142,9 @@ class Queries:
         with self.lock:
             out = []
             lsas = self.table.lsas
-            for addr in sorted(self.matcher.providers):
-                p = self.matcher.providers[addr]
+            shown = {**self.matcher.foreign, **self.matcher.providers}  # another domain's too, by flooding
+            for addr in sorted(shown):
+                p = shown[addr]
                 out.append({"address": addr, "hostname": p.descriptor.hostname,
                             "devices": [d.canonical() for d in p.descriptor.devices],
                             "memory_mib": p.descriptor.memory_mib, "attachment": p.attach_node, "domain": p.domain,

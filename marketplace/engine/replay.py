@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from marketplace.chain.audit_values import check_batch_id
 from marketplace.chain.indexer import EventIndexer, arg_bytes
@@ -28,13 +28,15 @@ from marketplace.engine.store import batch_path
 from marketplace.errors import NotFound
 
 
-def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_id: str | bytes, *,
+def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path | Sequence[Path], batch_id: str | bytes, *,
                  routing=None) -> dict[str, Any]:
     """Fetch a batch's inputs, check their hash against ``BatchCommitted`` on chain, rerun the
     deterministic matcher and compare its decisions with the committed ones.
 
     The batch is found by its own event (``BatchCommitted`` with this ``batchId``), and the
-    orders it assigned by theirs (``Assigned`` naming the same ``batchId``, same transaction)."""
+    orders it assigned by theirs (``Assigned`` naming the same ``batchId``, same transaction).
+    ``state_dir``: the engine's state directory, or several (a multi-domain market's engines each
+    keep the batches they committed): the first that holds the inputs is read."""
     bid = bytes.fromhex(check_batch_id(batch_id, "batch")[2:])
     indexer.sync()
     events = indexer.events("ComputeMarket", "BatchCommitted", batchId="0x" + bid.hex())
@@ -46,10 +48,11 @@ def replay_batch(indexer: EventIndexer, market: Market, state_dir: Path, batch_i
     if on_chain is None or on_chain.inputs_hash != ih or on_chain.decisions_hash != dh:
         raise ReplayMismatch(f"batch 0x{bid.hex()}: the contract's record differs from its event")
     assigned = [int(a.args["order"]) for a in indexer.events("ComputeMarket", "Assigned", batchId="0x" + bid.hex())]
-    path = batch_path(Path(state_dir), ih)
-    if not path.exists():
-        raise NotFound(f"the inputs of batch 0x{bid.hex()} (0x{ih.hex()}) are not stored in {path.parent}",
-                       field="batch")
+    dirs = [Path(state_dir)] if isinstance(state_dir, (str, Path)) else [Path(d) for d in state_dir]
+    path = next((p for p in (batch_path(d, ih) for d in dirs) if p.exists()), None)
+    if path is None:
+        where = ", ".join(str(batch_path(d, ih).parent) for d in dirs)
+        raise NotFound(f"the inputs of batch 0x{bid.hex()} (0x{ih.hex()}) are not stored in {where}", field="batch")
     doc = json.loads(path.read_text())
     inputs = doc["inputs"]
     if B.inputs_hash(inputs) != ih:

@@ -7,9 +7,11 @@ parts (docs/engine.md has the module map) and runs the loop; ``step(now)`` is on
        provider tables (``events``: OrderPlaced -> queued; Assigned/Accepted/... -> leases);
     2. acceptance deadlines passed on chain -> ``timeoutAcceptance``; providers the heartbeat
        monitor declares failed while running a lease -> ``fail`` (``faults``);
-    3. one matching round; the ``ChainBinder`` binds its reservations with ONE ``assignBatch``
-       transaction that records the batch and assigns every order, all or nothing (``binder``);
-    4. now and then, expire the artifacts no live order names (``artifacts``).
+    3. in a multi-domain market, each new order is kept or handed to another domain's engine
+       (``ownership``: who matches an order, and why the chain makes a wrong answer harmless);
+    4. one matching round; the ``ChainBinder`` binds its reservations with ONE ``assignBatch``
+       transaction that records the batch and assigns every order still assignable (``binder``);
+    5. now and then, expire the artifacts no live order names (``artifacts``).
 
 Invariants:
 - the chain is the truth: every write is preceded by a sync of the event index to the head
@@ -42,7 +44,7 @@ from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
 from marketplace.convergence.lsdb import InstallResult, Lsdb
-from marketplace.artifacts import ArtifactStore, StoreLimits
+from marketplace.artifacts import ArtifactInfo, ArtifactStore, StoreLimits
 from marketplace.engine.artifacts import ArtifactDesk
 from marketplace.engine.binder import ChainBinder
 from marketplace.engine.events import MARKET, REGISTRY, EventFold
@@ -50,14 +52,16 @@ from marketplace.engine.faults import LeaseWatch
 from marketplace.engine.intake import Intake
 from marketplace.engine.matcher import Matcher
 from marketplace.engine.orders import OrderDesk, OrderRecord
+from marketplace.engine.ownership import Ownership
 from marketplace.engine.providers import ProviderTable
 from marketplace.engine.queries import Queries
 from marketplace.engine.replay import replay_batch
 from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
-from marketplace.errors import ChainError, InputError
+from marketplace.errors import ChainError, InputError, NotFound
 from marketplace.matching import MatchingConfig
-from marketplace.routing import RoutingTable, Topology, load_topology
+from marketplace.routing import ProviderCapacity, RoutingTable, Topology, load_topology
+from marketplace.routing.domain_choice import ChoicePolicy
 from marketplace.settings import PACKAGE_ROOT
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,12 @@ class EngineConfig:
     reorg_depth: int = 12
     #: the artifact store's limits: per kind, per uploader, in all, and the expiry of unused ones
     artifacts: StoreLimits = field(default_factory=StoreLimits)
+    #: this engine's domain in a multi-domain market (None: one engine matches every provider)
+    domain: int | None = None
+    #: the domain's home node (latency from the border, in summaries and between domains)
+    home: str | None = None
+    #: how orders are spread between domains (``marketplace.routing.domain_choice``)
+    choice: ChoicePolicy = ChoicePolicy.BALANCED
 
 
 class Engine:
@@ -113,15 +123,12 @@ class Engine:
         self.specs: dict[bytes, Spec] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.provider_table = table = ProviderTable(self.registry, routing=self.routing, topology_name=topo_name or "-",
-                                                    clock=clock)
+                                                    clock=clock, domain=cfg.domain)
         self.lsas = table.lsas
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
-        self._owns_indexer = indexer is None
         self.indexer = self._open_indexer(indexer)
-        self.artifact_store = ArtifactStore(self.state_dir / "artifacts", cfg.artifacts, clock=clock)
-        self.artifacts = ArtifactDesk(self.artifact_store, orders=self.orders, specs=self.specs,
-                                      providers=lambda: self.matcher.providers, results=self.store, lock=self.lock)
+        self.artifacts = self._open_artifacts()
         self.matcher = Matcher(table, config=cfg.matching, routing=self.routing, orders=self.orders,
                                specs=self.specs, clock=clock, need_of=self.artifacts.need_of)
         self.events = EventFold(indexer=self.indexer, orders=self.orders, specs=self.specs, batches=self.batches,
@@ -144,13 +151,29 @@ class Engine:
         self.queries = Queries(orders=self.orders, specs=self.specs, market=self.market, table=table,
                                matcher=self.matcher, monitor=self.monitor, store=self.store, routing=self.routing,
                                topology_name=topo_name or "-", sync=self.events.sync, lock=self.lock, clock=clock)
+        self.ownership = self._ownership()
+        self.federation: Any = None  # the multi-domain link (peering, domain router, handovers), once attached
         self.intake.restore()
         with self.lock:
             self.events.recover()
+            self.ownership.restore()
         self.desk.recover_staged()
+
+    def _ownership(self) -> Ownership:
+        cfg = self.config
+        return Ownership(domain=cfg.domain, home=cfg.home, policy=cfg.choice, orders=self.orders, specs=self.specs,
+                         table=self.provider_table, matcher=self.matcher, desk=self.desk, store=self.store,
+                         routing=self.routing, sync=self.events.sync, lock=self.lock, clock=self.clock)
+
+    def _open_artifacts(self) -> ArtifactDesk:
+        """The artifact store (``state_dir/artifacts``) and the desk that answers for it."""
+        self.artifact_store = ArtifactStore(self.state_dir / "artifacts", self.config.artifacts, clock=self.clock)
+        return ArtifactDesk(self.artifact_store, orders=self.orders, specs=self.specs,
+                            providers=lambda: self.matcher.providers, results=self.store, lock=self.lock)
 
     def _open_indexer(self, indexer: EventIndexer | None) -> EventIndexer:
         """The injected indexer (checked), or the engine's own in ``state_dir/index.sqlite``."""
+        self._owns_indexer = indexer is None
         if indexer is None:
             return EventIndexer(self.chain.backend, {
                 MARKET: (self.market.address, self.chain.abis[MARKET]),
@@ -174,6 +197,7 @@ class Engine:
             self.watch.timeouts()
             self.watch.failures(now)
             self.watch.overdue(now)
+            self.ownership.route(now)
             self.matcher.round(now, self.binder)
             self.artifacts.maybe_sweep(now)
 
@@ -194,8 +218,18 @@ class Engine:
 
     # ================================================================== the service's calls
 
-    def submit_lsa(self, raw: bytes, *, persist: bool = True) -> InstallResult:
-        return self.intake.submit_lsa(raw, persist=persist)
+    def submit_lsa(self, raw: bytes, *, persist: bool = True, flood: bool = True) -> InstallResult:
+        return self.intake.submit_lsa(raw, persist=persist, flood=flood)
+
+    def accept_handover(self, order_id: int, spec: Any, from_domain: int) -> dict[str, Any]:
+        with self.lock:
+            out = self.ownership.accept(order_id, spec, from_domain)
+        self.wake.set()
+        return out
+
+    def capacities(self) -> list[ProviderCapacity]:
+        with self.lock:
+            return self.ownership.capacities()
 
     def heartbeat(self, raw: dict[str, Any]) -> None:
         self.intake.heartbeat(raw)
@@ -232,7 +266,28 @@ class Engine:
         return self.queries.submit_result(order_id, data)
 
     def result(self, order_id: int) -> bytes:
-        return self.queries.result(order_id)
+        """The result bytes; in a multi-domain market, fetched from the engine of the domain whose
+        provider served the order when this engine has none (checked against the chain's hash)."""
+        try:
+            return self.queries.result(order_id)
+        except NotFound:
+            if self.federation is None:
+                raise
+            data = self.federation.fetch_result(order_id)
+            if data is None:
+                raise
+            self.queries.submit_result(order_id, data)
+            return data
+
+    def artifact(self, digest: str, *, mirror: bool = True) -> ArtifactInfo:
+        """An artifact's record; in a multi-domain market (and ``mirror``), one this engine lacks (an
+        output file of an order another domain served) is fetched from the other engines, checked."""
+        try:
+            return self.artifact_store.info(digest)
+        except NotFound:
+            if not mirror or self.federation is None or self.federation.fetch_artifact(digest) is None:
+                raise
+            return self.artifact_store.info(digest)
 
     def replay(self, batch_id: str | bytes) -> dict[str, Any]:
         with self.lock:

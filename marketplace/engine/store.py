@@ -8,6 +8,7 @@
     results/<order>.bin           a lease's result bytes (their keccak is the on-chain result hash)
     lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
     idempotency.jsonl             (buyer, Idempotency-Key) -> request digest, order id: one line each, appended
+    ownership.json                orders handed to another domain's engine, and taken from one
     index.sqlite                  the event index (``EventIndexer``; not written here)
     artifacts/                    the artifact store (``marketplace.artifacts.ArtifactStore``; not written here)
 
@@ -162,3 +163,12 @@ class EngineStore:
         """Append one key (``buyer``, ``key``, ``request`` digest, ``order``): one write, whole lines only."""
         with self.idempotency_path.open("a") as fh:
             fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+
+    # -- which orders this engine handed to another domain's engine, or took from one
+
+    def load_ownership(self) -> dict[str, Any]:
+        path = self.root / "ownership.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def put_ownership(self, doc: dict[str, Any]) -> None:
+        atomic_write(self.root / "ownership.json", json.dumps(doc, sort_keys=True))

@@ -9,6 +9,9 @@ given, override the policy's. Built in:
                Reliability 1, ties by BestFit; the rotating ``num_to_score`` sample
     first-fit  the baseline: the lowest-id feasible provider, nothing scored (fractional
                devices inside it are still chosen by FGD, as the default policy chooses them)
+    balanced   the default plus LoadLatency 6: among providers the default ranks alike, the
+               least loaded and nearest (the convergence layer's load balancing; inside a
+               provider, devices are still chosen by FGD)
 
 A new policy (issue 19's baselines: random, DotProd, best fit, GPU packing, GPU clustering,
 FGD alone) is its plugins registered here (``Registry.register``) and one
@@ -35,7 +38,8 @@ from marketplace.matching.plugins.permit import StakeCoversLeases
 from marketplace.matching.plugins.preemption import ReservationPreemption
 from marketplace.matching.plugins.prefilter import EverFeasible
 from marketplace.matching.plugins.reserve import ProviderCapacity
-from marketplace.matching.plugins.scores import SCORES, BestFit, Fragmentation, MinMax, PathLatency, Price, Reliability
+from marketplace.matching.plugins.scores import (SCORES, BestFit, Fragmentation, LoadLatency, MinMax, PathLatency,
+                                                 Price, Reliability)
 from marketplace.matching.queue import TierAgeing
 
 if TYPE_CHECKING:
@@ -183,6 +187,9 @@ DEFAULT = Profile(
 #: the baseline: the first feasible provider in id order, with the default's device choice inside it
 FIRST_FIT = replace(DEFAULT, score=(), tie_break=(), sampling=Sampling.FIRST_FEASIBLE, track_fragmentation=True)
 
+#: the default with the convergence layer's spreading by advertised load and path latency
+BALANCED = replace(DEFAULT, score=DEFAULT.score + ((LoadLatency.name, 6.0),))
+
 REGISTRY = Registry()
 for _point, _classes in ((P.QUEUE_SORT, (TierAgeing,)), (P.PRE_FILTER, (EverFeasible,)), (P.FILTER, FILTERS),
                          (P.POST_FILTER, (ReservationPreemption,)), (P.SCORE, SCORES), (P.NORMALIZE_SCORE, (MinMax,)),
@@ -192,3 +199,4 @@ for _point, _classes in ((P.QUEUE_SORT, (TierAgeing,)), (P.PRE_FILTER, (EverFeas
         REGISTRY.register(_point, _cls)
 REGISTRY.register_policy(DEFAULT_POLICY, DEFAULT)
 REGISTRY.register_policy("first-fit", FIRST_FIT)
+REGISTRY.register_policy("balanced", BALANCED)

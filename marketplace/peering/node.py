@@ -20,6 +20,14 @@ that stayed up longer than the hold time.
 A circuit whose byte stream stops parsing (``FrameError``) is closed and counted; a bad LSA
 inside a good frame is the LSDB's business (rejected with a reason, counted, logged).
 
+An engine embeds a ``PeerNode`` (``marketplace.federation.link``) and passes a ``PeerListener``:
+it hears of every LSA installed from a neighbour (to check it against the registry and match
+on it), of adjacencies coming up and going down, and of the inter-domain messages
+(``DomainOpen``, ``DomainUpdate``), which flooding does not handle; it hands the node the LSAs
+its providers post (``inject``) and the UPDATEs to send (``send_to``), both from other threads
+through ``call_soon_threadsafe``. ``allowed_peers``, when set, limits who may form an
+adjacency: a HELLO from another id closes the circuit (``refused_peer``).
+
 The control socket (a Unix socket, one JSON object per line each way) answers
 ``{"cmd": "status"}`` with the LSDB size and digest, counters and adjacencies, and
 ``{"cmd": "originate", "file": PATH}`` by originating the LSAs that file describes.
@@ -39,6 +47,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from marketplace.convergence.lsa import decode_header
 from marketplace.convergence.lsdb import Outcome
@@ -47,7 +56,7 @@ from marketplace.peering.db import LsdbView, open_lsdb
 from marketplace.peering.errors import FrameError, PeeringConfigError
 from marketplace.peering.flooding import Flooder
 from marketplace.peering.originate import Originations, load_file
-from marketplace.peering.wire import AdjState, FrameDecoder, Hello, Message, encode_frame
+from marketplace.peering.wire import AdjState, DomainOpen, DomainUpdate, FrameDecoder, Hello, Message, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +86,8 @@ class PeerConfig:
     refresh_interval: float = 900.0
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
+    #: node ids that may form an adjacency with this one (empty: anyone)
+    allowed_peers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.node_id <= 0 or self.node_id > 0xFFFFFFFF:
@@ -89,6 +100,15 @@ class PeerConfig:
             raise PeeringConfigError(
                 f"refresh interval {self.refresh_interval}s must be below max age {self.max_age}s, "
                 "or the LSAs this peer originates would age out between refreshes", field="refresh_interval")
+
+
+class PeerListener(Protocol):
+    """What an embedding engine hears from its node (called on the node's event loop thread)."""
+
+    def lsa_installed(self, raw: bytes) -> None: ...
+    def adjacency_up(self, peer_id: int, circuit: str) -> None: ...
+    def adjacency_down(self, peer_id: int, circuit: str) -> None: ...
+    def domain_message(self, peer_id: int, circuit: str, msg: DomainOpen | DomainUpdate) -> None: ...
 
 
 @dataclass(eq=False)
@@ -113,9 +133,11 @@ class Circuit:
 
 
 class PeerNode:
-    def __init__(self, config: PeerConfig, *, clock=time.monotonic) -> None:
+    def __init__(self, config: PeerConfig, *, clock=time.monotonic, listener: PeerListener | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.listener = listener
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.lsdb = open_lsdb(config, clock)
         self.view = LsdbView(self.lsdb)
         self.flooder = Flooder(self.view, self.lsdb, config.node_id,
@@ -135,6 +157,7 @@ class PeerNode:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         cfg = self.config
+        self.loop = asyncio.get_running_loop()
         self._servers.append(await asyncio.start_server(self._accepted, cfg.listen_host, cfg.listen_port,
                                                         reuse_address=True))
         if cfg.control_path:
@@ -190,6 +213,48 @@ class PeerNode:
         result = self.flooder.originate(raw)
         if result.outcome is Outcome.TOO_SOON:
             self.originations.refused(decode_header(raw).originator)
+
+    # -- an embedding engine's calls (from its threads) ----------------------------------------
+    def inject(self, raw: bytes) -> None:
+        """Flood an LSA a provider handed to the engine (thread-safe; a no-op before ``start``)."""
+        self._call(self._inject, bytes(raw))
+
+    def _inject(self, raw: bytes) -> None:
+        result = self.flooder.originate(raw)
+        if result.outcome is Outcome.INSTALLED:
+            self.counters["injected"] += 1
+            self._wake.set()
+
+    def send_to(self, circuit: str, messages: list[Message]) -> None:
+        """Send messages on one circuit (thread-safe; dropped if the circuit is gone)."""
+        self._call(self._send_to, circuit, list(messages))
+
+    def _send_to(self, circuit: str, messages: list[Message]) -> None:
+        c = self.circuits.get(circuit)
+        if c is not None and c.adjacency.state == AdjState.UP:
+            c.send(messages)
+
+    def close_circuit(self, circuit: str, reason: str) -> None:
+        """Drop one circuit (thread-safe): its adjacency goes down, the dialer redials later."""
+        self._call(self._close_circuit, circuit, reason)
+
+    def _close_circuit(self, circuit: str, reason: str) -> None:
+        c = self.circuits.get(circuit)
+        if c is None or c.closing:
+            return
+        log.warning("node %d: closing circuit %s (peer %d): %s", self.config.node_id, circuit,
+                    c.adjacency.neighbor_id, reason)
+        self._transition(c, c.adjacency.on_close())
+        c.close()
+
+    def _call(self, fn, *args) -> None:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop closed between the check and the call
+            pass
 
     # -- circuits ----------------------------------------------------------------------------
     async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -274,6 +339,13 @@ class PeerNode:
             return
         now = self.clock()
         if isinstance(msg, Hello):
+            allowed = self.config.allowed_peers
+            if allowed and msg.node_id not in allowed:
+                self.counters["refused_peer"] += 1
+                log.warning("node %d: circuit %s: HELLO from node %d, which is not a configured peer; closing",
+                            self.config.node_id, circuit.name, msg.node_id)
+                circuit.close()
+                return
             circuit.heard = msg.node_id
             before = circuit.adjacency.state
             t = circuit.adjacency.on_hello(msg, now)
@@ -286,7 +358,17 @@ class PeerNode:
         if circuit.adjacency.state != AdjState.UP:
             self.counters["ignored_not_up"] += 1
             return
+        if isinstance(msg, (DomainOpen, DomainUpdate)):
+            self.counters["rx_domain"] += 1
+            if self.listener is None:
+                self.counters["ignored_domain"] += 1
+            else:
+                self.listener.domain_message(circuit.adjacency.neighbor_id, circuit.name, msg)
+            return
         result = self.flooder.receive(circuit.name, msg, now)
+        if result is not None and result.outcome is Outcome.INSTALLED and self.listener is not None \
+                and result.lsa is not None:
+            self.listener.lsa_installed(self.view.raw_now(result.lsa.key) or result.lsa.raw)
         if result is not None and result.outcome is Outcome.INSTALLED and self.originations.owns(result.lsa.key):
             # someone holds a newer instance of an LSA we originate (our previous life's, or
             # its purge): outbid it, or the network would keep the stale one
@@ -301,8 +383,12 @@ class PeerNode:
         if t.went_up:
             self.flooder.adjacency_up(circuit.name, t.neighbor_id, self.clock())
             self._wake.set()
+            if self.listener is not None:
+                self.listener.adjacency_up(t.neighbor_id, circuit.name)
         elif t.went_down:
             self.flooder.adjacency_down(circuit.name)
+            if self.listener is not None:
+                self.listener.adjacency_down(t.neighbor_id or circuit.heard, circuit.name)
 
     def _drop_duplicate(self, circuit: Circuit) -> None:
         peer = circuit.adjacency.neighbor_id

@@ -1,7 +1,7 @@
 """The peering wire format: length-prefixed frames carrying HELLO, LSA, PSNP and CSNP.
 
 Every frame is ``length:u32 | type:u8 | body``, big-endian, where ``length`` counts the
-type byte and the body. The four messages mirror IS-IS on a point-to-point circuit:
+type byte and the body. The first four messages mirror IS-IS on a point-to-point circuit:
 
 - ``Hello``: protocol version, sender id, hold time, the sender's three-way adjacency
   state and the id of the neighbour it has heard (RFC 5303), so both ends agree on "up";
@@ -10,6 +10,17 @@ type byte and the body. The four messages mirror IS-IS on a point-to-point circu
 - ``Psnp``: a list of LSA summaries that acknowledge LSAs received or request LSAs missing;
 - ``Csnp``: every LSA summary a peer holds in the key range ``[start, end]``, sent when an
   adjacency comes up and periodically, so two databases find each other's differences.
+
+Two more carry the inter-domain protocol between engines of different domains (BGP-like,
+over the same circuit):
+
+- ``DomainOpen``: the sender's domain (AS), the domain it addresses, a timestamp, its
+  orchestrator's address and a 65-byte signature over those (``DomainOpen.signed_bytes``; checked by
+  ``marketplace.federation.session``), so the
+  receiver can check that the engine speaking holds the key registered for that domain
+  before it takes a summary from it (BGP OPEN, with the identity check BGP leaves to TCP-AO);
+- ``DomainUpdate``: one inter-domain UPDATE as ``marketplace.routing.domain_wire`` encodes it,
+  carried opaque: the router decodes it item by item and refuses what is malformed.
 
 A summary (``SnpEntry``) is ``type:u8 | originator:20 | sequence:u64 | lifetime:u32 |
 checksum:u16`` (35 bytes). A request for an LSA the peer lacks altogether has sequence 0.
@@ -34,6 +45,9 @@ ORIGINATOR_LEN = 20
 KEY_LEN = 1 + ORIGINATOR_LEN
 ENTRY = struct.Struct("!B20sQIH")
 HELLO = struct.Struct("!BIIBI")
+#: DomainOpen body: version, domain, receiver domain, unix time (s), orchestrator address, signature
+OPEN = struct.Struct("!BIIQ20s65s")
+OPEN_SIGNED = struct.Struct("!BIIQ20s")
 #: entries per CSNP/PSNP frame, so that one summary frame stays far below MAX_FRAME
 MAX_ENTRIES = 8192
 
@@ -47,6 +61,8 @@ class MessageType(IntEnum):
     LSA = 2
     PSNP = 3
     CSNP = 4
+    DOMAIN_UPDATE = 5
+    DOMAIN_OPEN = 6
 
 
 class AdjState(IntEnum):
@@ -104,7 +120,30 @@ class Csnp:
     entries: tuple[SnpEntry, ...]
 
 
-Message = Hello | LsaFrame | Psnp | Csnp
+@dataclass(frozen=True, slots=True)
+class DomainUpdate:
+    """One inter-domain UPDATE (``domain_wire`` bytes), opaque to the transport."""
+
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DomainOpen:
+    """An engine's signed statement of its domain, sent when an adjacency comes up."""
+
+    domain: int
+    receiver: int
+    timestamp: int
+    address: bytes
+    signature: bytes
+    version: int = PROTOCOL_VERSION
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: every field but the signature, as on the wire."""
+        return OPEN_SIGNED.pack(self.version, self.domain, self.receiver, self.timestamp, self.address)
+
+
+Message = Hello | LsaFrame | Psnp | Csnp | DomainUpdate | DomainOpen
 
 
 def _check_entry(e: SnpEntry) -> None:
@@ -137,6 +176,13 @@ def encode_body(msg: Message) -> tuple[MessageType, bytes]:
         return MessageType.PSNP, _entries(msg.entries)
     if isinstance(msg, Csnp):
         return MessageType.CSNP, _key(msg.start) + _key(msg.end) + _entries(msg.entries)
+    if isinstance(msg, DomainUpdate):
+        return MessageType.DOMAIN_UPDATE, bytes(msg.raw)
+    if isinstance(msg, DomainOpen):
+        if len(msg.address) != ORIGINATOR_LEN or len(msg.signature) != 65:
+            raise FrameError("DomainOpen needs a 20-byte address and a 65-byte signature", field="signature")
+        return MessageType.DOMAIN_OPEN, OPEN.pack(msg.version, msg.domain, msg.receiver, msg.timestamp,
+                                                  msg.address, msg.signature)
     raise TypeError(f"not a peering message: {msg!r}")
 
 
@@ -194,6 +240,19 @@ def decode_body(kind: int, body: bytes) -> Message:
             raise FrameError("CSNP range starts after it ends", offset=0)
         entries, _ = _decode_entries(body, 2 * KEY_LEN)
         return Csnp(start, end, entries)
+    if kind == MessageType.DOMAIN_UPDATE:
+        if not body:
+            raise FrameError("empty DomainUpdate frame", offset=0)
+        return DomainUpdate(bytes(body))
+    if kind == MessageType.DOMAIN_OPEN:
+        if len(body) != OPEN.size:
+            raise FrameError(f"DomainOpen body must be {OPEN.size} bytes, got {len(body)}", offset=0)
+        version, domain, receiver, stamp, address, signature = OPEN.unpack(body)
+        if version != PROTOCOL_VERSION:
+            raise UnknownMessage(f"protocol version {version}, this peer speaks {PROTOCOL_VERSION}", offset=0)
+        if domain == 0 or receiver == 0:
+            raise FrameError("DomainOpen names domain 0 (domains start at 1)", offset=1)
+        return DomainOpen(domain, receiver, stamp, address, signature, version)
     raise UnknownMessage(f"unknown message type {kind}", offset=0)
 
 

@@ -113,6 +113,10 @@ class DampingConfig:
     max_suppress_s: float = 3600.0
     withdrawal_penalty: float = 1000.0
     path_change_penalty: float = 500.0
+    #: the penalty of an origin's own (root-cause) withdrawal; None: ``withdrawal_penalty``. A
+    #: market sets 0: a domain whose free capacity runs out and comes back is the market
+    #: working, not an unstable route (session resets and path changes are still damped)
+    origin_withdrawal_penalty: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.half_life_s > 0 and self.max_suppress_s > 0):
@@ -120,7 +124,7 @@ class DampingConfig:
         if not (0 < self.reuse < self.suppress):
             raise DomainError(f"damping: need 0 < reuse < suppress, got reuse={self.reuse} "
                               f"suppress={self.suppress}", field="damping")
-        if self.withdrawal_penalty < 0 or self.path_change_penalty < 0:
+        if self.withdrawal_penalty < 0 or self.path_change_penalty < 0 or (self.origin_withdrawal_penalty or 0) < 0:
             raise DomainError("damping: penalties must be >= 0", field="damping")
 
     @property
@@ -206,3 +210,10 @@ class FlapDamper:
         for k in done:
             del self._suppressed[k]
         return done
+
+
+def market_config(mrai_s: float = 1.0, **kw: object) -> DomainConfig:
+    """The routers of a market's engines: MRAI about 1 s (a summary follows providers joining and
+    leaving within a second or two, where the Internet's 30 s would hide them for minutes), and
+    damping that leaves an origin's own withdrawals unpenalised (capacity running out is no flap)."""
+    return DomainConfig(mrai_s=mrai_s, damping=DampingConfig(origin_withdrawal_penalty=0.0), **kw)  # type: ignore[arg-type]

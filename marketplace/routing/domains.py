@@ -341,7 +341,7 @@ class DomainRouter:
             self._tombs[key] = (w.seq, now + self.config.tombstone_s)
         for m in [m for m, r in rib.items() if r.summary.seq <= w.seq]:
             del rib[m]
-            self._penalize(m, key, now, withdrawal=True)
+            self._penalize(m, key, now, withdrawal=True, origin=True)
         self._decide(key, now, root=w.seq)
 
     def _drop(self, n: int, key: Key, now: float) -> None:
@@ -356,11 +356,14 @@ class DomainRouter:
         log.warning("AS%d: refused from AS%s (%s): %s", self.asn, sender, reason, detail)
         return []
 
-    def _penalize(self, n: int, key: Key, now: float, *, withdrawal: bool) -> None:
+    def _penalize(self, n: int, key: Key, now: float, *, withdrawal: bool, origin: bool = False) -> None:
         d = self._damper
         if d is None:
             return
-        amount = d.config.withdrawal_penalty if withdrawal else d.config.path_change_penalty
+        c = d.config
+        amount = c.withdrawal_penalty if withdrawal else c.path_change_penalty
+        if origin and c.origin_withdrawal_penalty is not None:
+            amount = c.origin_withdrawal_penalty
         if d.penalize((n, key[0], key[1]), amount, now):
             self.counters["suppressed"] += 1
             log.warning("AS%d: route AS%d/%s from AS%d suppressed: flapping (penalty %.0f)", self.asn, key[0],

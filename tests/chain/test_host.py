@@ -15,10 +15,12 @@ import pytest
 
 from marketplace.chain.backends import free_port
 from marketplace.chain.deploy import Deployment
+from marketplace.chain.market import Market
+from marketplace.chain.writer import Signer
 from marketplace.client import ApiClient, ApiUnreachable
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.errors import ChainUnavailable, ConaError, ConfigError, InputError, NotFound, Rejected
-from marketplace.host import Host, HostConfig, claim_state, orchestrator_signer
+from marketplace.host import Host, HostConfig, claim_state, orchestrator_key, orchestrator_signer
 from marketplace.settings import ConaSettings
 from provider_agent import keystore
 
@@ -114,16 +116,29 @@ def test_engine_state_is_kept_only_for_its_own_chain_and_market(tmp_path):
     assert not (d / "journal.jsonl").exists()  # the embedded chain: always afresh
 
 
-def test_the_orchestrator_key_must_be_the_deployments(host, tmp_path):
+def test_the_orchestrator_key_must_be_the_deployments_or_one_the_timelock_added(host, tmp_path):
     (tmp_path / "pass").write_text("a passphrase\n")
-    keystore.create(tmp_path / "ks.json", "a passphrase", key=os.urandom(32), scrypt_n=2**14)
+    stranger = os.urandom(32)
+    keystore.create(tmp_path / "ks.json", "a passphrase", key=stranger, scrypt_n=2**14)
+    key = orchestrator_key(tmp_path / "ks.json", tmp_path / "pass")
+    assert key == stranger
     with pytest.raises(ConfigError) as exc:
-        orchestrator_signer(host.chain, host.deployment, tmp_path / "ks.json", tmp_path / "pass")
+        orchestrator_signer(host.chain, host.deployment, key)
     assert exc.value.fields["field"] == "orchestrator_key_file"
     nobody = Deployment(**{**host.deployment.to_dict(), "roles": {"orchestrator": "0x" + "ee" * 20}})
     with pytest.raises(ConfigError, match="no key for the orchestrator"):
-        orchestrator_signer(host.chain, nobody, None, None)
-    assert orchestrator_signer(host.chain, host.deployment, None, None).address == host.deployment.roles["orchestrator"]
+        orchestrator_signer(host.chain, nobody, None)
+    assert orchestrator_signer(host.chain, host.deployment, None).address == host.deployment.roles["orchestrator"]
+    # a second engine's key, once the timelock lists it (one key per domain's engine)
+    market = Market.from_deployment(host.chain, host.deployment)
+    operator = next(s for s in host.chain.signers if s.address == host.deployment.roles["operator"])
+    snap = host.chain.backend.snapshot()
+    try:
+        market.set_orchestrator(operator, Signer(key).address)
+        assert orchestrator_signer(host.chain, host.deployment, key).address == Signer(key).address
+    finally:
+        host.chain.backend.revert(snap)
+        host.chain.writer.forget_nonces()
 
 
 def test_one_event_index_serves_the_engine_the_read_views_and_the_audit(host):

@@ -3,7 +3,10 @@
 
 The market is ``cona up`` as a subprocess (the embedded chain, the engine, the API and the
 five demo provider agents) on a free port, with its own state directory and ``HOME``, so
-nothing of the developer's machine is touched. Each line runs in a fresh ``bash`` that
+nothing of the developer's machine is touched; and again as ``cona up --domains 3`` (one
+engine process per domain on one anvil, the agents attached to their domains' engines), where
+``$API`` is domain 1's engine: the contributor registers in domain 3 and its lease is an order
+that crosses domains (placed at domain 1's engine, handed over to domain 3's, assigned there). Each line runs in a fresh ``bash`` that
 first restores the variables earlier lines assigned (``ORDER=$(...)``), exactly as if the
 reader typed the lines into one shell. The test fails on the first line that exits non-zero,
 and checks the key outputs: the order reaches Settled with a refund, the result is the
@@ -108,9 +111,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def market(tmp_path_factory):
+@pytest.fixture(scope="module", params=["one-engine", "three-domains"])
+def market(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("walk")
+    domains = ["--domains", "3"] if request.param == "three-domains" else []
     home = tmp / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "CONA_DATA_DIR": str(tmp / "state"), "CONA_CHAIN": "embedded"}
@@ -120,7 +124,7 @@ def market(tmp_path_factory):
     env["PATH"] = (f"{extra}:" if extra else "") + f"{bin_dir}:{env.get('PATH', '')}"
     port = _free_port()
     log = open(tmp / "up.log", "wb")
-    proc = subprocess.Popen(["cona", "up", "--port", str(port), "--providers", "5"], cwd=PACKAGE_ROOT, env=env,
+    proc = subprocess.Popen(["cona", "up", "--port", str(port), "--providers", "5", *domains], cwd=PACKAGE_ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
@@ -137,7 +141,7 @@ def market(tmp_path_factory):
             if time.monotonic() > deadline:
                 raise AssertionError("the market did not come up within 180 s:\n" + (tmp / "up.log").read_text()[-3000:])
             time.sleep(0.5)
-        yield {"api": api, "env": env, "tmp": tmp, "home": home}
+        yield {"api": api, "env": env, "tmp": tmp, "home": home, "domains": bool(domains)}
     finally:
         pid_file = home / "agent.pid"
         if pid_file.exists():  # the contributor's daemon, if a failure left it running
@@ -180,6 +184,21 @@ def test_every_walkthrough_command_runs(market) -> None:
                 assert re.search(pattern, flat), f"`{line}` did not print /{pattern}/:\n{output}"
     elapsed = time.monotonic() - started
     assert elapsed < 300, f"the walkthroughs took {elapsed:.0f}s"
+    if market["domains"]:
+        _check_the_lease_crossed_domains(market, state)
+
+
+def _check_the_lease_crossed_domains(market, state: Path) -> None:
+    """The contributor's lease was placed at domain 1's engine and assigned by domain 3's."""
+    lease = int(re.search(r'LEASE="?(\d+)', state.read_text()).group(1))
+    entry = httpx.get(f"{market['api']}/v1/domains", timeout=5).json()
+    assert entry["domain"] == 1 and entry["ownership"]["counters"].get("handed", 0) >= 1, entry["ownership"]
+    third = httpx.get(f"{entry['engines']['3']}/v1/domains", timeout=5).json()
+    assert third["ownership"]["accepted"] >= 1, third["ownership"]
+    view = httpx.get(f"{market['api']}/v1/orders/{lease}", timeout=5).json()
+    assert view["state"] == "settled"
+    providers = {p["address"]: p["domain"] for p in httpx.get(f"{market['api']}/v1/providers", timeout=5).json()}
+    assert providers[view["provider"]] == 3
 
 
 def _keep_exports(state: Path, line: str, market) -> None:

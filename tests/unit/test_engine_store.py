@@ -76,6 +76,6 @@ def test_idempotency_keys_are_scoped_to_the_buyer_and_a_torn_line_is_skipped(tmp
 
 
 def test_the_status_values_are_the_wire_strings():
-    assert [s.value for s in Status] == ["awaiting-spec", "queued", "pending", "refused", "assigned", "running",
-                                         "completed", "ended"]
+    assert [s.value for s in Status] == ["awaiting-spec", "queued", "pending", "refused", "handed-over", "assigned",
+                                         "running", "completed", "ended"]
     assert json.dumps({"status": Status.AWAITING_SPEC}) == '{"status": "awaiting-spec"}'

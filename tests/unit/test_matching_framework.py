@@ -20,7 +20,7 @@ def test_every_extension_point_has_its_plugins_in_the_one_registry():
     assert set(REGISTRY.names(ExtensionPoint.FILTER)) == {f.name for f in FILTERS}
     for point in ExtensionPoint:
         assert REGISTRY.names(point), point
-    assert REGISTRY.policies() == ("default", "first-fit")
+    assert REGISTRY.policies() == ("default", "first-fit", "balanced")
     # the default config runs the default policy: every point has its plugins
     p = MatchingConfig().profile
     assert p.queue_sort == "TierAgeing" and p.pre_filter == ("EverFeasible",)

@@ -135,3 +135,20 @@ def test_request_entry_has_sequence_zero():
     key = (1, b"\x11" * 20)
     e = SnpEntry.request(key)
     assert e.key == key and e.sequence == 0 and e.lifetime == 0
+
+
+def test_domain_frames_round_trip_and_malformed_ones_are_refused():
+    from marketplace.peering.wire import OPEN, DomainOpen, DomainUpdate
+
+    opened = DomainOpen(3, 1, 1_700_000_000, b"\x11" * 20, b"\x22" * 65)
+    update = DomainUpdate(b"\x01\x02\x03")
+    decoder = FrameDecoder()
+    assert decoder.feed(encode_frame(opened) + encode_frame(update)) == [opened, update]
+    assert opened.signed_bytes() == OPEN.pack(1, 3, 1, 1_700_000_000, b"\x11" * 20, b"\x22" * 65)[:-65]
+    with pytest.raises(FrameError):
+        encode_frame(DomainOpen(3, 1, 0, b"\x11" * 19, b"\x22" * 65))
+    for body, kind in ((b"", MessageType.DOMAIN_UPDATE), (b"\x01" * 10, MessageType.DOMAIN_OPEN),
+                       (OPEN.pack(1, 0, 1, 0, b"\x11" * 20, b"\x22" * 65), MessageType.DOMAIN_OPEN),
+                       (OPEN.pack(9, 2, 1, 0, b"\x11" * 20, b"\x22" * 65), MessageType.DOMAIN_OPEN)):
+        with pytest.raises(FrameError):
+            FrameDecoder().feed(struct.pack("!IB", 1 + len(body), kind) + body)

@@ -8,7 +8,10 @@ uploader's quota (413 at once, nothing read). The bytes then stream to disk, has
 stopped at the limit; bytes that are not the signed ones are refused (422) and nothing is kept. An
 upload is answered 201 with the artifact (its digest is the sha256 the client computed: clients
 name it in orders). ``GET /v1/artifacts/{digest}`` serves the bytes (an agent checks them against
-the digest before use), ``GET /v1/artifacts/{digest}/info`` what the market knows of them.
+the digest before use), ``GET /v1/artifacts/{digest}/info`` what the market knows of them. In a
+multi-domain market an engine asked for an artifact it lacks fetches it from the other domains'
+engines first (``marketplace.federation.mirror``); their own requests carry ``X-Cona-From-Domain``
+and are answered from the store alone, so two engines never ask each other in a circle.
 
 Limits (bytes per upload): ``marketplace.artifacts.kinds.MAX_BYTES``, stated in the OpenAPI
 document on the upload route (``x-max-body-bytes``), far above the 2 MiB of an order document.
@@ -40,6 +43,8 @@ _UPLOAD_DOC = {
     "x-max-body-bytes": ARTIFACT_LIMITS,
     **declare_body_limit(max(ARTIFACT_LIMITS.values()), streamed=True),
 }
+FROM_DOMAIN = Header(None, description="set by another domain's engine fetching what it lacks: answered from "
+                                       "this engine's store only")
 _BYTES = {200: {"content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}},
                 "description": "the artifact's bytes; their sha256 is the digest"}}
 
@@ -99,8 +104,8 @@ async def post_artifact(request: Request, engine: EngineDep,
 
 @engine_router.get("/artifacts/{digest}", response_class=FileResponse, responses=_BYTES,
                    summary="An artifact's bytes, by their sha256 (check them before use)")
-def get_artifact(digest: str, engine: EngineDep) -> FileResponse:
-    info = engine.artifact_store.info(digest)
+def get_artifact(digest: str, engine: EngineDep, x_cona_from_domain: int | None = FROM_DOMAIN) -> FileResponse:
+    info = engine.artifact(digest, mirror=x_cona_from_domain is None)
     return FileResponse(engine.artifact_store.path(info.digest), media_type=OCTETS,
                         headers={"ETag": f'"{info.digest}"', "X-Cona-Kinds": ",".join(info.kinds),
                                  "Cache-Control": "public, max-age=31536000, immutable"})
@@ -108,6 +113,6 @@ def get_artifact(digest: str, engine: EngineDep) -> FileResponse:
 
 @engine_router.get("/artifacts/{digest}/info", response_model=ArtifactOut,
                    summary="What the market knows of an artifact: kinds, size, owners, the kind checks' findings")
-def get_artifact_info(digest: str, engine: EngineDep) -> dict[str, Any]:
+def get_artifact_info(digest: str, engine: EngineDep, x_cona_from_domain: int | None = FROM_DOMAIN) -> dict[str, Any]:
     digest_hex(digest)
-    return engine.artifact_store.info(digest).to_dict()
+    return engine.artifact(digest, mirror=x_cona_from_domain is None).to_dict()

@@ -27,6 +27,8 @@ PRICE_RAW: StateKey[np.ndarray] = StateKey("Price.raw", Lifetime.MARKET)
 #: (the raw value,) when it is the same on every provider, else (None,)
 PRICE_CONST: StateKey[tuple] = StateKey("Price.constant", Lifetime.MARKET)
 RELIABILITY_CONST: StateKey[tuple] = StateKey("Reliability.constant", Lifetime.MARKET)
+#: the path latency (ms) that weighs as much as a fully loaded provider in ``LoadLatency``
+LOAD_LATENCY_SCALE_MS = 50.0
 
 
 def _constant(st: CycleState, key: StateKey[tuple], full: Callable[[], np.ndarray]) -> float | None:
@@ -91,14 +93,36 @@ class LoadBalance(ScorePlugin):
     name = "LoadBalance"
 
     def score(self, st: CycleState, rows: np.ndarray, effects: PlacementEffects) -> np.ndarray:
-        ix = st.ix
-        cs = ix.slots.get(st.req.device_class)
-        if cs is None:
-            used = 1.0 - ix.cpu_free[rows] / np.maximum(ix.cpu_cap[rows], 1)
-        else:
-            cap = cs.cap[rows].sum(axis=1)
-            used = 1.0 - cs.free[rows].sum(axis=1) / np.maximum(cap, 1)
-        return -np.maximum(ix.load[rows], used)
+        return -load_share(st, rows)
+
+
+def load_share(st: CycleState, rows: np.ndarray) -> np.ndarray:
+    """Per row: the larger of the LSA's load and the share of the order's class in use."""
+    ix = st.ix
+    cs = ix.slots.get(st.req.device_class)
+    if cs is None:
+        used = 1.0 - ix.cpu_free[rows] / np.maximum(ix.cpu_cap[rows], 1)
+    else:
+        cap = cs.cap[rows].sum(axis=1)
+        used = 1.0 - cs.free[rows].sum(axis=1) / np.maximum(cap, 1)
+    return np.maximum(ix.load[rows], used)
+
+
+class LoadLatency(ScorePlugin):
+    """Spread by advertised load and path latency (the convergence layer's load balancing): the
+    larger of the LSA's load and the class's share in use, plus the path latency from the buyer
+    over ``LOAD_LATENCY_SCALE_MS``; the lower, the better. So among providers the other scores
+    rank alike, a new order goes to the least loaded one unless it is more than that scale
+    farther: a provider 50 ms farther must be fully idle to beat a fully loaded near one. An
+    unknown latency (no buyer node) counts as none, so the load alone decides."""
+
+    name = "LoadLatency"
+
+    def score(self, st: CycleState, rows: np.ndarray, effects: PlacementEffects) -> np.ndarray:
+        load = load_share(st, rows)
+        latency = st.latency_of(rows)
+        latency = np.where(np.isfinite(latency), latency, 0.0)
+        return -(load + latency / LOAD_LATENCY_SCALE_MS)
 
 
 class Reliability(ScorePlugin):
@@ -147,4 +171,5 @@ class MinMax(NormalizeScorePlugin):
 
 
 #: the score plugins this module provides
-SCORES: tuple[type[ScorePlugin], ...] = (Fragmentation, BestFit, Price, PathLatency, LoadBalance, Reliability)
+SCORES: tuple[type[ScorePlugin], ...] = (Fragmentation, BestFit, Price, PathLatency, LoadBalance, LoadLatency,
+                                         Reliability)
