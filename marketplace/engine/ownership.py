@@ -273,10 +273,8 @@ class Ownership:
         if self.domain is None:
             raise HandoverRefused("this engine matches the whole market: there is no domain to hand over to",
                                   reason="not-federated", field="order")
+        self.sync()  # the chain as of now: an order assigned since this engine's last turn is refused as such
         rec = self.orders.get(order_id)
-        if rec is None:
-            self.sync()
-            rec = self.orders.get(order_id)
         if rec is None:
             raise UnknownEngineOrder(f"no order {order_id} on this market", field="order")
         if rec.id in self.accepted:
