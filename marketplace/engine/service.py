@@ -37,6 +37,7 @@ from typing import Any, Callable
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer
+from marketplace.chain.lifecycle import OrderState
 from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
@@ -53,6 +54,7 @@ from marketplace.engine.replay import replay_batch
 from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
 from marketplace.errors import ChainError, InputError
+from marketplace.health import LoopBeat
 from marketplace.matching import MatchingConfig
 from marketplace.routing import RoutingTable, Topology, load_topology
 from marketplace.settings import PACKAGE_ROOT
@@ -74,6 +76,9 @@ class EngineConfig:
     #: stored blocks the indexer re-checks for a reorganisation on every sync; each is one
     #: eth_getBlockByNumber per turn, so 64 cost ~60 ms a turn on the embedded chain
     reorg_depth: int = 12
+    #: seconds after a (re)start before a provider the engine resumed may be declared failed
+    #: (``Engine._resume_providers``): agents restarting with the market are heard well within it
+    start_grace: float = 20.0
 
 
 class Engine:
@@ -104,6 +109,8 @@ class Engine:
         #: sleeping out its period, so the period adds no latency to order -> lease
         self.wake = threading.Event()
         self.rejected: Counter[str] = Counter()
+        #: the loop's pulse (``run``): when it last turned and how the recent turns went
+        self.beat = LoopBeat()
         self.orders: dict[int, OrderRecord] = {}
         self.specs: dict[bytes, Spec] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -141,6 +148,22 @@ class Engine:
         self.intake.restore()
         with self.lock:
             self.events.recover()
+            self._resume_providers()
+
+    def _resume_providers(self) -> None:
+        """After a (re)start, nobody has been heard yet. A provider restored from a stored LSA is offered
+        no order until it is (its agent may not have come back: an order assigned to it would time out
+        and slash it); a provider that was running leases, or advertised, gets ``start_grace`` seconds to
+        be heard before it is declared failed and its leases fail over (its agent is likely restarting
+        with the market, and resumes them from its journal)."""
+        until = self.clock() + self.config.start_grace
+        running = {r.provider for r in self.orders.values() if r.state == OrderState.RUNNING}
+        for addr in sorted(set(self.lsas) | running):
+            self.monitor.forget(addr)
+            self.monitor.watch(addr, until)
+        for addr in sorted(self.lsas):
+            self.provider_table.mark_offline(addr)
+            self.matcher.refresh(addr)
 
     def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
@@ -162,12 +185,16 @@ class Engine:
             self.matcher.round(now, self.binder)
 
     def run(self, stop: threading.Event, period: float = 0.05) -> None:
+        """Turn until ``stop`` is set; each turn is recorded in ``beat`` (``/healthz`` reads it)."""
         log.info("engine loop running (period %.3f s)", period)
         while not stop.is_set():
             try:
                 self.step()
-            except Exception:  # the loop must survive one bad turn; the next one retries from the chain
+            except Exception as exc:  # the loop must survive one bad turn; the next one retries from the chain
                 log.exception("engine step failed")
+                self.beat.turned(exc)
+            else:
+                self.beat.turned()
             self.wake.wait(period)
             self.wake.clear()
 

@@ -63,7 +63,7 @@ class Serve:
     """``cona serve`` as a child process; ``kill`` is SIGKILL, ``start`` waits for its JSON line."""
 
     def __init__(self, rpc_url: str, state_dir: Path, log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--state-dir",
+        self.args = [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--data-dir",
                      str(state_dir), "--port", "0", "--period", "0.05",
                      "--heartbeat-interval", "30"]  # leases here end in seconds; failure has its own test
         self.log_path = log_path

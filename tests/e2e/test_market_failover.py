@@ -73,7 +73,7 @@ class Serve:
     def __init__(self, rpc_url: str, state_dir: Path, log_path: Path) -> None:
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--state-dir", str(state_dir),
+            [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--data-dir", str(state_dir),
              "--port", "0", "--period", "0.05", "--heartbeat-interval", "1", "--miss-limit", "3"],
             stdout=subprocess.PIPE, stderr=log_path.open("w"), cwd=PACKAGE_ROOT, text=True, start_new_session=True)
         line = self.proc.stdout.readline()
