@@ -96,6 +96,13 @@ class DataDir:
             self.wipe()
         return self
 
+    def check_free(self) -> None:
+        """Raise ``DataDirInUse`` now if another process holds the directory (a command checks this
+        before its slow start; ``claim`` is still what holds it)."""
+        if self._fd is None and (self.path / LOCK_NAME).exists():
+            self.claim()
+            self.release()
+
     def wipe(self) -> list[str]:
         """Remove the market's state (``MARKET_ENTRIES``) from the held directory; returns what went."""
         if self._fd is None:

@@ -60,6 +60,14 @@ def up(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json
                                                                  "--passphrase-file)"),
        once: bool = typer.Option(False, "--once", help="bring everything up, print, and stop")) -> None:
     """Start the market: the chain, the contracts, the engine with its API, and demo provider agents."""
+    from marketplace.datadir import DataDir
+
+    overrides = {"data_dir": data_dir} if data_dir is not None else {}
+    s = settings(chain, rpc_url, **overrides)
+    try:
+        DataDir(s.state_dir).check_free()  # refused at once, not after the imports below
+    except ConaError as exc:
+        raise fail(exc) from None
     # the host pulls in the chain, the engine and the web stack: imported when the command runs,
     # so that `cona --help` and the light commands start fast
     from marketplace import demo
@@ -70,9 +78,8 @@ def up(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json
                         orchestrator_key_file=key_file, passphrase_file=passphrase_file,
                         admin_key_file=admin_key_file, admin_passphrase_file=admin_passphrase_file,
                         dev_chain_for=f"{len(chosen)} demo provider(s)" if chosen else None)
-    overrides = {"data_dir": data_dir} if data_dir is not None else {}
     try:
-        host = Host(settings(chain, rpc_url, **overrides), config).start()
+        host = Host(s, config).start()
     except ConaError as exc:
         raise fail(exc) from None
     try:
