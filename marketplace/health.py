@@ -116,6 +116,8 @@ class HealthMonitor:
         self._lock = threading.Lock()
         self._probe: Future[dict[str, Any]] | None = None
         self._kept: tuple[float, HealthReport] | None = None
+        #: why the last probe that ended failed (a slow probe is reported with it), None after a good one
+        self._last_error: str | None = None
 
     def kept(self) -> HealthReport | None:
         """The last report while it is fresh (younger than ``cache_s``), else None."""
@@ -145,9 +147,12 @@ class HealthMonitor:
         try:
             head = self._head()
         except FutureTimeout:
-            return Check(False, f"the chain did not answer within {self.config.probe_timeout:g} s")
+            before = f" (the last probe: {self._last_error})" if self._last_error else ""
+            return Check(False, f"the chain did not answer within {self.config.probe_timeout:g} s{before}")
         except ConaError as exc:
-            return Check(False, f"the chain does not answer: {exc.message}")
+            self._last_error = f"the chain does not answer: {exc.message}"
+            return Check(False, self._last_error)
+        self._last_error = None
         number, stamp = int(head["number"], 16), int(head["timestamp"], 16)
         wait = self.writer.oldest_wait() if self.writer is not None else None
         if wait is not None and wait > self.config.mine_stall:
