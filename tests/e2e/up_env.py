@@ -7,15 +7,17 @@ whole tree, nothing graceful). ``Buyer`` is a fresh key funded from a developmen
 through the market's ``/rpc`` (signed raw transactions only), with money deposited in the
 market; it signs EIP-712 order intents with nonces it counts itself (the contract takes a
 buyer's nonces in sequence) and places them with ``POST /v1/orders`` under an
-``Idempotency-Key``.
+``Idempotency-Key``. ``Clients`` runs one closed-loop client per buyer in a thread.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,7 @@ from marketplace.chain.contracts import Chain
 from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer, TxRequest
 from marketplace.client import ApiClient
+from marketplace.errors import ConaError
 from marketplace.engine.spec import Spec
 from marketplace.settings import PACKAGE_ROOT, ConaSettings
 
@@ -166,3 +169,61 @@ def rpc_chain(api: str) -> tuple[Chain, Market]:
         dep = client.deployment()
     chain = Chain.open(ConaSettings(chain="rpc", rpc_url=f"{api}/rpc"))
     return chain, Market.from_deployment(chain, dep)
+
+
+def audit(api: str, market: str, *args: str) -> tuple[int, Any]:
+    """``cona audit ARGS --json`` as an outsider runs it: the chain alone (the market's /rpc) and the
+    market's address, no state of its own; (exit status, the JSON document)."""
+    proc = subprocess.run([sys.executable, "-m", "marketplace.cli.main", "audit", *args, "--rpc-url", f"{api}/rpc",
+                           "--market", market, "--no-cache", "--json"], cwd=PACKAGE_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"cona audit {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-2000:]}") from None
+
+
+class Clients:
+    """One closed-loop client per buyer, in threads: each signs an order for ``share_milli`` of a GPU,
+    places it, and places the next once the engine has matched it (a lease on chain), until ``stop``.
+    ``placed``: Idempotency-Key -> the order id the API answered; ``bodies``: key -> the signed order
+    sent; ``cut``: key -> (buyer, signed body, error) of a request that got no answer (the client
+    stops there: its next nonce hangs on it)."""
+
+    def __init__(self, api: str, buyers: list[Buyer], deadline: int, *, share_milli: int = 125,
+                 poll: float = 0.1) -> None:
+        self.placed: dict[str, int] = {}
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.cut: dict[str, tuple[Buyer, dict[str, Any], str]] = {}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(api, b, deadline, share_milli, poll),
+                                          name=f"client-{i}", daemon=True) for i, b in enumerate(buyers)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self, api: str, buyer: Buyer, deadline: int, share_milli: int, poll: float) -> None:
+        with ApiClient(api, timeout=60) as client:
+            while not self._stop.is_set():
+                body, key = buyer.order(f"order {buyer.address} {buyer.nonce}", deadline=deadline,
+                                        share_milli=share_milli)
+                self.bodies[key] = body
+                try:
+                    oid = self.placed[key] = client.place_order(body, key)
+                    while not self._stop.is_set() and client.order(oid)["state"] == "open":
+                        time.sleep(poll)
+                except ConaError as exc:
+                    if key not in self.placed:
+                        self.cut[key] = (buyer, body, str(exc))
+                    return
+
+    def stop(self, timeout: float = 90.0) -> None:
+        """Stop placing; returns once every client has its last answer (or gave up on it)."""
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=timeout)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        assert not alive, f"clients still waiting for an answer: {alive}"
+
+    @property
+    def ids(self) -> list[int]:
+        return list(self.placed.values())
