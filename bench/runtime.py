@@ -11,7 +11,9 @@
   before it computes anything (target <= 300 ms);
 - ``native_start_ms_p50``: the same program through the native runtime (rlimits, its own
   session, a private directory);
-- ``container_overhead_ms_p50``: ``container_start_ms_p50 - native_start_ms_p50``.
+- ``container_overhead_ms_p50``: ``container_start_ms_p50 - native_start_ms_p50``;
+- ``artifact_put_mib_per_s`` (target >= 100) and ``artifact_get_mib_per_s``: a buyer's artifacts
+  through the market's API (``bench/artifacts.py``).
 
 The busybox image is built from Debian's busybox-static (no registry) and loaded once, before
 timing. ``quick`` runs a few iterations of each: a smoke test, not a measurement.
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import wasmtime
 
+from bench import artifacts
 from bench.stats import p50, rnd
 from provider_agent.runtime.container import ContainerConfig, ContainerJob, ContainerLimits, ContainerRuntime
 from provider_agent.runtime.images import sha256_file
@@ -100,6 +103,7 @@ def run(quick: bool = False) -> dict[str, float]:
     try:
         figures = wasm_figures(5 if quick else 200, root / "wasm")
         figures.update(container_figures(3 if quick else 30, root))
+        figures.update(artifacts.run(quick=quick))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     figures["runs"] = "quick" if quick else "full"

@@ -38,6 +38,15 @@ MAX_RPC_BATCH = 1000
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: largest JSON-RPC request body at ``/rpc`` (a batch of 1000 raw transactions of 2 KB fits)
 MAX_RPC_BODY_BYTES = 4 * 1024 * 1024
+#: largest order a buyer posts (``POST /v1/orders``): a spec's input is at most 1 MiB
+#: (``marketplace.engine.spec.MAX_INPUT_BYTES``), sent as hex, plus the intent, signature and a tier proof
+MAX_ORDER_BODY_BYTES = 2 * 1024 * 1024 + 64 * 1024
+#: largest result a provider uploads: a run's stdout is kept up to 16 MiB (the agents' ``max_output_bytes``)
+#: plus the result record's header and its manifest of output files
+MAX_RESULT_BODY_BYTES = 17 * 1024 * 1024
+#: largest body of the small documents: an LSA (a real one is under 1 KB), a heartbeat, a quote's
+#: requirement, a buyer's signed cancel or dispute, a development request
+MAX_SMALL_BODY_BYTES = 64 * 1024
 #: the interpreter's recursion limit in CONA's processes: py-evm's own EVM_RECURSION_LIMIT (module docstring)
 RECURSION_LIMIT = 1024 * 12
 

@@ -341,6 +341,8 @@ ImageOpt = typer.Option([], "--container-image", help="a registry image buyers m
                         "HOST/REPO:TAG / @sha256:...; repeatable")
 InsecureOpt = typer.Option([], "--container-insecure-registry", help="HOST:PORT of a registry reached without TLS")
 NetworkOpt = typer.Option(False, "--container-network", help="let containers whose order asks for it reach the network")
+WasmModulesOpt = typer.Option("all", "--wasm-modules", help="buyers' own wasm modules this agent runs besides the "
+                              "shipped ones: all, deterministic (no clock or random imports) or shipped (none)")
 
 
 @app.command()
@@ -368,7 +370,7 @@ def run(
         "fsize=MiB, procs=N, output=MiB"),
     containers: bool = ContainersOpt, container_limits: str = ContainerLimitsOpt,
     container_image: list[str] = ImageOpt, container_insecure_registry: list[str] = InsecureOpt,
-    container_network: bool = NetworkOpt,
+    container_network: bool = NetworkOpt, wasm_modules: str = WasmModulesOpt,
 ) -> None:
     """The provider daemon: advertise, heartbeat, accept, run, complete, settle, withdraw."""
     from provider_agent import daemon
@@ -394,7 +396,7 @@ def run(
             prices=tuple(account_mod.parse_prices(price)), stake=stake_wei, state_dir=state_dir,
             heartbeat_interval=heartbeat_interval, poll_interval=poll_interval, lsa_lifetime=lsa_lifetime,
             withdraw_every=withdraw_every, deployment_file=deployment, native_programs=programs,
-            native_limits=limits, containers=box[0], container_limits=box[1])
+            native_limits=limits, containers=box[0], container_limits=box[1], wasm_modules=wasm_modules)
         agent = daemon.Agent(cfg, ident.key, found.descriptor)
     except ConaError as exc:
         raise _fail(exc, False) from None

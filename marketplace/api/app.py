@@ -24,11 +24,12 @@ from typing import AsyncIterator
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from marketplace.api import problems
+from marketplace.api import bounds, problems
+from marketplace.api.bounds import BodyLimit
 from marketplace.api.deps import ApiState, Services
 from marketplace.api.metrics import Metrics, ObserveMiddleware
-from marketplace.api.routes import (audit, dashboard, events, heartbeats, lsas, ops, orders, providers, quotes, rpc,
-                                    topology)
+from marketplace.api.routes import (artifacts, audit, dashboard, dev, events, heartbeats, lsas, ops, orders,
+                                    providers, quotes, rpc, topology)
 
 __all__ = ["ApiState", "create_app"]
 
@@ -36,12 +37,15 @@ log = logging.getLogger(__name__)
 
 
 def routers(state: ApiState) -> list[APIRouter]:
-    """The routers ``state`` serves: every resource's, and the engine's when this process runs one."""
+    """The routers ``state`` serves: every resource's, the development endpoints on a development chain
+    (``routes.dev``), and the engine's when this process runs one."""
     always = [ops.router, rpc.router, audit.router, orders.router, topology.router, events.router, dashboard.router]
+    if dev.dev_chain(state):
+        always.append(dev.router)
     if state.engine is None:
         return always
     return always + [orders.engine_router, providers.engine_router, quotes.engine_router, lsas.engine_router,
-                     heartbeats.engine_router]
+                     heartbeats.engine_router, artifacts.engine_router]
 
 
 def create_app(state: ApiState) -> FastAPI:
@@ -59,8 +63,15 @@ def create_app(state: ApiState) -> FastAPI:
 
     app = FastAPI(title="CONA", version="0.1.0", lifespan=lifespan, responses=problems.PROBLEMS,
                   description="An open market for computing power, settled on an Ethereum chain.")
+    served = routers(state)
+    # every route, as declared: what the body limits and a 405's Allow are looked up in (the
+    # application's own route list holds the included routers, not their routes)
+    app.state.route_table = [route for router in served for route in router.routes]
+    # the last added is the outermost: the metrics see the bodies refused for their size too
+    app.add_middleware(BodyLimit, routes=app.state.route_table)
     app.add_middleware(ObserveMiddleware, metrics=metrics)
     problems.install(app)
-    for router in routers(state):
+    for router in served:
         app.include_router(router)
+    bounds.document(app)
     return app

@@ -37,6 +37,7 @@ from marketplace.api.metrics import Metrics
 from marketplace.api.orderbook import OrderPages
 from marketplace.api.problems import Unavailable
 from marketplace.api.readmodels import ReadModels
+from marketplace.api.sse import SharedRefresh
 from marketplace.api.topology_doc import TopologyDocs
 from marketplace.chain.audit import MARKET, REGISTRY, Auditor, check_address
 from marketplace.chain.contracts import Chain
@@ -72,6 +73,8 @@ class ApiState:
     indexer: EventIndexer | None = None
     #: what ``/healthz`` reports; None: a monitor of the chain and, when one runs, the engine's loop
     health: HealthMonitor | None = None
+    #: serve the development endpoints (``routes/dev``); None: when the chain id is a development chain's
+    dev: bool | None = None
 
 
 def market_at(chain: Chain, address: str) -> Market:
@@ -103,6 +106,8 @@ class Services:
         self.metrics = metrics
         self.index_lock = threading.Lock()
         self.feed: MarketFeed | None = None
+        #: the feed's snapshot as the server-sent event streams share it (``sse.SharedRefresh``)
+        self.live: SharedRefresh | None = None
         self.audit: Audit | None = None
         self.relay_market: Market | None = None
         self.read_models = ReadModels(state.engine) if state.engine is not None else None
@@ -142,6 +147,7 @@ class Services:
             self._failed["index"] = exc
             return
         self.feed = MarketFeed(indexer, market.address, lock=self.index_lock)
+        self.live = SharedRefresh(self.feed)
         self.audit = Audit(Auditor(market, indexer), self.index_lock)
         log.info("event index of market %s from block %d (%s)", market.address, indexer.cursor + 1,
                  "the API's own" if self._owned is not None else "shared")
@@ -172,6 +178,11 @@ class Services:
             raise self._failure("index") or ChainUnavailable(
                 NOT_DEPLOYED, hint="deploy it (`cona deploy`) or start with `cona up`")
         return self.feed
+
+    def require_live(self) -> SharedRefresh:
+        self.require_feed()
+        assert self.live is not None
+        return self.live
 
     def require_audit(self) -> Audit:
         if self.audit is None:

@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from marketplace.api.schemas import Problem
 from marketplace.errors import ConaError, InputError
@@ -89,8 +90,24 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, "HTTP error", str(exc.detail), code=f"http-{exc.status_code}",
-                   instance=request.url.path)
+    answer = problem(exc.status_code, "HTTP error", str(exc.detail), code=f"http-{exc.status_code}",
+                     instance=request.url.path)
+    for name, value in (exc.headers or {}).items():
+        answer.headers[name] = value
+    if exc.status_code == 405:
+        answer.headers["Allow"] = allowed_methods(request)
+    return answer
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (RFC 9110: a 405 names them in ``Allow``):
+    the router names only the first route that matched, and a path can be served by several."""
+    methods: set[str] = set()
+    for route in getattr(request.app.state, "route_table", None) or request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def install(app: FastAPI) -> None:

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from marketplace.api.openapi import DescribedBy
+from marketplace.api.workload_schemas import RuntimesOut, WorkloadIn, WorkloadOut
 
 Address = Annotated[str, Field(description="an account address, 0x-prefixed, checksummed")]
 Hex32 = Annotated[str, Field(description="32 bytes, 0x-prefixed hex", pattern=r"^0x[0-9a-fA-F]{64}$")]
@@ -124,31 +125,11 @@ class RequirementOut(BaseModel):
     cpu_milli: int
 
 
-class WasmWorkloadIn(BaseModel):
-    runtime: Literal["wasm"] = "wasm"
-    module: str = Field(description="a name from provider_agent/workloads/build/manifest.json")
-    input: str = Field("", description="the input bytes, hex")
-    fuel: int = Field(description="wasmtime fuel units to buy, 1..10^13")
-
-
-class WasmWorkload(BaseModel):
-    module: str
-    input: str = Field(description="the input bytes, lower-case hex without 0x")
-    fuel: int
-
-
-class NativeWorkload(BaseModel):
-    runtime: Literal["native"]
-    program: str = Field(description="a name from the provider's native allowlist")
-    input: str = Field(description="the input bytes, hex")
-    cpu_s: int = Field(description="CPU seconds to buy, 1..86400")
-
-
 class OrderSpecIn(BaseModel):
     """The order document: its digest (``spec_digest``) is the intent's ``requirement``."""
 
     requirement: RequirementIn
-    workload: WasmWorkloadIn | NativeWorkload
+    workload: WorkloadIn
     attachment: str = Field(description="the topology node the buyer sits at")
 
 
@@ -156,7 +137,7 @@ class OrderSpec(BaseModel):
     """The order document as the engine keeps it (normalised)."""
 
     requirement: RequirementOut
-    workload: WasmWorkload | NativeWorkload
+    workload: WorkloadOut
     attachment: str
 
 
@@ -367,6 +348,7 @@ class ProviderOut(BaseModel):
     load: float = Field(description="utilisation 0..1")
     lsa_sequence: int
     last_heartbeat: float | None = Field(description="engine clock, seconds")
+    runtimes: RuntimesOut
 
 
 # ---------------------------------------------------------------------------- topology

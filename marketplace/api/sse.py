@@ -2,10 +2,13 @@
 
 Each chain event is one record (``id: <block>-<log index>``, ``event:``, ``data:`` JSON), so a
 client that sends the last id back as ``Last-Event-ID`` resumes with no repeat and no gap.
-The generators poll the feed every ``POLL_S`` (its refresh is shared by every stream, chain
-reads in the thread pool) and sleep with ``asyncio.sleep`` in between: the event loop never
-waits on the chain. After ``KEEPALIVE_S`` of silence a ``: keep-alive`` comment keeps proxies
-from closing the connection.
+The generators poll the feed every ``POLL_S`` through one ``SharedRefresh`` per application: a
+snapshot younger than the feed's ``MIN_REFRESH_S`` is taken as it is, on the event loop, and
+otherwise one refresh runs in the thread pool while every stream that needs it awaits that one
+(so 200 subscribers cost a refresh every ``MIN_REFRESH_S``, not 800 thread-pool hops a second
+queueing behind each other and in front of new subscribers). They sleep with ``asyncio.sleep``
+in between: the event loop never waits on the chain. After ``KEEPALIVE_S`` of silence a
+``: keep-alive`` comment keeps proxies from closing the connection.
 
 Invariant: an order stream ends, with ``event: end``, exactly when it has sent every event of
 its order up to the one that made it final.
@@ -22,7 +25,7 @@ from typing import Any, AsyncIterator
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from marketplace.api.feed import MarketFeed, Snapshot, event_id
+from marketplace.api.feed import MIN_REFRESH_S, MarketFeed, Snapshot, event_id
 from marketplace.api.problems import PROBLEMS
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,28 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
           "content": {MEDIA_TYPE: {"schema": {"type": "string"}}}},
     **PROBLEMS,
 }
+
+
+class SharedRefresh:
+    """The feed's snapshot for the streams of one application (one event loop): kept if fresh, else
+    one refresh in the thread pool that every caller awaits (single flight)."""
+
+    def __init__(self, feed: MarketFeed) -> None:
+        self.feed = feed
+        self._inflight: asyncio.Future[Snapshot] | None = None
+
+    async def snapshot(self) -> Snapshot:
+        snap = self.feed.peek(MIN_REFRESH_S)
+        if snap is not None:
+            return snap
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(run_in_threadpool(self.feed.refresh))
+            self._inflight.add_done_callback(self._done)
+        # shielded: a client that goes away does not cancel the refresh the others await
+        return await asyncio.shield(self._inflight)
+
+    def _done(self, _: Any) -> None:
+        self._inflight = None
 
 
 def record(ev_id: str | None, name: str, data: Any) -> bytes:
@@ -64,7 +89,7 @@ class _Quiet:
         return None
 
 
-async def order_stream(request: Request, feed: MarketFeed, snap: Snapshot, order_id: int,
+async def order_stream(request: Request, live: SharedRefresh, snap: Snapshot, order_id: int,
                        after: tuple[int, int]) -> AsyncIterator[bytes]:
     """Order ``order_id``'s transitions after position ``after``, live, then ``end`` once it is final."""
     pos, quiet, current = after, _Quiet(), snap
@@ -87,14 +112,14 @@ async def order_stream(request: Request, feed: MarketFeed, snap: Snapshot, order
         if beat is not None:
             yield beat
         await asyncio.sleep(POLL_S)
-        current = await run_in_threadpool(feed.refresh)
+        current = await live.snapshot()
 
 
-async def market_stream(request: Request, feed: MarketFeed, snap: Snapshot,
+async def market_stream(request: Request, live: SharedRefresh, snap: Snapshot,
                         after: tuple[int, int]) -> AsyncIterator[bytes]:
     """``hello``, then every market and registry event after position ``after``, live. Never ends."""
     pos, quiet, current = after, _Quiet(), snap
-    yield record(None, "hello", {"market": feed.market, "block": current.block})
+    yield record(None, "hello", {"market": live.feed.market, "block": current.block})
     while True:
         for ev in current.since(pos):
             pos = ev.position
@@ -106,4 +131,4 @@ async def market_stream(request: Request, feed: MarketFeed, snap: Snapshot,
         if beat is not None:
             yield beat
         await asyncio.sleep(POLL_S)
-        current = await run_in_threadpool(feed.refresh)
+        current = await live.snapshot()

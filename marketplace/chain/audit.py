@@ -52,8 +52,9 @@ from marketplace.chain.client import EscrowCheck
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer, IndexedEvent
-from marketplace.chain.lifecycle import (MONEY_EVENTS, ORDER_EVENTS, PROVIDER_EVENTS, LifecycleViolation, OrderFold,
-                                         ProviderFold, ProviderStatus, fold_order, fold_provider, replay_order)
+from marketplace.chain.lifecycle import (LEASE_ENDINGS, MONEY_EVENTS, ORDER_EVENTS, PAYING_EVENTS, PROVIDER_EVENTS,
+                                         LifecycleViolation, OrderFold, ProviderFold, ProviderStatus, fold_order,
+                                         fold_provider, replay_order)
 from marketplace.chain.market import Market, Order
 from marketplace.chain.registry import Registry
 from marketplace.chain.writer import Receipt
@@ -361,12 +362,6 @@ class Auditor:
                            tuple(problems))
 
 
-#: transitions that move money between escrow, balances and the registry
-MONEY_MOVES = ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved", "Expired", "DisputeLapsed")
-#: events that end a provider's hold on a lease (the provider named by ``provider`` or ``late``)
-LEASE_ENDINGS = ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut", "Expired", "DisputeLapsed")
-
-
 class MarketBooks:
     """The market's books replayed from its events: every account's withdrawable balance, the escrow
     left in each order (``lifecycle.fold_order``), and what the contract holds. Fed in chain order."""
@@ -405,7 +400,7 @@ class MarketBooks:
         elif name == "BurnFlushed":
             self.burn_backlog -= as_int(a["amount"])
             self.held -= as_int(a["amount"])
-        elif name in MONEY_MOVES:
+        elif name in PAYING_EVENTS:
             oid = as_int(a["order"])
             if oid not in self.orders:
                 self.problems.append(f"{name} of order {oid} at block {ev.block_number} before its OrderPlaced")

@@ -96,6 +96,9 @@ class ChainBackend(ABC):
     """What CONA needs of a chain. Subclasses implement ``_send`` and the test controls."""
 
     name: str = "abstract"
+    #: the node answers ``cona_sendRawTransactionIfSucceeds`` (refuses, rather than mines, a transaction
+    #: whose execution fails): the embedded chain does
+    refuses_failed_sends: bool = False
 
     def __init__(self) -> None:
         self._chain_id: int | None = None
@@ -266,6 +269,7 @@ class EmbeddedBackend(ChainBackend):
     """
 
     name = "embedded"
+    refuses_failed_sends = True
 
     def __init__(self, mnemonic: str, accounts: int = 20, *, data_dir: Path | None = None,
                  clock: "ChainClock | None" = None) -> None:

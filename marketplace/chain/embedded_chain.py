@@ -11,7 +11,9 @@ clock, and after an idle minute the next block was stamped a minute late. Here:
   (Ethereum's consensus rule), so ``HonestClockVM`` relaxes that one check to "not earlier";
 - with a directory (``open_embedded(data_dir=...)``), ``durable.BlockJournal`` keeps every
   canonical block on disk before the call that mined it is answered, and ``durable.open_durable``
-  replays the log on start (see there).
+  replays the log on start (see there);
+- while ``refuse_failures`` is set (``EmbeddedRpc``'s ``cona_sendRawTransactionIfSucceeds``), a
+  transaction whose execution fails is refused instead of mined (``apply_unless_failed``).
 
 Invariant: a block's timestamp is at most the wall clock plus the development offset, and never
 below its parent's.
@@ -89,15 +91,45 @@ def chain_class(clock: ChainClock) -> type[MiningChain]:
             if stamp != self.header.timestamp:
                 self.header = self.header.copy(timestamp=stamp)
 
+        #: set by ``EmbeddedRpc`` while it answers ``cona_sendRawTransactionIfSucceeds``: a transaction
+        #: whose execution fails is refused (``TransactionFailed`` with the revert bytes) instead of
+        #: mined as failed: no block, no nonce used, no fee charged
+        refuse_failures = False
+
         def apply_transaction(self, transaction: Any) -> Any:
             self.restamp()
-            return super().apply_transaction(transaction)
+            if not self.refuse_failures:
+                return super().apply_transaction(transaction)
+            return apply_unless_failed(self, transaction)
 
         def mine_block_extended(self, *args: Any, **kwargs: Any) -> Any:
             self.restamp()
             return super().mine_block_extended(*args, **kwargs)
 
     return EmbeddedMiningChain
+
+def apply_unless_failed(chain: MiningChain, transaction: Any) -> Any:
+    """``MiningChain.apply_transaction`` (py-evm 0.12: the same public calls in the same order), with the
+    execution checked before anything is persisted: a failed one is refused with ``TransactionFailed``
+    carrying the revert bytes, and its VM dropped unpersisted (``get_vm`` builds a new one, with its own
+    state over the database, on every call; only ``state.persist`` writes to the database and only the
+    header names the pending block), so the sender's fee and nonce are as before. One EVM run where a
+    simulation and a send are two (the embedded chain's placements, marketplace.engine.placing)."""
+    vm = chain.get_vm(chain.header)
+    base_block = vm.get_block()
+    receipt, computation = vm.apply_transaction(base_block.header, transaction)
+    if computation.is_error:
+        reason = computation.error.args[0] if computation.error.args else b""
+        raise TransactionFailed(reason if isinstance(reason, bytes) else str(reason))
+    header_with_receipt = vm.add_receipt_to_header(base_block.header, receipt)
+    vm.state.persist()
+    new_header = header_with_receipt.copy(state_root=vm.state.state_root)
+    transactions = base_block.transactions + (transaction,)
+    receipts = base_block.get_receipts(chain.chaindb) + (receipt,)
+    new_block = vm.set_block_transactions_and_withdrawals(base_block, new_header, transactions, receipts)
+    chain.header = new_block.header
+    return new_block, receipt, computation
+
 
 class _EmbeddedEvm(PyEVMBackend):
     """eth-tester's py-evm backend around a chain built here (its own constructor builds its own),

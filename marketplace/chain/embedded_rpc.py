@@ -7,7 +7,9 @@ the embedded chain behaves like a node: the writer uses it directly, and the API
 serves it at ``/rpc``.
 
 Only what a node's clients need is implemented; an unknown method answers the
-standard "method not found" error.
+standard "method not found" error. One method is CONA's own: ``cona_sendRawTransactionIfSucceeds``
+(a transaction that would fail is refused rather than mined: see ``embedded_chain``), which the
+engine's placements use and the API's ``/rpc`` never relays.
 
 Hot reads are cheap, because every reader in ``cona up`` shares one interpreter with the API
 (``cona bench api``): ``eth_blockNumber`` is read from the chain's pending header without the
@@ -115,8 +117,9 @@ _LOCK_FREE = frozenset({"eth_blockNumber", "eth_chainId", "net_version", "web3_c
 #: mined blocks kept encoded (per head: the cache is dropped whenever the head moves)
 MAX_KEPT_BLOCKS = 64
 #: methods that may change the chain (and so the block log); anything else only reads
-WRITES = frozenset({"eth_sendRawTransaction", "eth_sendTransaction", "evm_mine", "anvil_mine", "evm_revert",
-                    "evm_increaseTime", "evm_setNextBlockTimestamp", "evm_setAutomine"})
+WRITES = frozenset({"eth_sendRawTransaction", "cona_sendRawTransactionIfSucceeds", "eth_sendTransaction",
+                    "evm_mine", "anvil_mine", "evm_revert", "evm_increaseTime", "evm_setNextBlockTimestamp",
+                    "evm_setAutomine"})
 
 
 class EmbeddedRpc:
@@ -292,6 +295,18 @@ class EmbeddedRpc:
 
     def rpc_eth_sendRawTransaction(self, raw: str) -> str:
         return self.tester.send_raw_transaction(raw)
+
+    def rpc_cona_sendRawTransactionIfSucceeds(self, raw: str) -> str:
+        """``eth_sendRawTransaction``, except that a transaction whose execution fails is refused (error 3
+        with the revert bytes, as a failed ``eth_call``) rather than mined as failed: the simulation and
+        the send in one EVM run. CONA's own writer uses it (``transact_many(if_succeeds=True)``); the
+        API's ``/rpc`` does not serve it."""
+        chain = self.tester.backend.chain
+        chain.refuse_failures = True
+        try:
+            return self.tester.send_raw_transaction(raw)
+        finally:
+            chain.refuse_failures = False
 
     def rpc_eth_getTransactionReceipt(self, tx_hash: str) -> Any:
         receipt = self.tester.get_transaction_receipt(tx_hash)

@@ -97,6 +97,11 @@ ORDER_EVENTS = tuple(TRANSITIONS)
 #: events about an order's money that do not move it: slashed stake set aside for burning
 MONEY_EVENTS = ("Burned",)
 
+#: transitions that move money (pay a provider and the fee, refund or compensate the buyer)
+PAYING_EVENTS = ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved", "Expired", "DisputeLapsed")
+#: transitions that end a provider's hold on a lease (the provider is named by ``provider`` or ``late``)
+LEASE_ENDINGS = ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut", "Expired", "DisputeLapsed")
+
 #: events whose target state does not depend on their arguments
 _FIXED_TARGET: Mapping[str, OrderState] = {
     "OrderPlaced": OrderState.OPEN, "Assigned": OrderState.ASSIGNED, "Accepted": OrderState.RUNNING,
@@ -105,7 +110,8 @@ _FIXED_TARGET: Mapping[str, OrderState] = {
     "DisputeLapsed": OrderState.RESOLVED,
 }
 #: events that hand the lease to the next backup, or refund the buyer when none is left
-_HANDOVER = ("AcceptanceTimedOut", "OrderFailed")
+HANDOVERS = ("AcceptanceTimedOut", "OrderFailed")
+_HANDOVER = HANDOVERS
 
 #: the registry's status after each event that changes it
 PROVIDER_STATUS_AFTER: Mapping[str, ProviderStatus] = {

@@ -410,9 +410,11 @@ class Market(ContractClient):
     def decode(self, receipt: Receipt) -> Tx:
         return Tx(receipt, tuple(self._decode(receipt)))
 
-    def send_many(self, sender: Any, reqs: Iterable[TxRequest]) -> list[Tx]:
-        """Sends requests from one account as one batch; reverted ones carry ``receipt.error``."""
-        return [self.decode(r) for r in self.chain.writer.transact_many(as_signer(sender), list(reqs))]
+    def send_many(self, sender: Any, reqs: Iterable[TxRequest], *, if_succeeds: bool = False) -> list[Tx]:
+        """Sends requests from one account as one batch; reverted ones carry ``receipt.error``.
+        ``if_succeeds``: see ``TransactionWriter.transact_many``."""
+        return [self.decode(r) for r in self.chain.writer.transact_many(as_signer(sender), list(reqs),
+                                                                        if_succeeds=if_succeeds)]
 
 
 def skip_reason(value: int) -> str:

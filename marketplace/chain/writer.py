@@ -285,16 +285,23 @@ class TransactionWriter:
             raise receipt.error
         return receipt
 
-    def transact_many(self, sender: Any, reqs: Sequence[TxRequest], *, wait: bool = True) -> list[Receipt]:
+    def transact_many(self, sender: Any, reqs: Sequence[TxRequest], *, wait: bool = True,
+                      if_succeeds: bool = False) -> list[Receipt]:
         """Sign all, send them as one JSON-RPC batch, then fetch receipts as a batch.
 
         Reverted transactions come back with ``status == 0`` and a decoded ``error``;
-        they are not raised, because the others in the batch still happened.
+        they are not raised, because the others in the batch still happened. ``if_succeeds``
+        (a node with ``backend.refuses_failed_sends`` only): a transaction whose execution would
+        fail is refused by the node instead of mined, and raised as ``TransactionReverted``;
+        nothing is spent and its nonce is not used.
         """
         signer = as_signer(sender)
         addr = signer.address
+        if if_succeeds and not self.backend.refuses_failed_sends:
+            raise ChainError(f"{self.backend.describe()} cannot refuse a failing transaction; simulate it first")
+        method = "cona_sendRawTransactionIfSucceeds" if if_succeeds else "eth_sendRawTransaction"
         with self._lock_for(addr):
-            hashes = self._send_signed(signer, list(reqs))
+            hashes = self._send_signed(signer, list(reqs), method)
         if not wait:
             return []
         receipts = self.wait_receipts(hashes)
@@ -305,7 +312,7 @@ class TransactionWriter:
             out.append(rec)
         return out
 
-    def _send_signed(self, signer: Signer, reqs: list[TxRequest]) -> list[str]:
+    def _send_signed(self, signer: Signer, reqs: list[TxRequest], method: str = "eth_sendRawTransaction") -> list[str]:
         addr = signer.address
         pending: list[tuple[int, TxRequest, bytes, str]] = []  # index, req, raw, hash
         hashes: list[str | None] = [None] * len(reqs)
@@ -323,7 +330,7 @@ class TransactionWriter:
             pending.append((i, req, raw, h))
 
         for attempt in range(3):
-            answers = self.backend.batch(("eth_sendRawTransaction", ["0x" + raw.hex()]) for _, _, raw, _ in pending)
+            answers = self.backend.batch((method, ["0x" + raw.hex()]) for _, _, raw, _ in pending)
             retry: list[tuple[int, TxRequest, bytes, str]] = []
             for (i, req, raw, h), ans in zip(pending, answers):
                 if not isinstance(ans, RpcError):

@@ -90,7 +90,12 @@ def connect(api: Optional[str]) -> RemoteMarket:
 
 def require_dev_chain(m: RemoteMarket, what: str) -> None:
     """Refuse ``what`` unless the market's chain is a local development chain."""
-    if not m.is_dev:
-        raise Rejected(f"{what} works on local development chains only; chain {m.chain_id} is not one",
+    require_dev_chain_id(m.chain_id, what)
+
+
+def require_dev_chain_id(chain_id: int, what: str) -> None:
+    """Refuse ``what`` unless ``chain_id`` is a local development chain's."""
+    if int(chain_id) not in DEV_CHAIN_IDS:
+        raise Rejected(f"{what} works on local development chains only; chain {chain_id} is not one",
                        reason="not-a-dev-chain", field="chain_id",
                        hint=f"development chain ids: {', '.join(f'{k} ({v})' for k, v in DEV_CHAIN_IDS.items())}")

@@ -10,6 +10,7 @@ the registry's ``minStake``. ``project(addr)`` is the matcher's view of one prov
 - attachment node from the LSA when it is a node of the engine's topology (else none);
 - price: ``price(addr, device_class)``, the one price rule: the LSA's price for that class,
   never above the registered price;
+- the runtimes it serves from the LSA's RUNTIMES TLV (none: the shipped wasm modules only);
 - domain and stake from the registry; status ACTIVE, DRAINING (paused, unbonding), RETIRED
   (exited) or OFFLINE (heartbeats missed).
 
@@ -176,4 +177,4 @@ class ProviderTable:
         av = {a.device_class: a for a in lsa.availability}
         load = av[cls].load_bp / 10_000 if cls in av else 0.0
         return Provider(addr, lsa.descriptor, attach, self.price(addr, int(cls)), info.domain, status, info.stake,
-                        min(1.0, load), self.clock(), 1.0)
+                        min(1.0, load), self.clock(), 1.0, lsa.runtimes)

@@ -147,6 +147,11 @@ class DevicePool:
         self._free = {k: list(v) for k, v in kinds.items()}
         self._lock = threading.Lock()
 
+    def kinds(self) -> tuple[str, ...]:
+        """The CDI kinds this pool hands out (free now or not)."""
+        with self._lock:
+            return tuple(sorted(self._free))
+
     def take(self, kind: str, count: int) -> tuple[str, ...]:
         with self._lock:
             free = self._free.get(kind)

@@ -11,7 +11,9 @@ Two sources, each checked before anything runs:
   architecture, or bytes whose sha256 is not the digest named: one ``ImageRejected`` each;
 - a **registry reference** (``host[:port]/path[:tag|@sha256:...]``) that matches the provider's
   allowlist (``RegistryPolicy``): an entry is a repository (any tag or digest of it) or one
-  exact reference. Anything else is refused before a pull is attempted.
+  exact reference. Anything else is refused before a pull is attempted. References, the
+  allowlist and ``ImageRejected`` are defined in ``marketplace.resources.runtimes`` (the engine's
+  matching reads them too) and re-exported here.
 
 Pure apart from reading the archive file: no podman here (``container.ImageStore`` loads what
 this module accepted).
@@ -26,29 +28,21 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
-from marketplace.errors import InputError
+from marketplace.resources.runtimes import GOARCH, ImageRef, ImageRejected, RegistryPolicy, goarch, parse_ref
+
+__all__ = ["GOARCH", "ArchiveInfo", "ImageRef", "ImageRejected", "RegistryPolicy", "archive_arches", "host_arch",
+           "inspect_archive", "parse_ref", "sha256_file"]
 
 INDEX = "application/vnd.oci.image.index.v1+json"
 MANIFESTS = ("application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
-#: the Go names of architectures (what an image config says) by Python's platform.machine()
-GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
-          "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64", "i686": "386", "loongarch64": "loong64"}
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REF = re.compile(r"^(?P<repo>[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)"
-                  r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
-
-
-class ImageRejected(InputError):
-    """An image this provider will not run (corrupt, another architecture, not allowed)."""
-
-    code = "image-rejected"
 
 
 def host_arch() -> str:
-    machine = platform.machine().lower()
-    return GOARCH.get(machine, machine)
+    """This machine's architecture in Go's names (what an image config says)."""
+    return goarch(platform.machine())
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +71,8 @@ def sha256_file(path: Path) -> str:
 
 def _bad(path: Path, why: str) -> ImageRejected:
     return ImageRejected(f"{path.name} is not a usable OCI archive: {why}", field="image",
-                         hint="make one with `podman save --format oci-archive -o FILE IMAGE`")
+                         hint="make one with `cona artifact image ROOTFS --out FILE` or `podman save --format "
+                              "oci-archive -o FILE IMAGE`")
 
 
 def _json(tar: tarfile.TarFile, name: str, path: Path, digest: str | None = None) -> dict:
@@ -134,6 +129,33 @@ def _pick_manifest(tar: tarfile.TarFile, path: Path, arch: str) -> dict:
                         hint=f"build the image for {arch}")
 
 
+def archive_arches(path: Path) -> tuple[str, ...]:
+    """The architectures an OCI archive has images for (from its index, or its one manifest's
+    config), without checking the blobs: ``inspect_archive`` each of them to check it."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            entries = _json(tar, "index.json", path).get("manifests")
+            if not isinstance(entries, list) or not entries:
+                raise _bad(path, "index.json lists no manifest")
+            if entries[0].get("mediaType") == INDEX:
+                entries = _json(tar, _blob(entries[0].get("digest"), path), path).get("manifests")
+                if not isinstance(entries, list) or not entries:
+                    raise _bad(path, "the image index lists no manifest")
+            found = set()
+            for entry in entries:
+                arch = (entry.get("platform") or {}).get("architecture") if isinstance(entry, dict) else None
+                if arch is None:  # one manifest without a platform: its config says
+                    manifest = _json(tar, _blob(entry.get("digest"), path), path)
+                    arch = _json(tar, _blob((manifest.get("config") or {}).get("digest"), path), path).get(
+                        "architecture")
+                if not isinstance(arch, str) or not arch:
+                    raise _bad(path, "an image names no architecture")
+                found.add(arch)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise _bad(path, f"not a readable tar ({exc})") from None
+    return tuple(sorted(found))
+
+
 def inspect_archive(path: Path, digest: str | None = None, arch: str | None = None) -> ArchiveInfo:
     """Check an OCI archive completely (see the module docstring); ``digest``: the sha256 hex the
     buyer named, checked against the file's bytes first."""
@@ -174,52 +196,3 @@ def _check_layer(tar: tarfile.TarFile, layer: object, path: Path) -> int:
     if "sha256:" + h.hexdigest() != digest:
         raise _bad(path, f"layer {digest[:19]}... does not hash to its digest")
     return size
-
-
-@dataclass(frozen=True, slots=True)
-class ImageRef:
-    """A parsed registry reference: ``repository`` (with its host), and a tag and/or digest."""
-
-    repository: str
-    tag: str | None
-    digest: str | None
-
-    @property
-    def host(self) -> str:
-        return self.repository.split("/", 1)[0]
-
-    def __str__(self) -> str:
-        return self.repository + (f":{self.tag}" if self.tag else "") + (f"@{self.digest}" if self.digest else "")
-
-
-def parse_ref(text: str) -> ImageRef:
-    """``host[:port]/path[:tag][@sha256:...]``; the host is required (no implicit docker.io)."""
-    m = _REF.match(text.strip())
-    if not m or ("." not in m["repo"].split("/")[0] and ":" not in m["repo"].split("/")[0]
-                 and m["repo"].split("/")[0] != "localhost"):
-        raise ImageRejected(f"{text!r} is not a registry reference with a host", field="image",
-                            hint="HOST[:PORT]/PATH[:TAG][@sha256:DIGEST], e.g. localhost:5000/tools/busybox:1")
-    return ImageRef(m["repo"], m["tag"], m["digest"])
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryPolicy:
-    """The provider's allowlist of registry images (empty: registry references are refused)."""
-
-    allowed: tuple[ImageRef, ...] = ()
-
-    @classmethod
-    def of(cls, entries: Iterable[str]) -> RegistryPolicy:
-        return cls(tuple(parse_ref(e) for e in entries))
-
-    def check(self, text: str) -> ImageRef:
-        """The reference, when an entry allows it: a bare repository allows every tag and digest of
-        it; an entry with a tag or digest allows exactly that."""
-        ref = parse_ref(text)
-        for entry in self.allowed:
-            if entry.repository != ref.repository:
-                continue
-            if (entry.tag is None or entry.tag == ref.tag) and (entry.digest is None or entry.digest == ref.digest):
-                return ref
-        raise ImageRejected(f"{ref} is not on this provider's image allowlist", field="image",
-                            hint="the provider allows: " + (", ".join(map(str, self.allowed)) or "no registry image"))

@@ -139,6 +139,30 @@ def check_imports(imports: Sequence[tuple[str, str]], deterministic: bool) -> No
                  "by re-execution)", field="module")
 
 
+def compile_command(engine: wasmtime.Engine, module: bytes) -> wasmtime.Module:
+    """``module`` compiled, when it validates and is a WASI command (exports ``_start``); else
+    ``WorkloadRejected`` with the validator's reason."""
+    try:
+        wasmtime.Module.validate(engine, module)
+        compiled = wasmtime.Module(engine, module)
+    except wasmtime.WasmtimeError as exc:
+        reason = " ".join(str(exc).split())  # wasmtime spreads one reason over lines (e.g. the magic bytes)
+        raise WorkloadRejected(f"not a valid WebAssembly module: {reason[:300]}", field="module") from None
+    if "_start" not in {e.name for e in compiled.exports}:
+        raise WorkloadRejected("the module has no _start export (a WASI command)", field="module")
+    return compiled
+
+
+def module_imports(module: bytes, engine: wasmtime.Engine | None = None) -> tuple[tuple[str, str], ...]:
+    """What a module imports, once it is known to be a usable workload in some run: it validates, is a
+    command, and imports nothing a run never offers (a deterministic run may still refuse its clock
+    or random imports: ``check_imports(imports, True)``). The market checks an uploaded module so."""
+    compiled = compile_command(engine or wasmtime.Engine(), module)
+    imports = tuple(sorted((i.module, i.name) for i in compiled.imports))
+    check_imports(imports, deterministic=False)
+    return imports
+
+
 class EpochTicker:
     """Advances an engine's epoch every ``TICK`` seconds while at least one run is active."""
 
@@ -222,14 +246,7 @@ class WasmRuntime:
             cached = self._modules.get(digest)
         if cached is not None:
             return cached
-        try:
-            wasmtime.Module.validate(self.engine, module)
-            compiled = wasmtime.Module(self.engine, module)
-        except wasmtime.WasmtimeError as exc:
-            reason = next((ln.strip() for ln in reversed(str(exc).splitlines()) if ln.strip()), str(exc))
-            raise WorkloadRejected(f"not a valid WebAssembly module: {reason}", field="module") from None
-        if "_start" not in {e.name for e in compiled.exports}:
-            raise WorkloadRejected("the module has no _start export (a WASI command)", field="module")
+        compiled = compile_command(self.engine, module)
         with self._lock:
             self._modules[digest] = compiled
         return compiled

@@ -89,9 +89,12 @@ def test_problem_details_name_the_field(api):
     body = _order_body(w)
     r = client.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-2"})
     assert r.status_code == 201
-    other = _order_body(w, buyer=7)
-    r = client.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-2"})
+    mine = _order_body(w)  # the same buyer's next order under the same key: a conflict
+    r = client.post("/v1/orders", json=mine, headers={"Idempotency-Key": "k-2"})
     assert r.status_code == 409 and r.json()["field"] == "Idempotency-Key"
+    other = _order_body(w, buyer=7)  # another buyer's "k-2" is another key (keys are scoped per buyer)
+    r = client.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-2"})
+    assert r.status_code == 201
     assert client.get("/v1/orders/999").status_code == 404
     hb = {"provider": w.signers[3].address, "sequence": 1, "timestamp": 1, "leases": [], "signature": "0x00"}
     r = client.post("/v1/heartbeats", json=hb)
@@ -168,7 +171,7 @@ def test_every_v1_operation_documents_a_typed_success_response(api):
             schemas = [c.get("schema", {}) for r in ok.values() for c in r.get("content", {}).values()]
             if not schemas or not all(_typed(s, components) for s in schemas):
                 untyped.append(f"{method.upper()} {path}")
-    assert operations == 22 and not untyped, untyped
+    assert operations == 25 and not untyped, untyped
     # the signed documents are described too, though the domain validates them as sent
     order_in = components["OrderIn"]["properties"]
     assert order_in["spec"]["properties"]["workload"] and order_in["intent"]["anyOf"][0]["properties"]["max_price"]

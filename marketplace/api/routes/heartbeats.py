@@ -11,14 +11,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
+from marketplace.api.bounds import declare_body_limit
 from marketplace.api.deps import EngineDep, ReadModelsDep
 from marketplace.api.openapi import DescribedBy
 from marketplace.api.schemas import Accepted, HeartbeatIn
+from marketplace.limits import MAX_SMALL_BODY_BYTES
 
 engine_router = APIRouter(prefix="/v1", tags=["providers"])
 
 
-@engine_router.post("/heartbeats", status_code=202, response_model=Accepted, summary="A provider's signed heartbeat")
+@engine_router.post("/heartbeats", status_code=202, response_model=Accepted, summary="A provider's signed heartbeat",
+                    openapi_extra=declare_body_limit(MAX_SMALL_BODY_BYTES))
 def post_heartbeat(engine: EngineDep, models: ReadModelsDep,
                    body: Annotated[dict[str, Any], DescribedBy(HeartbeatIn), Body()]) -> dict[str, Any]:
     engine.heartbeat(body)

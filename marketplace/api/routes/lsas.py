@@ -12,8 +12,10 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
+from marketplace.api.bounds import declare_body_limit
 from marketplace.api.deps import EngineDep, ReadModelsDep
 from marketplace.api.schemas import LsaOutcome
+from marketplace.convergence.lsa.wire import MAX_LSA_SIZE
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
 from marketplace.engine.errors import LsaRejected
 
@@ -21,6 +23,7 @@ engine_router = APIRouter(prefix="/v1", tags=["providers"])
 
 
 @engine_router.post("/lsas", status_code=202, response_model=LsaOutcome,
+                    openapi_extra=declare_body_limit(MAX_LSA_SIZE, json_depth=None),
                     summary="A provider's signed Compute LSA (raw bytes)")
 def post_lsa(engine: EngineDep, models: ReadModelsDep,
              body: bytes = Body(..., media_type="application/octet-stream")) -> dict[str, Any]:

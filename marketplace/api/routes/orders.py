@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from marketplace.api import sse
+from marketplace.api.bounds import declare_body_limit
 from marketplace.api.deps import EngineDep, ReadModelsDep, RelayMarketDep, Svc
 from marketplace.api.feed import MarketFeed, parse_event_id
 from marketplace.api.orderbook import MAX_LIMIT, STATE_NAMES, OrderPages, PageQuery, decode_cursor, parse_state
@@ -33,6 +34,7 @@ from marketplace.api.schemas import (Explanation, OrderIn, OrderPlaced, OrdersPa
                                      Relayed, ResultStored)
 from marketplace.chain.audit import check_address
 from marketplace.errors import InputError, NotFound
+from marketplace.limits import MAX_ORDER_BODY_BYTES, MAX_RESULT_BODY_BYTES, MAX_SMALL_BODY_BYTES
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 engine_router = APIRouter(prefix="/v1", tags=["orders"])
@@ -41,6 +43,12 @@ JSON = "application/json"
 OCTETS = "application/octet-stream"
 _BYTES = {"schema": {"type": "string", "format": "binary"}}
 _FORBIDDEN = {403: {**PROBLEMS[409], "description": "Signed by someone who does not own the order"}}
+#: what a refused placement answers (``engine.placing``: the contract's error, nothing sent)
+_REFUSED = {402: {**PROBLEMS[409], "description": "The buyer's deposit in the market does not cover the escrow"},
+            409: {**PROBLEMS[409], "description": "The intent's nonce is not the buyer's next, or the "
+                                                  "Idempotency-Key was used for another order of this buyer"},
+            503: {**PROBLEMS[503], "description": "The chain is unavailable, the market is paused, or too many "
+                                                  "orders are waiting (retry with the same Idempotency-Key)"}}
 
 
 class OctetStream(Response):
@@ -84,23 +92,26 @@ async def order_events(order_id: int, request: Request, services: Svc,
     after = parse_event_id(last_event_id) if last_event_id else (-1, -1)
     if order_id < 1:
         raise InputError(f"an order id is a positive integer, got {order_id}", field="order_id")
-    feed = services.require_feed()
-    snap = await run_in_threadpool(feed.refresh, max_age=0)
+    live = services.require_live()
+    snap = await live.snapshot()
+    if order_id not in snap.orders:  # placed since? read our writes: a refresh now, before a 404
+        snap = await run_in_threadpool(live.feed.refresh, max_age=0)
     if order_id not in snap.orders:
-        raise NotFound(f"no order {order_id} on market {feed.market} (as of block {snap.block})", field="order_id")
-    return StreamingResponse(sse.order_stream(request, feed, snap, order_id, after), media_type=sse.MEDIA_TYPE,
+        raise NotFound(f"no order {order_id} on market {live.feed.market} (as of block {snap.block})",
+                       field="order_id")
+    return StreamingResponse(sse.order_stream(request, live, snap, order_id, after), media_type=sse.MEDIA_TYPE,
                              headers=sse.HEADERS)
 
 
 @router.post("/orders/{order_id}/cancel", response_model=Relayed, response_model_exclude_unset=True,
-             responses=_FORBIDDEN,
+             responses=_FORBIDDEN, openapi_extra=declare_body_limit(MAX_SMALL_BODY_BYTES),
              summary="Relay the buyer's own signed ComputeMarket.cancel(id)")
 def post_cancel(order_id: int, body: RawTxIn, market: RelayMarketDep) -> dict[str, Any]:
     return relay(market, "cancel", order_id, body.raw_tx)
 
 
 @router.post("/orders/{order_id}/dispute", response_model=Relayed, response_model_exclude_unset=True,
-             responses=_FORBIDDEN,
+             responses=_FORBIDDEN, openapi_extra=declare_body_limit(MAX_SMALL_BODY_BYTES),
              summary="Relay the buyer's own signed ComputeMarket.dispute(id)")
 def post_dispute(order_id: int, body: RawTxIn, market: RelayMarketDep) -> dict[str, Any]:
     return relay(market, "dispute", order_id, body.raw_tx)
@@ -109,7 +120,8 @@ def post_dispute(order_id: int, body: RawTxIn, market: RelayMarketDep) -> dict[s
 # ---------------------------------------------------------------------------- the engine's
 
 
-@engine_router.post("/orders", status_code=201, response_model=OrderPlaced,
+@engine_router.post("/orders", status_code=201, response_model=OrderPlaced, responses=_REFUSED,
+                    openapi_extra=declare_body_limit(MAX_ORDER_BODY_BYTES),
                     summary="Place a signed order (or attach a spec to the buyer's own tx)")
 def post_order(engine: EngineDep, body: OrderIn,
                idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> dict[str, Any]:
@@ -140,6 +152,7 @@ def get_spec(order_id: int, engine: EngineDep) -> dict[str, Any]:
 
 
 @engine_router.post("/orders/{order_id}/result", status_code=201, response_model=ResultStored,
+                    openapi_extra=declare_body_limit(MAX_RESULT_BODY_BYTES, json_depth=None),
                     summary="The provider uploads the result bytes")
 def post_result(order_id: int, engine: EngineDep, body: bytes = Body(..., media_type=OCTETS)) -> dict[str, Any]:
     return {"id": order_id, "result": engine.submit_result(order_id, body)}
