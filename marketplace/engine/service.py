@@ -151,6 +151,11 @@ class Engine:
         self.queries = Queries(orders=self.orders, specs=self.specs, market=self.market, table=table,
                                matcher=self.matcher, monitor=self.monitor, store=self.store, routing=self.routing,
                                topology_name=topo_name or "-", sync=self.events.sync, lock=self.lock, clock=clock)
+        self._recover()
+
+    def _recover(self) -> None:
+        """Resume from the state directory and the chain: the stored LSAs, every order from the
+        indexed events, the providers (``_resume_providers``), the specs staged before a crash."""
         self.intake.restore()
         with self.lock:
             self.events.recover()
