@@ -29,7 +29,8 @@ MI100 demo agents) can serve and the backlog left at the end drains in seconds.
    - the agents' lease journals as they were (append-only: the old lines are a prefix), and every
      lease in flight carried to completion by the resumed agents;
    - no provider slashed across the restart (the engine gives resuming agents a grace to be heard
-     and offers a restored provider orders only once heard); the escrow balanced.
+     and offers a restored provider orders only once heard), their stakes as before; the escrow
+     balanced.
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ def test_kill_9_of_the_whole_market_mid_flow_loses_nothing_and_pays_nothing_twic
     first = market.contract.get_logs(world.start_block, event="Completed")[0].args["order"]
     clients = Clients(up.api, world.buyers, world.deadline)
     time.sleep(MID_FLOW_S)
+    names = [p.name for p in demo.DEMO_PROVIDERS[:PROVIDERS]]
+    stakes = {n: market.registry.provider(_address(n)).stake for n in names}
     journals = _journals(world.data)
     kill_block = world.chain.backend.block_number()
     world.chain.close()
@@ -235,3 +238,4 @@ def test_kill_9_of_the_whole_market_mid_flow_loses_nothing_and_pays_nothing_twic
     assert escrow["balanced"], escrow
     slashes = market.registry.contract.get_logs(kill_block, event="Slashed")
     assert slashes == [], [e.args for e in slashes]
+    assert {n: market.registry.provider(_address(n)).stake for n in names} == stakes  # stakes kept, none taken
