@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
 import sys
 import time
 from dataclasses import dataclass
