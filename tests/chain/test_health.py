@@ -1,8 +1,9 @@
 """``/healthz`` tells the truth (issue 13, "Bad input"): it reports a chain that does not answer or does
 not mine, and an engine loop that stopped turning, instead of always "ok".
 
-Each fault is real: a block log the disk has no room for, an embedded chain with automining off
-while the engine's writer waits for a receipt, a node that hangs (SIGSTOP: it takes connections and never answers), a node that is gone, a real-network node (anvil on a non-development chain id, not mining)
+Each fault is real: a block log the disk has no room for, an embedded chain with automining off while
+the engine's writer waits for a receipt, a node that hangs (SIGSTOP: it takes connections and never
+answers), a node that is gone, a real-network node (anvil on a non-development chain id, not mining)
 whose head grows old, an engine loop whose thread ended, one stuck behind its lock, and one whose
 every turn fails. The answer is a 503 problem detail naming what fails, with every check.
 """

@@ -6,9 +6,9 @@ matched it (a lease on chain), so the load follows what the three GPU providers 
 MI100 demo agents) can serve and the backlog left at the end drains in seconds.
 
 1. Load and fault: 20 clients for 30 s (``make test-deep``, ``CONA_DEEP=1``; the normal suite runs
-   the same for 15 s, killing at 4 s, to stay near a minute) while the L40S agent (near the buyers and cheap: it serves a
-   large share) is killed with SIGKILL; ``cona up``'s supervisor starts it again on its home. From
-   the chain's events and the API:
+   the same for 15 s, killing at 4 s, to stay near a minute) while the L40S agent (near the buyers
+   and cheap: it serves a large share) is killed with SIGKILL; ``cona up``'s supervisor starts it
+   again on its home. From the chain's events and the API:
    - every placement was answered with an order id, each id once;
    - no provider but the killed one was slashed, timed out on an acceptance or failed over: the
      honest clock keeps the 60 s acceptance window 60 real seconds under load (finding 2: 57

@@ -11,9 +11,9 @@ and a dual EPYC CPU server (no GPU). Buyers post EIP-712 signed orders to ``POST
     node without CPUs; both run their SHA-256 workload, commit keccak(result bytes), upload
     the bytes (the SHA-256 of the known input) and settle; the escrow balances.
 (b) A long nbody lease on a GPU: once it is Running and the workload started, its provider is
-    SIGKILLed (and not restarted). The engine notices the missing heartbeats, ``fail`` is mined (pro-rata pay for
-    the seconds served, a slice of the dead provider's stake to the buyer), the remainder goes
-    to the backup, whose agent accepts it from the ``OrderFailed`` event alone (no new
+    SIGKILLed (and not restarted). The engine notices the missing heartbeats, ``fail`` is mined
+    (pro-rata pay for the seconds served, a slice of the dead provider's stake to the buyer), the
+    remainder goes to the backup, whose agent accepts it from the ``OrderFailed`` event alone (no new
     ``Assigned``), runs it to the same bytes a re-run here gives, completes and settles; the
     buyer's escrow splits exactly into the two payments and the refund.
 
