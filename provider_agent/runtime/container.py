@@ -410,8 +410,10 @@ class ContainerRuntime:
             stdin.write(job.stdin)
             stdin.flush()
             stdin.seek(0)
+            # run from the agent's own storage: conmon drops an ``oom`` marker in its working directory
+            # when the kernel kills the container for memory, which must not land in the agent's
             proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True, cwd=self.storage / "tmp")
         out, err, killed_for = self._pump(proc, name, cgroup, limits)
         wall_ms = (time.perf_counter() - started) * 1000
         usage = cgroup.usage()
