@@ -31,9 +31,11 @@ test: bootstrap $(SLITHER_STAMP)
 	$(BIN)/python tools/slither/gate.py
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The long profiles (by hand, not in CI): the market's random-sequence test at depth on anvil.
+# The long profiles (by hand, not in CI): the market's random-sequence test at depth on anvil, and
+# the load-and-fault test at the issue's full 30 s of 20 clients (the normal suite runs 15 s).
 test-deep: bootstrap
-	CONA_DEEP=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/chain/test_market_stateful.py $(PYTEST_ARGS)
+	CONA_DEEP=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/chain/test_market_stateful.py \
+		tests/e2e/test_load_and_fault.py $(PYTEST_ARGS)
 
 # Static analysis alone: any High or Medium finding not triaged in place fails.
 slither: bootstrap $(SLITHER_STAMP)

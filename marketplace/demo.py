@@ -10,10 +10,15 @@ way any contributor's agent would: JSON-RPC to ``<api>/rpc`` and HTTP to the eng
 Invariants:
 - dev accounts 0 and 1 (the deployer and the orchestrator) and 3 and 5 (the README's buyers) are
   never given to a provider; providers take accounts 10 and up;
-- an agent's keystore and passphrase live in ``<state>/demo/<name>/`` (0600), and the
-  passphrase reaches the process through ``--passphrase-file``, never its arguments;
-- ``launch`` returns only once the engine has installed each provider's signed LSA, so
-  ``cona up`` prints a market that can take orders;
+- an agent's home is ``<data dir>/demo/<name>/``: its keystore and passphrase (0600; the
+  passphrase reaches the process through ``--passphrase-file``, never its arguments) and its
+  state directory (lease journal, writer journal, results). A home is kept across restarts of
+  ``cona up`` as long as it belongs to the same chain and market (``market.json``), so a
+  restarted agent resumes its leases; a home of another market is started afresh;
+- each agent runs under the supervisor with ``restart=True``: killed, it is started again on
+  the same home;
+- ``launch`` returns only once the engine has installed each provider's signed LSA and heard
+  from it, so ``cona up`` prints a market that can take orders;
 - every demo agent runs buyers' own wasm modules (the agent's default); the EPYC CPU server also
   runs buyers' container images (``--containers``) when this machine can (root, podman, runc).
 """
@@ -32,6 +37,7 @@ from typing import Any, Mapping
 
 from marketplace.chain.backends import dev_accounts
 from marketplace.client import ApiClient
+from marketplace.datadir import claim_for_market, market_mark
 from marketplace.errors import ConaError
 from marketplace.supervisor import ProcessFailed
 from provider_agent import keystore
@@ -41,6 +47,10 @@ log = logging.getLogger(__name__)
 PROFILES = Path(__file__).resolve().parent.parent / "provider_agent" / "profiles"
 FIRST_PROVIDER_ACCOUNT = 10
 GWEI = 10**9
+#: a demo provider stakes this many times the registry's minimum: a lease failed over costs 10% of
+#: the stake, so an agent that crashed mid-leases (and is started again) stays above the minimum
+#: and in the market, as a real provider with a margin would
+STAKE_MINIMUMS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +94,15 @@ def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *
     settings = running.settings
     project = settings.project()
     accounts = dev_accounts(project.mnemonic, FIRST_PROVIDER_ACCOUNT + len(providers))
-    stake = _min_stake(running) if stake is None else stake
+    stake = STAKE_MINIMUMS * _min_stake(running) if stake is None else stake
     addresses: list[str] = []
     children = []
     base = settings.state_dir / "demo"
+    mark = market_mark(running.deployment)
     for i, p in enumerate(providers):
         acct = accounts[FIRST_PROVIDER_ACCOUNT + i]
         home = base / p.name
-        # a previous run's keystore and journals belong to a chain that is gone (embedded) or reused
-        shutil.rmtree(home, ignore_errors=True)
-        home.mkdir(parents=True, exist_ok=True)
-        phrase_file = home / "passphrase"
-        fd = os.open(phrase_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(16) + "\n")
-        keystore.create(home / "keystore.json", phrase_file.read_text().strip(), key=bytes(acct.key), scrypt_n=2**14)
+        phrase_file = _home(home, mark, bytes(acct.key), acct.address)
         args = [sys.executable, "-m", "provider_agent.cli", "run",
                 "--keystore", str(home / "keystore.json"), "--passphrase-file", str(phrase_file),
                 "--profile", str(PROFILES / p.name), "--engine", (engines or {}).get(p.domain, running.api_url),
@@ -113,13 +117,31 @@ def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *
             else:
                 log.warning("demo provider %s runs no containers: %s", p.name, why_not)
         args += ["--stake", str(stake)]
-        children.append(running.supervisor.start(f"agent-{p.name}", args))
+        children.append(running.supervisor.start(f"agent-{p.name}", args, restart=True))
         addresses.append(acct.address)
         log.info("demo provider %s (%s) at node %s, domain %d", p.name, acct.address, p.attachment, p.domain)
     # all agents register and advertise at once; wait until the engine has every one
     with ApiClient(running.api_url, timeout=2.0) as api:
         _wait_listed(api, children, addresses, timeout, running.supervisor.log_dir)
     return addresses
+
+
+def _home(home: Path, mark: dict[str, Any], key: bytes, address: str) -> Path:
+    """The agent's home for this market, kept if it is this market's and holds this key's keystore,
+    else made afresh (keystore and passphrase); returns its passphrase file."""
+    kept = claim_for_market(home, mark, what="demo agent home")
+    phrase_file, store = home / "passphrase", home / "keystore.json"
+    if kept and phrase_file.exists() and store.exists() and keystore.address(store) == address:
+        return phrase_file
+    if kept:  # this market's home without a whole identity: nothing in it can be trusted
+        claim_for_market(home, mark, fresh=True, what="demo agent home")
+    tmp = home / "passphrase.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(16) + "\n")
+    tmp.replace(phrase_file)
+    keystore.create(store, phrase_file.read_text().strip(), key=key, scrypt_n=2**14)
+    return phrase_file
 
 
 def _wait_listed(api: ApiClient, children: list[Any], addresses: list[str], timeout: float, log_dir: Path) -> None:
@@ -146,9 +168,11 @@ def _min_stake(running: Any) -> int:
 
 
 def _listed(api: ApiClient) -> set[str]:
-    """The providers the engine lists (each one's signed LSA was installed), lower-case."""
+    """The providers the engine lists and has heard (each one's signed LSA installed; after a restart,
+    a provider restored from a stored LSA is listed offline until its agent is heard), lower-case."""
     try:
         items = api.providers()
     except ConaError:  # not up yet
         return set()
-    return {str(it.get("address", "")).lower() for it in items if isinstance(it, dict)}
+    return {str(it.get("address", "")).lower() for it in items
+            if isinstance(it, dict) and it.get("status") != "offline"}

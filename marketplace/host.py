@@ -1,27 +1,33 @@
 """The host: one CONA process that runs the market's engine and its web API against a chain.
 
-The composition root of the service. ``cona up`` is a host with its own chain (embedded, or a
-managed anvil) plus demo provider agents as supervised child processes; ``cona serve`` is a
-host attached to a chain that outlives it. A ``Host`` builds the parts in this order and
-``start`` returns once the API listens:
+The composition root of the service. ``cona up`` is a host with its own chain (the durable
+embedded chain, or a managed anvil) plus demo provider agents as supervised child processes;
+``cona serve`` is a host attached to a chain that outlives it. A ``Host`` builds the parts in
+this order and ``start`` returns once the API listens:
 
-1. the chain connection (on a local development node without accounts of its own, the
-   project's development accounts, so the orchestrator can sign);
-2. the market: deployed anew (``HostConfig.deploy``) or found in the deployment record;
-3. the engine's state directory ``<state dir>/engine/<chain id>``, claimed for this chain and
-   market (``market.json``: a directory left by another chain or market is started afresh, and
-   so is every embedded chain's, which is new in every process); where the state outlives the
-   process (any chain but the embedded one), every write the engine signs is journalled
-   before it is sent, so a restart re-sends the same bytes instead of a second transaction;
+0. the data directory (``marketplace.datadir``), held for the process's lifetime: a second
+   host on it is refused; ``HostConfig.fresh`` wipes the market's state in it first;
+1. the chain connection: the embedded chain kept in ``<data dir>/chain`` (every block fsynced
+   before it is answered, replayed at the next start), or a node; the keys of the keystores
+   given (admin, orchestrator), else on a local development node the project's development
+   accounts;
+2. the market: the deployment recorded in the data directory when it fits the chain, else
+   deployed (``HostConfig.deploy``: on a development chain by default, elsewhere only when
+   asked, with the admin key paying and owning it);
+3. the engine's state directory ``<data dir>/engine/<chain id>``, claimed for this chain and
+   market (``market.json``: a directory left by another chain or market is started afresh);
+   every write the engine signs is journalled there before it is sent, so a restart re-sends
+   the same bytes instead of a second transaction;
 4. the engine (signing as the deployment's orchestrator) and its loop in a thread;
 5. in a multi-domain market (``HostConfig.federation``), the engine's link to the other
    domains' engines (``marketplace.federation.link``: its flooding peer, domain speaker and
    handovers);
-6. the API (``marketplace.api.app``) under uvicorn in another thread.
+6. the API (``marketplace.api.app``) under uvicorn in another thread, with the health monitor
+   (``marketplace.health``) watching the chain and the engine loop for ``/healthz``.
 
-``stop`` takes them down in reverse: the supervised children, the API (no new requests), the
-engine loop (the turn in progress completes), the chain. It is idempotent, and a ``start``
-that fails stops what it had started before raising: nothing is left half up.
+``stop`` takes them down: the engine loop (the turn in progress completes), the supervised
+children, the API, the chain, the data directory. It is idempotent,
+and a ``start`` that fails stops what it had started before raising: nothing is left half up.
 
 Where the process-wide parts go: the engine and the API are built in ``_engine`` and
 ``_api_state``, from this host's chain and deployment, so a part both need (one event index
@@ -35,17 +41,16 @@ figures behind each setting.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-import shutil
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import uvicorn
 
@@ -54,9 +59,11 @@ from marketplace.chain.backends import dev_accounts, free_port
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment, deploy_market, load_deployment
 from marketplace.chain.writer import IdempotencyJournal, Signer
+from marketplace.datadir import DataDir, claim_for_market, market_mark
 from marketplace.engine.service import Engine, EngineConfig
-from marketplace.errors import ChainUnavailable, ConfigError
-from marketplace.settings import DEFAULT_TOPOLOGY, ConaSettings
+from marketplace.errors import ChainMismatch, ChainUnavailable, ConaError, ConfigError, NotFound
+from marketplace.health import HealthConfig, HealthMonitor
+from marketplace.settings import DEFAULT_TOPOLOGY, DEV_CHAIN_IDS, ConaSettings
 from marketplace.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -70,14 +77,24 @@ LISTEN_TIMEOUT_S = 20.0
 JOIN_TIMEOUT_S = 10.0
 
 
+class Deploy(StrEnum):
+    """When a host deploys the market (it always uses the recorded deployment when that fits the chain)."""
+
+    NEVER = "never"  # the record must exist (``cona serve`` without ``--deploy``)
+    ONCE = "once"  # deploy when no record fits the chain, else reuse it (``--deploy``)
+    DEV = "dev"  # ONCE on a local development chain, NEVER elsewhere (``cona up``'s default)
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """What a host runs: where the API listens, the market, and how the engine loop turns."""
 
     #: the API port (None: ``settings.api_port``; 0: a free port)
     port: int | None = None
-    #: deploy the market's contracts first; else use the deployment record in the state directory
-    deploy: bool = True
+    #: when to deploy the market's contracts (see ``Deploy``)
+    deploy: Deploy = Deploy.DEV
+    #: wipe the market's state in the data directory first (``cona up --fresh``)
+    fresh: bool = False
     topology: Path = DEFAULT_TOPOLOGY
     #: seconds between two turns of the engine loop
     engine_period: float = 0.05
@@ -88,6 +105,13 @@ class HostConfig:
     #: a multi-domain market: the federation document and this engine's domain in it
     federation: Path | None = None
     domain: int | None = None
+    #: the admin's (deployer's) V3 keystore, which pays for and owns a deployment made here
+    admin_key_file: Path | None = None
+    #: its passphrase file (default: ``passphrase_file``)
+    admin_passphrase_file: Path | None = None
+    #: why this host needs a local development chain (refused elsewhere, before anything is deployed)
+    dev_chain_for: str | None = None
+    health: HealthConfig = field(default_factory=HealthConfig)
 
 
 class Host:
@@ -97,13 +121,15 @@ class Host:
     def __init__(self, settings: ConaSettings, config: HostConfig | None = None) -> None:
         self.settings = settings
         self.config = config or HostConfig()
-        self.supervisor = Supervisor(settings.state_dir / "logs")
+        self.data = DataDir(settings.state_dir)
+        self.supervisor = Supervisor(self.data.logs_dir)
         self.chain: Chain | None = None
         self.deployment: Deployment | None = None
         self.engine_dir: Path | None = None
         self.engine: Engine | None = None
         self.orchestrator: Signer | None = None
         self.link: Any = None
+        self.health: HealthMonitor | None = None
         self.server: uvicorn.Server | None = None
         self.api_url = ""
         self._stop_engine = threading.Event()
@@ -116,17 +142,21 @@ class Host:
         """Bring the host up; returns once the API listens (on failure, stops what it started)."""
         tune()
         try:
-            self.chain = open_chain(self.settings)
-            self.deployment = self._deployment(self.chain)
-            self.engine_dir = self.settings.state_dir / "engine" / str(self.deployment.chain_id)
-            claim_state(self.engine_dir, self.deployment, fresh=self.settings.chain == "embedded")
-            if self.settings.chain != "embedded":
-                self.chain.writer.journal = IdempotencyJournal(self.engine_dir / "journal.jsonl")
-            key = orchestrator_key(self.config.orchestrator_key_file, self.config.passphrase_file)
-            self.orchestrator = orchestrator_signer(self.chain, self.deployment, key)
+            self.data.claim(fresh=self.config.fresh)
+            keys = self._keys()
+            self.chain = open_chain(self.settings, keys=[k for k in (keys.admin, keys.orchestrator) if k is not None],
+                                    data_dir=self.data.chain_dir if self.settings.chain == "embedded" else None)
+            self._check_dev_chain(self.chain)
+            self.deployment, deployed = self._deployment(self.chain)
+            self.engine_dir = self.data.engine_dir(self.deployment.chain_id)
+            claim_state(self.engine_dir, self.deployment, fresh=deployed)
+            # every chain a host runs on outlives it (the embedded one in its data directory)
+            self.chain.writer.journal = IdempotencyJournal(self.engine_dir / "journal.jsonl")
+            self.orchestrator = orchestrator_signer(self.chain, self.deployment, keys.orchestrator,
+                                                    self.config.orchestrator_key_file)
             self.engine = self._engine()
             if self.config.federation is not None:
-                self.link = self._link(key)
+                self.link = self._link(keys.orchestrator)
             self._engine_thread = threading.Thread(target=self.engine.run,
                                                    args=(self._stop_engine, self.config.engine_period),
                                                    name="cona-engine", daemon=True)
@@ -140,7 +170,16 @@ class Host:
         return self
 
     def stop(self) -> None:
-        """Children, then the API (no new requests), the engine loop, the chain. Idempotent."""
+        """The engine loop (the turn in progress completes; from here nothing is assigned, timed out or
+        failed), the supervised children, the API, the chain, the data directory. Idempotent.
+
+        The loop stops first: stopping the agents one after another takes seconds, and a loop still
+        turning would declare the first ones stopped failed and fail their leases over, a slash for
+        a clean Ctrl-C."""
+        self._stop_engine.set()
+        if self._engine_thread is not None:
+            self._engine_thread.join(timeout=JOIN_TIMEOUT_S)
+            self._engine_thread = None
         self.supervisor.stop_all()
         if self.server is not None:
             self.server.should_exit = True
@@ -150,16 +189,13 @@ class Host:
         if self.link is not None:
             self.link.stop()
             self.link = None
-        self._stop_engine.set()
-        if self._engine_thread is not None:
-            self._engine_thread.join(timeout=JOIN_TIMEOUT_S)
-            self._engine_thread = None
         if self.engine is not None:
             self.engine.close()
             self.engine = None
         if self.chain is not None:
             self.chain.close()
             self.chain = None
+        self.data.release()
 
     def __enter__(self) -> "Host":
         return self.start()
@@ -176,10 +212,45 @@ class Host:
 
     # -- the parts -----------------------------------------------------------------------
 
-    def _deployment(self, chain: Chain) -> Deployment:
-        if self.config.deploy:
-            return deploy_market(chain, state_dir=self.settings.state_dir)
-        return load_deployment(chain, self.settings.state_dir)
+    def _keys(self) -> "HostKeys":
+        """The keystores given, unlocked once (scrypt is slow on purpose)."""
+        cfg = self.config
+        orchestrator = unlock_key(cfg.orchestrator_key_file, cfg.passphrase_file, "orchestrator_key_file")
+        admin = unlock_key(cfg.admin_key_file, cfg.admin_passphrase_file or cfg.passphrase_file, "admin_key_file")
+        return HostKeys(admin=admin, orchestrator=orchestrator)
+
+    def _check_dev_chain(self, chain: Chain) -> None:
+        chain_id = chain.backend.chain_id
+        if self.config.dev_chain_for and chain_id not in DEV_CHAIN_IDS:
+            raise ConfigError(f"{self.config.dev_chain_for} need a local development chain to fund them, and "
+                              f"{chain.backend.describe()} (chain id {chain_id}) is not one", field="providers",
+                              hint="pass --providers 0 on a real network")
+
+    def _deployment(self, chain: Chain) -> tuple[Deployment, bool]:
+        """The recorded deployment when it fits ``chain``, else a new one when ``config.deploy`` allows;
+        and whether it was deployed just now."""
+        state_dir = self.settings.state_dir
+        policy = self.config.deploy
+        if policy == Deploy.DEV:
+            policy = Deploy.ONCE if chain.backend.chain_id in DEV_CHAIN_IDS else Deploy.NEVER
+        try:
+            dep = load_deployment(chain, state_dir)
+        except NotFound:
+            if policy == Deploy.NEVER:
+                raise
+        except ChainMismatch as exc:
+            if policy == Deploy.NEVER:
+                raise
+            log.warning("the recorded deployment does not fit %s (%s): deploying anew", chain.backend.describe(),
+                        exc.message)
+        else:
+            log.info("resuming the market deployed at block %d (ComputeMarket %s)", dep.block,
+                     dep.contracts["ComputeMarket"])
+            return dep, False
+        if self.config.admin_key_file is None and chain.backend.chain_id not in DEV_CHAIN_IDS:
+            raise ConfigError(f"deploying on {chain.backend.describe()} needs the admin's key", field="admin_key_file",
+                              hint="pass --admin-key-file KEYSTORE (it pays for and administers the market)")
+        return deploy_market(chain, state_dir=state_dir), True
 
     def _engine(self) -> Engine:
         """The engine, which opens the process's one event index (kept in its state directory); the API
@@ -218,9 +289,13 @@ class Host:
                           Market.from_deployment(self.chain, self.deployment)).start()
 
     def _api_state(self) -> ApiState:
-        assert self.chain is not None and self.deployment is not None
+        assert self.chain is not None and self.deployment is not None and self.engine is not None
+        thread = self._engine_thread
+        self.health = HealthMonitor(self.chain.backend, self.chain.writer, beat=self.engine.beat,
+                                    loop_alive=lambda: thread is not None and thread.is_alive(),
+                                    config=self.config.health)
         return ApiState(chain=self.chain, deployment=self.deployment.to_dict(), engine=self.engine,
-                        indexer=self.engine.indexer if self.engine is not None else None)
+                        indexer=self.engine.indexer, health=self.health)
 
     def _serve(self, app: Any) -> None:
         """Run the API under uvicorn in a thread and wait until it listens. In a thread uvicorn
@@ -269,9 +344,10 @@ def tune() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
-def open_chain(settings: ConaSettings) -> Chain:
-    """Open the chain; on a local development node, add the project's development accounts."""
-    chain = Chain.open(settings)
+def open_chain(settings: ConaSettings, *, keys: Sequence[bytes] = (), data_dir: Path | None = None) -> Chain:
+    """Open the chain (the embedded one kept in ``data_dir``); a node's signers are ``keys`` (the first
+    deploys), else, on a local development node, the project's development accounts."""
+    chain = Chain.open(settings, keys=keys, data_dir=data_dir)
     if not chain.backend.accounts and chain.backend.chain_id in LOCAL_CHAIN_IDS:
         project = chain.project
         chain.backend.accounts = dev_accounts(project.mnemonic, project.dev_account_count)
@@ -280,47 +356,45 @@ def open_chain(settings: ConaSettings) -> Chain:
     return chain
 
 
-def claim_state(engine_dir: Path, dep: Deployment, *, fresh: bool = False) -> None:
-    """Keep the engine state only if it belongs to this chain and market (a new anvil reuses the
-    chain id: its old index, batches and journal would describe blocks that no longer exist);
-    ``fresh`` starts it afresh regardless (the embedded chain is new in every process, with the
-    same genesis and addresses, so the mark cannot tell)."""
-    mark = engine_dir / "market.json"
-    want = {"genesis": dep.genesis, "market": dep.contracts["ComputeMarket"]}
-    if engine_dir.exists():
-        try:
-            have = None if fresh else json.loads(mark.read_text())
-        except (OSError, ValueError):
-            have = None
-        if have != want:
-            if not fresh:
-                log.warning("engine state in %s belongs to another chain or market (%s); starting it afresh",
-                            engine_dir, have)
-            shutil.rmtree(engine_dir)
-    engine_dir.mkdir(parents=True, exist_ok=True)
-    mark.write_text(json.dumps(want))
+@dataclass(frozen=True)
+class HostKeys:
+    """The unlocked keys a host was given: the admin (deploys) and the orchestrator (the engine signs)."""
+
+    admin: bytes | None = None
+    orchestrator: bytes | None = None
 
 
-def orchestrator_key(key_file: Path | None, passphrase_file: Path | None) -> bytes | None:
-    """The orchestrator's private key from its V3 keystore (passphrase from a file or a prompt), if given."""
+def unlock_key(key_file: Path | None, passphrase_file: Path | None, option: str) -> bytes | None:
+    """The private key in the V3 keystore ``key_file`` (passphrase from ``passphrase_file`` or a prompt)."""
     if key_file is None:
         return None
     from provider_agent import keystore
 
-    return bytes(keystore.unlock(key_file, keystore.read_passphrase(passphrase_file)).key)
+    try:
+        return keystore.unlock(key_file, keystore.read_passphrase(passphrase_file)).key
+    except ConaError as exc:
+        raise ConfigError(f"--{option.replace('_', '-')}: {exc.message}", field=option, hint=exc.hint) from None
 
 
-def orchestrator_signer(chain: Chain, dep: Deployment, key: bytes | None) -> Signer:
-    """The engine's signer: ``key`` (from ``orchestrator_key``), which must be the deployment's orchestrator
-    or one the market's timelock added since (``Market.set_orchestrator``: one key per domain's engine);
-    without it, the chain's own key for the role (development keys, on local chains only). The contract
-    takes assignments from no one else."""
+def claim_state(engine_dir: Path, dep: Deployment, *, fresh: bool = False) -> None:
+    """Keep the engine state only if it belongs to this chain and market (a new anvil reuses the
+    chain id: its old index, batches and journal would describe blocks that no longer exist);
+    ``fresh`` starts it afresh regardless (a market deployed just now has no state to resume)."""
+    claim_for_market(engine_dir, market_mark(dep), fresh=fresh, what="engine state")
+
+
+def orchestrator_signer(chain: Chain, dep: Deployment, key: bytes | None, key_file: Path | None = None) -> Signer:
+    """The engine's signer: ``key`` (unlocked from ``key_file``), which must be the deployment's
+    orchestrator or one the market's timelock added since (``Market.set_orchestrator``: one key per
+    domain's engine); without it, the chain's own key for the role (development keys, on local chains
+    only). The contract takes assignments from no one else."""
     want = dep.roles["orchestrator"]
     if key is not None:
         signer = Signer(key)
         if signer.address != want and not _allowed(chain, dep, signer.address):
-            raise ConfigError(f"the orchestrator key is {signer.address}, which the market does not list as an "
-                              f"orchestrator (the deployment's is {want})", field="orchestrator_key_file",
+            raise ConfigError(f"the key in {key_file or 'the orchestrator keystore'} is {signer.address}, which the "
+                              f"market does not list as an orchestrator (the deployment's is {want})",
+                              field="orchestrator_key_file",
                               hint="use the orchestrator's keystore, or add this key with `cona admin orchestrator`")
         return signer
     found = [s for s in chain.signers if s.address == want]

@@ -93,6 +93,9 @@ LSA_TAKEN = ("installed", "duplicate")
 LSA_RETRY_TOO_SOON = 1.0
 LSA_RETRY_AWAY = 5.0
 LSA_RETRY_REFUSED = 30.0
+#: how often a completed lease in its dispute window looks whether it may settle (the window is minutes)
+SETTLE_RECHECK_S = 5.0
+CHAIN_TIME_TTL_S = 0.5
 #: the reasons the engine gives for refusing a heartbeat of a provider whose LSA it does not hold
 #: ("unknown-provider" since the engine persists its LSDB; earlier engines said "unknown-originator")
 UNKNOWN_PROVIDER = ("unknown-provider", "unknown-originator")
@@ -156,6 +159,7 @@ class Agent:
         self._readvertise = threading.Event()
         self.wake = threading.Event()
         self._lock = threading.Lock()
+        self._chain_now: tuple[float, int] | None = None
         self.stop = threading.Event()
         self._hb_seq = 0
         self._retry_at: dict[tuple[int, str], float] = {}
@@ -504,8 +508,14 @@ class Agent:
             # the next block's timestamp: a node that mines on demand (anvil) leaves the latest
             # block's time behind the wall clock; a settle sent too early is refused by gas
             # estimation, before it is signed or journaled, and retried
-            if max(self.market.chain_time(), int(time.time())) < o.completed_at + self._terms(o).dispute_window:
-                self._later(o.id, "any", 1.0)
+            settle_at = o.completed_at + self._terms(o).dispute_window
+            early = settle_at - max(self._chain_time(), int(time.time()))
+            if early > 0:
+                # look again when the window closes, or in SETTLE_RECHECK_S (development time travel
+                # may close it sooner), not every second: hundreds of completed leases in their
+                # dispute window each read the chain twice a second, and under a 20-client load
+                # those reads drowned the market's RPC (the backlog drained at 2 orders/s)
+                self._later(o.id, "any", min(float(early), SETTLE_RECHECK_S))
                 return
             tx = self.market.settle(self.acct.signer, o.id, key=self._key(o, "settle", o.completed_at))
             paid = tx.event("Settled").args["paid"]
@@ -513,6 +523,13 @@ class Agent:
         elif o.state in (OrderState.SETTLED, OrderState.RESOLVED):
             self._record(o.id, "settled", tx="", state=o.state.name, reconciled=True)
         # DISPUTED: the arbiter decides; keep watching
+
+    def _chain_time(self) -> int:
+        """The latest block's time, read at most once per ``CHAIN_TIME_TTL_S`` (a pass over many leases)."""
+        now = time.monotonic()
+        if self._chain_now is None or now - self._chain_now[0] > CHAIN_TIME_TTL_S:
+            self._chain_now = (now, self.market.chain_time())
+        return self._chain_now[1]
 
     def _terms(self, o: Order) -> MarketTerms:
         if o.terms not in self.terms:

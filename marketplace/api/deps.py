@@ -47,6 +47,7 @@ from marketplace.chain.market import Market
 from marketplace.chain.registry import Registry
 from marketplace.engine.service import Engine
 from marketplace.errors import ChainUnavailable, ConaError
+from marketplace.health import HealthMonitor
 
 if TYPE_CHECKING:
     from marketplace.routing import Topology
@@ -70,6 +71,8 @@ class ApiState:
     topology: Topology | None = None
     #: the process's event index of the market and the registry; None: the API opens its own
     indexer: EventIndexer | None = None
+    #: what ``/healthz`` reports; None: a monitor of the chain and, when one runs, the engine's loop
+    health: HealthMonitor | None = None
     #: serve the development endpoints (``routes/dev``); None: when the chain id is a development chain's
     dev: bool | None = None
 
@@ -113,6 +116,8 @@ class Services:
             metrics.follow(lambda: engine.federation.status() if engine.federation is not None else None)
         self.order_pages = OrderPages()
         self.topology_docs = TopologyDocs()
+        self.health = state.health or HealthMonitor(
+            state.chain.backend, state.chain.writer, beat=state.engine.beat if state.engine is not None else None)
         self._owned: EventIndexer | None = None
         #: why a part could not be built, by part ("index", "relay"): answered on every request that needs it
         self._failed: dict[str, ConaError] = {}

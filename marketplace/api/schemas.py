@@ -53,8 +53,16 @@ class Problem(BaseModel):
 # ---------------------------------------------------------------------------- operations
 
 
+class HealthCheck(BaseModel):
+    ok: bool
+    detail: str = Field(description="what was found, or why the check fails")
+
+
 class Health(BaseModel):
-    status: Literal["ok"]
+    """``/healthz``: every check (``chain``, and ``engine`` when this process runs one)."""
+
+    status: Literal["ok", "failing"]
+    checks: dict[str, HealthCheck]
 
 
 class Ready(BaseModel):

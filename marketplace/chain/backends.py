@@ -314,7 +314,7 @@ class RpcBackend(ChainBackend):
 
     name = "rpc"
 
-    def __init__(self, url: str, *, keys: Sequence[str] = (), expected_chain_id: int | None = None,
+    def __init__(self, url: str, *, keys: Sequence[str | bytes] = (), expected_chain_id: int | None = None,
                  retries: int = 4) -> None:
         super().__init__()
         self.url = url
@@ -451,7 +451,8 @@ class AnvilBackend(RpcBackend):
 
 
 def open_backend(kind: str, *, root: Path, mnemonic: str, accounts: int = 20, rpc_url: str | None = None,
-                 chain_id: int | None = None, keys: Sequence[str] = (), data_dir: Path | None = None) -> ChainBackend:
+                 chain_id: int | None = None, keys: Sequence[str | bytes] = (),
+                 data_dir: Path | None = None) -> ChainBackend:
     """Build a backend from settings: ``embedded``, ``anvil`` or ``rpc``.
 
     ``data_dir`` keeps an embedded chain there (durable, see ``EmbeddedBackend``). anvil cannot keep

@@ -216,7 +216,9 @@ class Chain:
         self.writer = TransactionWriter(backend, self.decoder, journal=journal)
 
     @classmethod
-    def open(cls, settings: ConaSettings, *, keys: Sequence[str] = (), journal_path: Path | None = None) -> "Chain":
+    def open(cls, settings: ConaSettings, *, keys: Sequence[str | bytes] = (), journal_path: Path | None = None,
+             data_dir: Path | None = None) -> "Chain":
+        """The chain ``settings`` name; ``keys`` sign on a node, ``data_dir`` keeps an embedded chain."""
         project = settings.project()
         net = project.network(settings.chain) if settings.chain in project.networks else {}
         backend = open_backend(
@@ -227,6 +229,7 @@ class Chain:
             rpc_url=settings.rpc_url or net.get("url"),
             chain_id=settings.chain_id,
             keys=keys,
+            data_dir=data_dir,
         )
         try:
             return cls(backend, project, journal=IdempotencyJournal(journal_path) if journal_path else None)

@@ -4,7 +4,8 @@
 The Timelock is the admin of every role and setting (the market's settings and orchestrators, the
 registry's ``minStake``, the tier gate's verifiers): a change is scheduled in public and runs only
 after ``timelock_delay`` seconds. The delay may be 0 only on a local development chain; elsewhere it
-is at least a day (``MIN_PRODUCTION_DELAY``). The deployer (the operator) binds the market to the
+is at least a day (``MIN_PRODUCTION_DELAY``). Unset (``brownie-config.yaml`` names none), it is 0
+on a development chain and a day elsewhere. The deployer (the operator) binds the market to the
 registry and the gate once, at deployment, which no role can redo.
 
 A ``Deployment`` records the chain (id and genesis hash), the addresses and the roles. It
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field, fields
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +49,9 @@ class MarketParams:
     dispute_slash_bps: int = 2000
     arbitration_window: int = 7 * 24 * 3600
     run_grace: int = 600
-    #: seconds between scheduling a role or setting change and applying it (0 only on a dev chain)
-    timelock_delay: int = 0
+    #: seconds between scheduling a role or setting change and applying it (0 only on a dev chain);
+    #: None: 0 on a development chain, ``MIN_PRODUCTION_DELAY`` elsewhere (``delay_for``)
+    timelock_delay: int | None = None
 
     @classmethod
     def from_config(cls, raw: dict[str, Any]) -> "MarketParams":
@@ -117,6 +120,13 @@ def check_delay(chain_id: int, delay: int) -> None:
                           hint="users must see a role or setting change coming and be able to leave first")
 
 
+def delay_for(chain_id: int, configured: int | None) -> int:
+    """The timelock delay of a deployment on ``chain_id``: the configured one (checked), else the default."""
+    delay = configured if configured is not None else (0 if chain_id in DEV_CHAIN_IDS else MIN_PRODUCTION_DELAY)
+    check_delay(chain_id, delay)
+    return delay
+
+
 def settings_tuple(params: MarketParams, arbiter: str) -> tuple[Any, ...]:
     """``ComputeMarket.Settings`` for the ABI encoder."""
     return (*(getattr(params, s) for s in SETTINGS), arbiter)
@@ -130,7 +140,7 @@ def deploy_market(chain: Chain, *, state_dir: Path | None = None, params: Market
     signers = chain.signers
     if not signers:
         raise ConfigError("no account to deploy from", hint="chain=rpc needs a private key for the operator")
-    check_delay(chain.backend.chain_id, params.timelock_delay)
+    params = replace(params, timelock_delay=delay_for(chain.backend.chain_id, params.timelock_delay))
     operator = signers[0]
     orchestrator = signers[1] if len(signers) > 1 else operator
     arbiter = signers[2] if len(signers) > 2 else operator
@@ -184,11 +194,21 @@ def deployment_path(state_dir: Path, chain_id: int) -> Path:
 
 
 def save_deployment(dep: Deployment, state_dir: Path) -> Path:
+    """Write the record whole (temporary file, fsync, rename, fsync of the directory): a market a
+    restart must find again is not left to the page cache."""
     path = deployment_path(state_dir, dep.chain_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dep.to_dict(), indent=1) + "\n")
+    with tmp.open("w") as fh:
+        fh.write(json.dumps(dep.to_dict(), indent=1) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return path
 
 

@@ -200,6 +200,8 @@ class TransactionWriter:
         self._fee: tuple[float, int] | None = None
         self._chain_id = backend.chain_id
         self._gas_cap: int | None = None
+        #: receipt waits in progress: a token per wait -> when it began (``oldest_wait``)
+        self._waits: dict[object, float] = {}
 
     # -- nonce and fees ----------------------------------------------------------
 
@@ -372,7 +374,24 @@ class TransactionWriter:
         except RpcError:
             return False
 
+    def oldest_wait(self) -> float | None:
+        """Seconds the longest receipt wait in progress has lasted, None when nothing waits: a chain
+        that takes transactions and does not mine them shows here (``/healthz``)."""
+        with self._meta:
+            begun = min(self._waits.values(), default=None)
+        return None if begun is None else time.monotonic() - begun
+
     def wait_receipts(self, hashes: Sequence[str]) -> list[Receipt]:
+        token = object()
+        with self._meta:
+            self._waits[token] = time.monotonic()
+        try:
+            return self._wait_receipts(hashes)
+        finally:
+            with self._meta:
+                del self._waits[token]
+
+    def _wait_receipts(self, hashes: Sequence[str]) -> list[Receipt]:
         found: dict[str, Receipt] = {}
         deadline = time.monotonic() + self.receipt_timeout
         # an automining node has the receipt within a fraction of a millisecond: poll fast first

@@ -2,12 +2,14 @@
 
 Where ``cona up`` owns its chain, ``serve`` attaches to one: ``--rpc-url URL`` (an anvil or any
 node) or ``--chain anvil`` (a managed anvil started here). Both are a ``marketplace.host.Host``.
-The market comes from the deployment record in the state directory
-(``<state dir>/deployments/<chain id>.json``), or is deployed first with ``--deploy``. The
-engine's state (event index, specs, batch inputs, results, the idempotency journals) lives in
-``<state dir>/engine/<chain id>`` and is kept between runs, so a restarted ``serve`` resumes
-from the chain and that directory: an order placed by a request that died with the process is
-found again, never placed twice.
+The market comes from the deployment record in the data directory
+(``--data-dir DIR``, else ``CONA_DATA_DIR``, else ``ROOT/.cona``:
+``<data dir>/deployments/<chain id>.json``); with ``--deploy`` it is deployed when no record
+fits the chain (once: later starts reuse it), paid for by ``--admin-key-file`` off a development
+chain. The engine's state (event index, specs, batch inputs, results, the idempotency journals)
+lives in ``<data dir>/engine/<chain id>`` and is kept between runs, so a restarted ``serve``
+resumes from the chain and that directory: an order placed by a request that died with the
+process is found again, never placed twice. One process holds a data directory at a time.
 
 The orchestrator key: ``--orchestrator-key-file`` (a V3 keystore, passphrase from
 ``--passphrase-file`` or a prompt), else the development account holding the orchestrator
@@ -34,7 +36,7 @@ from typing import Any, Optional
 
 import typer
 
-from marketplace.cli.options import settings
+from marketplace.cli.options import DataDirOpt, PassphraseOpt, settings
 from marketplace.cli.output import fail, run
 from marketplace.errors import ConaError, ConfigError
 from marketplace.settings import ConaSettings
@@ -47,13 +49,15 @@ serve_app = typer.Typer(help="Run the engine and the API against an existing cha
 @serve_app.command("serve")
 def serve(chain_kind: Optional[str] = typer.Option(None, "--chain", help="anvil (managed) or rpc"),
           rpc_url: Optional[str] = typer.Option(None, "--rpc-url", help="JSON-RPC URL of the chain (implies rpc)"),
-          deploy: bool = typer.Option(False, "--deploy", help="deploy the market first (else use the record)"),
+          deploy: bool = typer.Option(False, "--deploy", help="deploy the market when none is recorded for the "
+                                                             "chain (else use the record)"),
           key_file: Optional[Path] = typer.Option(None, "--orchestrator-key-file",
                                                   help="V3 keystore of the orchestrator"),
-          passphrase_file: Optional[Path] = typer.Option(None, "--passphrase-file",
-                                                         help="file whose first line is the keystore passphrase"),
-          data_dir: Optional[Path] = typer.Option(None, "--state-dir", help="state directory (default CONA_DATA_DIR "
-                                                                            "or ROOT/.cona)"),
+          passphrase_file: Optional[Path] = PassphraseOpt,
+          admin_key_file: Optional[Path] = typer.Option(None, "--admin-key-file",
+                                                        help="V3 keystore of the admin, who pays for and owns a "
+                                                             "deployment made with --deploy"),
+          data_dir: Optional[Path] = DataDirOpt,
           host: Optional[str] = typer.Option(None, "--host", help="API host (default CONA_API_HOST)"),
           port: Optional[int] = typer.Option(None, "--port", help="API port (default CONA_API_PORT; 0 picks one)"),
           topology: Optional[Path] = typer.Option(None, "--topology", help="topology file (default GEANT 2012)"),
@@ -67,7 +71,7 @@ def serve(chain_kind: Optional[str] = typer.Option(None, "--chain", help="anvil 
     """Run the engine and the API against an existing chain (Ctrl-C or SIGTERM stops it cleanly)."""
     # the host pulls in the chain, the engine and the web stack: imported when the command runs
     from marketplace.engine.service import EngineConfig
-    from marketplace.host import Host, HostConfig, StopSignals
+    from marketplace.host import Deploy, Host, HostConfig, StopSignals
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("marketplace").setLevel(log_level.upper())
@@ -79,8 +83,9 @@ def serve(chain_kind: Optional[str] = typer.Option(None, "--chain", help="anvil 
     if (domain is None) != (federation is None):
         raise fail(ConfigError("--domain and --federation go together", field="domain",
                                hint="a multi-domain engine runs one domain of a federation"))
-    config = HostConfig(port=port, deploy=deploy, engine_period=period, orchestrator_key_file=key_file,
-                        passphrase_file=passphrase_file, federation=federation, domain=domain,
+    config = HostConfig(port=port, deploy=Deploy.ONCE if deploy else Deploy.NEVER, engine_period=period,
+                        orchestrator_key_file=key_file, passphrase_file=passphrase_file, admin_key_file=admin_key_file,
+                        federation=federation, domain=domain,
                         engine=EngineConfig(heartbeat_interval=heartbeat_interval, miss_limit=miss_limit),
                         **({"topology": topology} if topology is not None else {}))
     # the handlers go in before the host starts: a SIGTERM while it comes up stops it cleanly once up

@@ -150,9 +150,15 @@ class Queries:
                             "memory_mib": p.descriptor.memory_mib, "attachment": p.attach_node, "domain": p.domain,
                             "price": p.price, "status": p.status.value, "stake": str(p.stake), "load": p.load,
                             "lsa_sequence": lsas[addr].header.sequence,
-                            "last_heartbeat": self.monitor.last_seen(addr),
+                            "last_heartbeat": self._heard(addr),
                             "runtimes": (p.runtimes or SHIPPED).to_dict()})
             return out
+
+    def _heard(self, addr: str) -> float | None:
+        """When ``addr``'s last heartbeat arrived; None before the first (a provider the engine resumed
+        is watched from the end of its start grace, a time that is not a heartbeat)."""
+        seen = self.monitor.last_seen(addr)
+        return seen if seen is not None and seen <= self.clock() else None
 
     # -- results
 

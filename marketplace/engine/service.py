@@ -40,6 +40,7 @@ from typing import Any, Callable
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer
+from marketplace.chain.lifecycle import OrderState
 from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
@@ -59,6 +60,7 @@ from marketplace.engine.replay import replay_batch
 from marketplace.engine.spec import Spec
 from marketplace.engine.store import EngineStore
 from marketplace.errors import ChainError, InputError, NotFound
+from marketplace.health import LoopBeat
 from marketplace.matching import MatchingConfig
 from marketplace.routing import ProviderCapacity, RoutingTable, Topology, load_topology
 from marketplace.routing.domain_choice import ChoicePolicy
@@ -81,6 +83,9 @@ class EngineConfig:
     #: stored blocks the indexer re-checks for a reorganisation on every sync; each is one
     #: eth_getBlockByNumber per turn, so 64 cost ~60 ms a turn on the embedded chain
     reorg_depth: int = 12
+    #: seconds after a (re)start before a provider the engine resumed may be declared failed
+    #: (``Engine._resume_providers``): agents restarting with the market are heard well within it
+    start_grace: float = 20.0
     #: the artifact store's limits: per kind, per uploader, in all, and the expiry of unused ones
     artifacts: StoreLimits = field(default_factory=StoreLimits)
     #: this engine's domain in a multi-domain market (None: one engine matches every provider)
@@ -119,6 +124,8 @@ class Engine:
         #: sleeping out its period, so the period adds no latency to order -> lease
         self.wake = threading.Event()
         self.rejected: Counter[str] = Counter()
+        #: the loop's pulse (``run``): when it last turned and how the recent turns went
+        self.beat = LoopBeat()
         self.orders: dict[int, OrderRecord] = {}
         self.specs: dict[bytes, Spec] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -153,11 +160,33 @@ class Engine:
                                topology_name=topo_name or "-", sync=self.events.sync, lock=self.lock, clock=clock)
         self.ownership = self._ownership()
         self.federation: Any = None  # the multi-domain link (peering, domain router, handovers), once attached
+        self._recover()
+
+    def _recover(self) -> None:
+        """Resume from the state directory and the chain: the stored LSAs, every order from the
+        indexed events, the providers (``_resume_providers``), the orders handed over or taken
+        over (``Ownership``), the specs staged before a crash."""
         self.intake.restore()
         with self.lock:
             self.events.recover()
+            self._resume_providers()
             self.ownership.restore()
         self.desk.recover_staged()
+
+    def _resume_providers(self) -> None:
+        """After a (re)start, nobody has been heard yet. A provider restored from a stored LSA is offered
+        no order until it is (its agent may not have come back: an order assigned to it would time out
+        and slash it); a provider that was running leases, or advertised, gets ``start_grace`` seconds to
+        be heard before it is declared failed and its leases fail over (its agent is likely restarting
+        with the market, and resumes them from its journal)."""
+        until = self.clock() + self.config.start_grace
+        running = {r.provider for r in self.orders.values() if r.state == OrderState.RUNNING}
+        for addr in sorted(set(self.lsas) | running):
+            self.monitor.forget(addr)
+            self.monitor.watch(addr, until)
+        for addr in sorted(self.lsas):
+            self.provider_table.mark_offline(addr)
+            self.matcher.refresh(addr)
 
     def _ownership(self) -> Ownership:
         cfg = self.config
@@ -202,12 +231,16 @@ class Engine:
             self.artifacts.maybe_sweep(now)
 
     def run(self, stop: threading.Event, period: float = 0.05) -> None:
+        """Turn until ``stop`` is set; each turn is recorded in ``beat`` (``/healthz`` reads it)."""
         log.info("engine loop running (period %.3f s)", period)
         while not stop.is_set():
             try:
                 self.step()
-            except Exception:  # the loop must survive one bad turn; the next one retries from the chain
+            except Exception as exc:  # the loop must survive one bad turn; the next one retries from the chain
                 log.exception("engine step failed")
+                self.beat.turned(exc)
+            else:
+                self.beat.turned()
             self.wake.wait(period)
             self.wake.clear()
 

@@ -24,7 +24,8 @@ def client(embedded):
 
 
 def test_health_and_readiness(client, embedded):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["checks"]["chain"]["ok"] and "engine" not in health["checks"]
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["chain_id"] == embedded.backend.chain_id
 

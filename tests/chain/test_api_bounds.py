@@ -119,7 +119,7 @@ def test_a_json_bomb_and_a_chunked_flood_are_refused_and_the_process_answers(api
 
     r = api.post("/v1/quotes", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.json()["limit"] == "max_body_bytes"
-    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/healthz").json()["status"] == "ok"
 
 
 def test_a_405_names_every_method_the_path_serves(api):

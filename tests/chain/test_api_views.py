@@ -305,7 +305,7 @@ def test_without_a_deployment_the_read_views_are_503_problems_and_the_rest_serve
         for path in ("/v1/orders", "/v1/orders/1/events", "/v1/events", "/v1/audit/escrow"):
             resp = client.get(path)
             assert resp.status_code == 503 and resp.headers["content-type"] == "application/problem+json", path
-        assert client.get("/healthz").json() == {"status": "ok"}
+        assert client.get("/healthz").json()["status"] == "ok"  # the chain answers: no deployment is not ill health
 
 
 def test_the_lifespan_must_run_before_requests(env: Env):

@@ -22,6 +22,7 @@ import pytest
 
 from marketplace.chain.backends import EmbeddedBackend, RpcBackend, dev_accounts
 from marketplace.chain.blocklog import scan
+from marketplace.chain import durable
 from marketplace.chain.contracts import Chain
 from marketplace.chain.durable import CHECKPOINT_NAME, LOG_NAME, Replay, discard
 from marketplace.errors import ChainError, ChainLogCorrupt, ChainMismatch
@@ -297,6 +298,32 @@ def test_after_a_crash_only_the_blocks_since_the_last_checkpoint_are_executed(pr
         replay = again.backend.journal.replay
         assert replay.blocks == 11 and replay.checkpoint == 10 and head["number"] == "0xa"
         assert again.at("ChainProbe", probe.address).call("total", chain.signers[1].address) == 10
+    finally:
+        again.close()
+
+
+def test_a_young_chain_checkpoints_every_tenth_of_its_length(project, node_dir, monkeypatch):
+    """The interval grows with the chain (a tenth of it, at least ``CHECKPOINT_MIN``, at most
+    ``checkpoint_every``): a crash early in a busy market re-executes a few blocks, not thousands."""
+    monkeypatch.setattr(durable, "CHECKPOINT_MIN", 5)
+    chain = _open(project, node_dir)
+    journal = chain.backend.journal
+    journal.checkpoint_every = 10_000
+    assert journal.checkpoint_due() == 5
+    chain.backend.mine(12)
+    deadline = time.monotonic() + 30
+    while not (node_dir / CHECKPOINT_NAME).exists():  # written in a thread
+        assert time.monotonic() < deadline, "no checkpoint after 12 blocks"
+        time.sleep(0.05)
+    chain.backend.mine(2)
+    journal.log.close()  # a crash: the checkpoints taken on the way are all there is
+    again = _open(project, node_dir)
+    try:
+        assert again.backend.journal.replay.checkpoint >= 5, again.backend.journal.replay
+        assert again.backend.latest_block()["number"] == hex(14)
+        again.backend.journal.checkpoint_every = 10_000
+        monkeypatch.setattr(durable, "CHECKPOINT_MIN", 250)
+        assert again.backend.journal.checkpoint_due() == 250  # a tenth of 14 blocks is below the least
     finally:
         again.close()
 

@@ -278,8 +278,12 @@ def test_restart_on_the_same_chain_and_state_loses_and_doubles_nothing(w, tmp_pa
     again = make_engine(w, tmp_path)
     assert {i: again.orders[i].state for i in ids} == {i: OrderState.ASSIGNED for i in ids}
     assert again.orders[late].state == OrderState.OPEN
-    for i in HW:  # agents re-announce themselves to the new engine
+    for i in HW:  # agents re-announce themselves to the new engine, and are heard
         again.submit_lsa(w.lsa(i, seq=2))
+    again.step()
+    assert w.market.order(late).state == OrderState.OPEN  # a resumed provider is offered nothing until heard
+    for i in HW:
+        again.heartbeat(sign_heartbeat(w.key(i), sequence=1, timestamp=int(again.clock())).to_dict())
     again.step()
     again.step()
     assert w.market.order(late).state == OrderState.ASSIGNED

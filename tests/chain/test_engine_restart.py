@@ -246,7 +246,7 @@ class Serve:
     """``cona serve`` on a fixed port, in its own process group; ``kill`` is SIGKILL."""
 
     def __init__(self, rpc_url: str, state: Path, port: int, log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--state-dir", str(state),
+        self.args = [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--data-dir", str(state),
                      "--port", str(port), "--period", "0.05"]
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None

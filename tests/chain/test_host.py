@@ -20,7 +20,7 @@ from marketplace.chain.writer import Signer
 from marketplace.client import ApiClient, ApiUnreachable
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.errors import ChainUnavailable, ConaError, ConfigError, InputError, NotFound, Rejected
-from marketplace.host import Host, HostConfig, claim_state, orchestrator_key, orchestrator_signer
+from marketplace.host import Host, HostConfig, claim_state, orchestrator_signer, unlock_key
 from marketplace.settings import ConaSettings
 from provider_agent import keystore
 
@@ -42,8 +42,9 @@ def test_the_host_serves_its_deployment_and_says_where(host):
     assert info["api"] == host.api_url and info["pid"] == os.getpid()
     assert info["orchestrator"] == host.deployment.roles["orchestrator"] == host.engine.orchestrator.address
     assert (host.engine_dir / "market.json").exists() and info["engine_dir"] == str(host.engine_dir)
-    assert host.chain.writer.journal.path is None  # the embedded chain dies with the process: nothing to re-send
-    assert not (host.engine_dir / "journal.jsonl").exists()
+    # the embedded chain outlives the process in the data directory: what the engine signs is journalled
+    assert host.chain.writer.journal.path == host.engine_dir / "journal.jsonl"
+    assert host.chain.backend.data_dir == host.data.chain_dir
 
 
 def test_the_client_maps_the_apis_problems_to_errors(host):
@@ -113,18 +114,22 @@ def test_engine_state_is_kept_only_for_its_own_chain_and_market(tmp_path):
     assert not (d / "journal.jsonl").exists()  # an unreadable mark belongs to nobody
     (d / "journal.jsonl").write_text("x\n")
     claim_state(d, _dep("0x" + "22" * 20, genesis="0x" + "bb" * 32), fresh=True)
-    assert not (d / "journal.jsonl").exists()  # the embedded chain: always afresh
+    assert not (d / "journal.jsonl").exists()  # a market deployed just now: always afresh
 
 
 def test_the_orchestrator_key_must_be_the_deployments_or_one_the_timelock_added(host, tmp_path):
     (tmp_path / "pass").write_text("a passphrase\n")
     stranger = os.urandom(32)
     keystore.create(tmp_path / "ks.json", "a passphrase", key=stranger, scrypt_n=2**14)
-    key = orchestrator_key(tmp_path / "ks.json", tmp_path / "pass")
+    key = unlock_key(tmp_path / "ks.json", tmp_path / "pass", "orchestrator_key_file")
     assert key == stranger
     with pytest.raises(ConfigError) as exc:
-        orchestrator_signer(host.chain, host.deployment, key)
-    assert exc.value.fields["field"] == "orchestrator_key_file"
+        orchestrator_signer(host.chain, host.deployment, key, tmp_path / "ks.json")
+    assert exc.value.fields["field"] == "orchestrator_key_file" and "ks.json" in exc.value.message
+    (tmp_path / "wrong").write_text("not the passphrase\n")
+    with pytest.raises(ConfigError) as bad:
+        unlock_key(tmp_path / "ks.json", tmp_path / "wrong", "admin_key_file")
+    assert bad.value.fields["field"] == "admin_key_file" and bad.value.message.startswith("--admin-key-file: ")
     nobody = Deployment(**{**host.deployment.to_dict(), "roles": {"orchestrator": "0x" + "ee" * 20}})
     with pytest.raises(ConfigError, match="no key for the orchestrator"):
         orchestrator_signer(host.chain, nobody, None)

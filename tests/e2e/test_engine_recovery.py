@@ -38,6 +38,7 @@ from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import ZERO, MarketParams, deploy_market
 from marketplace.chain.indexer import EventIndexer
 from marketplace.chain.market import Market, OrderState, wait_until
+from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.engine.spec import spec_digest
 from marketplace.resources.model import DeviceClass
@@ -63,7 +64,7 @@ class Serve:
     """``cona serve`` as a child process; ``kill`` is SIGKILL, ``start`` waits for its JSON line."""
 
     def __init__(self, rpc_url: str, state_dir: Path, log_path: Path) -> None:
-        self.args = [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--state-dir",
+        self.args = [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--data-dir",
                      str(state_dir), "--port", "0", "--period", "0.05",
                      "--heartbeat-interval", "30"]  # leases here end in seconds; failure has its own test
         self.log_path = log_path
@@ -136,11 +137,17 @@ def _post(url: str, body: dict, key: str) -> int | None:
     return int(r.json()["id"])
 
 
-def _announce(url: str, lsas: list[bytes]) -> None:
+def _announce(url: str, lsas: list[bytes], keys: list[bytes], seq: int) -> None:
+    """What an agent does when its engine (re)starts: advertise, then a heartbeat (a provider the
+    engine resumed is offered orders only once heard)."""
     for raw in lsas:
         r = httpx.post(f"{url}/v1/lsas", content=raw, headers={"content-type": "application/octet-stream"},
                        timeout=30)
         assert r.status_code == 202, r.text
+    for key in keys:
+        hb = sign_heartbeat(key, sequence=seq, timestamp=int(time.time()))
+        r = httpx.post(f"{url}/v1/heartbeats", json=hb.to_dict(), timeout=30)
+        assert r.status_code < 300, r.text
 
 
 @pytest.fixture
@@ -185,13 +192,14 @@ def test_sigkill_at_random_points_loses_doubles_and_double_pays_nothing(anvil_ch
         requests.append(({"intent": it.to_dict(), "signature": "0x" + market.sign(signers[b], it).hex(),
                           "spec": spec}, f"order-{n}", market.digest(it)))
 
+    keys = [bytes(accounts[i].key) for i in descs]
     serve = Serve(backend_url(chain), state, tmp_path / "serve.log")
     agents = Agents(chain, market, {signers[i].address: signers[i] for i in PROVIDERS})
     kill_after = sorted(rng.sample(range(2, ORDERS - 2), KILLS))
     seq = 1
     try:
         url = serve.start()
-        _announce(url, lsas(seq))
+        _announce(url, lsas(seq), keys, seq)
         agents.start()
         ids: dict[int, int] = {}
         n = 0
@@ -210,7 +218,7 @@ def test_sigkill_at_random_points_loses_doubles_and_double_pays_nothing(anvil_ch
                     serve.kill()
                 url = serve.start()
                 seq += 1
-                _announce(url, lsas(seq))
+                _announce(url, lsas(seq), keys, seq)
             oid = _post(url, body, key)
             assert oid is not None, "the engine died without being killed; see serve.log"
             assert ids.setdefault(n, oid) == oid

@@ -11,9 +11,9 @@ and a dual EPYC CPU server (no GPU). Buyers post EIP-712 signed orders to ``POST
     node without CPUs; both run their SHA-256 workload, commit keccak(result bytes), upload
     the bytes (the SHA-256 of the known input) and settle; the escrow balances.
 (b) A long nbody lease on a GPU: once it is Running and the workload started, its provider is
-    SIGKILLed. The engine notices the missing heartbeats, ``fail`` is mined (pro-rata pay for
-    the seconds served, a slice of the dead provider's stake to the buyer), the remainder goes
-    to the backup, whose agent accepts it from the ``OrderFailed`` event alone (no new
+    SIGKILLed (and not restarted). The engine notices the missing heartbeats, ``fail`` is mined
+    (pro-rata pay for the seconds served, a slice of the dead provider's stake to the buyer), the
+    remainder goes to the backup, whose agent accepts it from the ``OrderFailed`` event alone (no new
     ``Assigned``), runs it to the same bytes a re-run here gives, completes and settles; the
     buyer's escrow splits exactly into the two payments and the refund.
 
@@ -73,7 +73,7 @@ class Serve:
     def __init__(self, rpc_url: str, state_dir: Path, log_path: Path) -> None:
         self.log_path = log_path
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--state-dir", str(state_dir),
+            [sys.executable, "-m", "marketplace.cli.serve", "--rpc-url", rpc_url, "--data-dir", str(state_dir),
              "--port", "0", "--period", "0.05", "--heartbeat-interval", "1", "--miss-limit", "3"],
             stdout=subprocess.PIPE, stderr=log_path.open("w"), cwd=PACKAGE_ROOT, text=True, start_new_session=True)
         line = self.proc.stdout.readline()
@@ -196,9 +196,11 @@ def test_orders_match_by_hardware_and_a_killed_agent_fails_over_to_its_backup(tm
         escrow0 = cost(o.units, o.duration, o.max_price)
         stake0 = market.registry.provider(primary).stake
         buyer0 = market.balance(buyer.address)
-        os.kill(victim.pid, signal.SIGKILL)
+        # SIGKILL, and not started again: a demo agent's supervisor would restart it, and the
+        # restarted agent resume the lease from its journal (tests/e2e/test_load_and_fault.py);
+        # here it stays dead, so the lease must fail over
         killed = time.monotonic()
-        victim.process.wait(5)
+        supervisor.stop(victim, signal.SIGKILL)
         (failed,) = _until(lambda: _events(market, long, "OrderFailed"), 30, f"OrderFailed for {long}", logs)
         detected = time.monotonic() - killed
         log.warning("failover: SIGKILL -> OrderFailed seen after %.2f s (engine bound: 3 x 1 s + one turn)",

@@ -1,8 +1,10 @@
-"""Operations: liveness, readiness, Prometheus metrics, and the deployment the market runs on.
+"""Operations: health, readiness, Prometheus metrics, and the deployment the market runs on.
 
-``/healthz`` answers while the process runs; ``/readyz`` only when the chain answers and the
-contracts are deployed (503 otherwise, as a problem detail); ``/metrics`` is the Prometheus
-text format; ``/v1/deployment`` is what a wallet or an agent needs to talk to the chain.
+``/healthz`` says whether the market does its work (``marketplace.health``): 200 when the chain
+answers and mines and the engine loop turns, else 503 as a problem detail naming what fails,
+with every check; ``/readyz`` only when the chain answers and the contracts are deployed (503
+otherwise); ``/metrics`` is the Prometheus text format; ``/v1/deployment`` is what a wallet or
+an agent needs to talk to the chain.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from marketplace.api.deps import Svc
@@ -20,12 +23,15 @@ from marketplace.errors import ConaError
 
 router = APIRouter(tags=["operations"])
 
-_HEALTHY = b'{"status":"ok"}'
-
-
-@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
-async def healthz() -> Response:
-    return Response(_HEALTHY, media_type="application/json")
+@router.get("/healthz", response_model=Health, responses=PROBLEMS,
+            summary="Health: the chain answers and mines, the engine loop turns (503 names what fails)")
+async def healthz(services: Svc) -> JSONResponse:
+    # a kept report is answered from the event loop; a fresh one reads the chain in a worker thread
+    report = services.health.kept() or await run_in_threadpool(services.health.report)
+    body = report.to_dict()
+    if report.ok:
+        return JSONResponse(body)
+    return problem(503, "Unhealthy", report.problems, code="unhealthy", checks=body["checks"])
 
 
 @router.get("/readyz", response_model=Ready, responses=PROBLEMS,
