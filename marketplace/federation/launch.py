@@ -167,7 +167,7 @@ class Launch:
             entries[d] = DomainEntry(d, f"http://{self.settings.api_host}:{port}", "127.0.0.1", free_port(),
                                      signer.address, self.plan.home(d))
             self.argv[d] = [sys.executable, "-m", "marketplace.cli.main", "serve", "--rpc-url", self.rpc_url,
-                            "--state-dir", str(home), "--port", str(port), "--orchestrator-key-file", str(key_file),
+                            "--data-dir", str(home), "--port", str(port), "--orchestrator-key-file", str(key_file),
                             "--passphrase-file", str(phrase_file), "--domain", str(d),
                             "--federation", str(self.fed_path)]
             log.info("domain %d: home node %s, orchestrator %s, API port %d", d, self.plan.home(d), signer.address,
