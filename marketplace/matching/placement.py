@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def hardware_key(req: Requirement) -> tuple:
     """The part of a requirement that depends on hardware only (what fit judges statically)."""
     return (req.device_class, req.count, req.share_milli, req.min_memory_mib, req.min_system_memory_mib,
-            req.precision, req.min_flops, req.features, req.cpu_milli)
+            req.precision, req.min_flops, req.features, req.cpu_milli, req.models)
 
 
 # process-wide interning of the two requirement keys (they only ever grow by distinct asks):
