@@ -35,8 +35,8 @@ from rich.table import Table
 from marketplace.cli.keys import DevOpt, KeyFileOpt, PassOpt, buyer_signer, signed_call
 from marketplace.cli.options import JsonOpt
 from marketplace.cli.output import console, emit, eth, out, run, short
-from marketplace.cli.quote import (CountOpt, CpuMilliOpt, DeviceOpt, DomainOpt, DurOpt, FeatOpt, FlopsOpt, LatOpt,
-                                   MemOpt, PrecOpt, ShareOpt, SysMemOpt, requirement_dict)
+from marketplace.cli.quote import (CountOpt, CpuMilliOpt, DeviceOpt, DomainOpt, DurOpt, FeatOpt, FlopsOpt, GpuModelOpt,
+                                   LatOpt, MemOpt, PrecOpt, ShareOpt, SysMemOpt, requirement_dict)
 from marketplace.cli.remote import ApiOpt, RemoteMarket, api_client, connect
 from marketplace.cli.watch import progress_table, watch_order
 from marketplace.errors import ChainError, InputError, NotFound
@@ -71,6 +71,7 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
           max_latency_ms: Optional[float] = LatOpt,
           max_price: int = typer.Option(..., "--max-price", min=1, help="wei per device-hour at most (see `cona quote`)"),
           domain: Optional[int] = DomainOpt, duration: int = DurOpt, cpu_milli: int = CpuMilliOpt,
+          gpu_model: list[str] = GpuModelOpt,
           attachment: str = typer.Option(..., "--attachment", help="the topology node the buyer sits at"),
           module: str = typer.Option(..., "--module", help="the workload: sha256, matmul, nbody, ..."),
           input_text: Optional[str] = typer.Option(None, "--input", help="the workload's stdin, as text"),
@@ -92,7 +93,7 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
     from marketplace.engine.spec import Spec
 
     req = requirement_dict(device_class, count, share_milli, min_memory_mib, min_system_memory_mib, precision,
-                           min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli)
+                           min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli, gpu_model)
     data = _workload_input(input_text, input_hex, input_file)
     spec = Spec.from_dict({"requirement": req, "workload": {"module": module, "input": data.hex(), "fuel": fuel},
                            "attachment": attachment})

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from marketplace.matching.binder import InMemoryBinder
 from marketplace.matching.errors import MatchingConfigError
 from marketplace.matching.framework import ExtensionPoint
+from marketplace.matching.plugins.baselines import BASELINES, NodeOrder
 from marketplace.matching.plugins.filters import FILTERS
 from marketplace.matching.plugins.permit import StakeCoversLeases
 from marketplace.matching.plugins.preemption import ReservationPreemption
@@ -53,6 +54,8 @@ class Sampling(str, Enum):
     ROTATING = "rotating"
     #: no scoring: the lowest-id feasible provider whose devices fit
     FIRST_FEASIBLE = "first-feasible"
+    #: every feasible provider is scored (percentageOfNodesToScore 100, as the FGD paper's simulator)
+    ALL = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,10 +188,22 @@ FIRST_FIT = replace(DEFAULT, score=(), tie_break=(), sampling=Sampling.FIRST_FEA
 
 REGISTRY = Registry()
 for _point, _classes in ((P.QUEUE_SORT, (TierAgeing,)), (P.PRE_FILTER, (EverFeasible,)), (P.FILTER, FILTERS),
-                         (P.POST_FILTER, (ReservationPreemption,)), (P.SCORE, SCORES), (P.NORMALIZE_SCORE, (MinMax,)),
+                         (P.POST_FILTER, (ReservationPreemption,)), (P.SCORE, SCORES + BASELINES),
+                         (P.NORMALIZE_SCORE, (MinMax,)),
                          (P.RESERVE, (ProviderCapacity,)), (P.PERMIT, (StakeCoversLeases,)),
                          (P.BIND, (InMemoryBinder,))):
     for _cls in _classes:
         REGISTRY.register(_point, _cls)
 REGISTRY.register_policy(DEFAULT_POLICY, DEFAULT)
 REGISTRY.register_policy("first-fit", FIRST_FIT)
+
+#: the FGD paper's schedulers (plugins/baselines.py), each one Score plugin over every feasible
+#: provider, equal scores to the first provider in id order (the simulator's consistent choice:
+#: with it the simulator's published figures are reproduced, with random ties they are not, see
+#: docs/matching.md), devices inside a node best fit; "fgd" on the fragmentation model of the
+#: workload the scheduler is given, with FGD's in-node device choice
+PAPER_POLICIES = {"random": "Random", "dot-product": "DotProduct", "best-fit": "CpuGpuBestFit",
+                  "gpu-packing": "GpuPacking", "gpu-clustering": "GpuClustering", "fgd": "FGDScore"}
+for _policy, _plugin in PAPER_POLICIES.items():
+    REGISTRY.register_policy(_policy, replace(DEFAULT, score=((_plugin, 1.0),), tie_break=(NodeOrder.name,),
+                                              sampling=Sampling.ALL))
