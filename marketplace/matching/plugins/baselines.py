@@ -237,6 +237,17 @@ class _PackFrag(ScorePlugin):
         per = (free[:, None, :] // sh[None, :, None]).sum(axis=2)           # (R, T) for count 1
         ge = (free[:, None, :] >= sh[None, :, None]).sum(axis=2) // np.maximum(cnt, 1)[None, :]
         kg = np.where((cnt == 1)[None, :], per, ge)
+        if os.environ.get("PF_MODE") == "cap":
+            # FGD's usable (parts >= t when the type runs), capped by what CPU and memory let run
+            usable_gpu = np.where(free[:, None, :] >= sh[None, :, None], free[:, None, :], 0).sum(axis=2)
+            runs = ge >= 1
+            kc = np.where(tcpu[None, :] > 0, cpu[:, None] // np.maximum(tcpu, 1)[None, :], 1 << 30)
+            km = np.where(tmem[None, :] > 0, mem[:, None] // np.maximum(tmem, 1)[None, :], 1 << 30)
+            kk = np.minimum(kc, km)
+            usable = np.where(runs & (kk >= 1), np.minimum(usable_gpu, kk * (cnt * share)[None, :]), 0)
+            usable = np.where(dev[None, :], usable, 0)
+            frag = total[:, None] - usable
+            return (frag * w[None, :]).sum(axis=1)
         kc = np.where(tcpu[None, :] > 0, cpu[:, None] // np.maximum(tcpu, 1)[None, :], 1 << 30)
         use_mem = os.environ.get("PF_MEM", "1") == "1"
         km = np.where((tmem[None, :] > 0) & use_mem, mem[:, None] // np.maximum(tmem, 1)[None, :], 1 << 30)
@@ -354,3 +365,25 @@ class _ModelBalance(ScorePlugin):
 
 
 BASELINES = BASELINES + (_ModelBalance,)
+
+
+class _SmallFirst(ScorePlugin):
+    """EXPERIMENT: consolidation order: smaller nodes first (GPUs, then CPUs, then memory)."""
+
+    name = "SmallFirst"
+
+    def score(self, st, rows, effects):
+        ix = st.ix
+        cap = ix.cap_total.get(DeviceClass.GPU)
+        g = cap[rows] if cap is not None else 0
+        return -(g.astype(np.float64) * 1e9 + ix.cpu_cap[rows] * 1e3 + ix.mem_cap[rows] / 1024.0)
+
+
+class _BigFirst(_SmallFirst):
+    name = "BigFirst"
+
+    def score(self, st, rows, effects):
+        return -super().score(st, rows, effects)
+
+
+BASELINES = BASELINES + (_SmallFirst, _BigFirst)
