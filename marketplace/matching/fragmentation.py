@@ -78,7 +78,6 @@ class WorkloadDistribution:
         if weight not in ("demand", "pods"):
             raise ValueError(f"weight must be 'demand' or 'pods', not {weight!r}")
         freq: Counter[tuple] = Counter()
-        mems: dict = {}
         for r in reqs:
             if r.device_class == device_class:
                 key = (r.count, r.share_milli, r.cpu_milli, tuple(sorted(r.models)))
@@ -88,7 +87,6 @@ class WorkloadDistribution:
                 freq[key] += 0 if weight == "demand" else 1
             else:
                 continue
-            mems.setdefault(key, []).append(r.min_system_memory_mib or 0)
         kept = sorted(((k, n) for k, n in freq.items() if n > 0), key=lambda kv: (-kv[1], kv[0]))
         if top is not None:
             kept = kept[:top]
@@ -99,13 +97,8 @@ class WorkloadDistribution:
                 cut += 1
             kept = kept[:cut]
         total = sum(n for _, n in kept)
-        import os
-        if os.environ.get("PF_TMEM"):
-            types = tuple(TaskType(count, share, cpu, int(np.median(mems[(count, share, cpu, models)])), n / total, frozenset(models))
-                          for (count, share, cpu, models), n in kept)
-        else:
-            types = tuple(TaskType(count, share, cpu, 0, n / total, frozenset(models))
-                          for (count, share, cpu, models), n in kept)
+        types = tuple(TaskType(count, share, cpu, 0, n / total, frozenset(models))
+                      for (count, share, cpu, models), n in kept)
         return cls(device_class, types)
 
     @classmethod
