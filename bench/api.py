@@ -21,6 +21,10 @@ omission). ``client_lag_p99_ms`` says how late the generator itself sent (its ti
 share of the CPU), which is part of every latency. A warm-up (``WARMUP_S``, not measured)
 opens the connections and the server's caches first.
 
+Then ``bench.place`` measures placement throughput (20 buyers, ``POST /v1/orders``) on a market of
+its own per chain: ``place_orders_per_s_anvil``, ``place_p99_ms_anvil``, ``place_orders_per_s_embedded``,
+``place_p99_ms_embedded`` (and their ``_p50_ms``, ``_errors`` and the load average while measured).
+
 Figures: ``read_p50_ms``, ``read_p99_ms``, ``read_p999_ms``, ``read_max_ms`` over every
 measured read, ``read_p99_ms_<endpoint>`` per endpoint, ``offered_rps``, ``achieved_rps``
 (responses per second over the measured window), ``read_requests``, ``read_errors``
@@ -49,6 +53,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from bench import place
 from bench.stats import percentile, rnd
 from marketplace.client import ApiClient
 from marketplace.errors import ConaError, NotFound
@@ -96,10 +101,10 @@ def _child_setup() -> None:  # pragma: no cover - runs between fork and exec
 
 
 @contextmanager
-def market(state_dir: Path, providers: int = PROVIDERS) -> Iterator[str]:
-    """``cona up`` as a child process; yields the API URL once every demo provider is installed."""
+def market(state_dir: Path, providers: int = PROVIDERS, chain: str = "embedded") -> Iterator[str]:
+    """``cona up`` as a child process on ``chain``; yields the API URL once every demo provider is installed."""
     port = _free_port()
-    env = {**os.environ, "CONA_DATA_DIR": str(state_dir), "CONA_CHAIN": "embedded", "CONA_API_HOST": "127.0.0.1"}
+    env = {**os.environ, "CONA_DATA_DIR": str(state_dir), "CONA_CHAIN": chain, "CONA_API_HOST": "127.0.0.1"}
     env.pop("CONA_API_URL", None)
     log_path = state_dir.parent / "up.log"
     with log_path.open("wb") as out:
@@ -405,6 +410,7 @@ def run(quick: bool = False) -> dict:
     out.update({"order_to_lease_ms_p50": rnd(percentile(lease_ms, 50)),
                 "order_to_lease_ms_p99": rnd(percentile(lease_ms, 99)),
                 "order_to_lease_samples": len(lease_ms)})
+    out.update(place.run(quick=quick))  # placement throughput, each chain on a market of its own
     return out
 
 

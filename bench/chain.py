@@ -40,6 +40,9 @@ LIFECYCLE_CHUNK = 50  # orders per placeSignedOrders / assignBatch transaction (
 # of storage refunds, which are paid back only after execution needed the gross amount.
 _GAS_PLACE, _GAS_ASSIGN, _GAS_ACCEPT, _GAS_COMPLETE, _GAS_SETTLE = 300_000, 150_000, 100_000, 150_000, 250_000
 _PRICE = 36 * 10**14
+#: each lease is accepted and completed in one batch, so within its first second: the contract caps
+#: usage at units x seconds elapsed (at least one), so it is billed one unit-second
+_USAGE = 1
 
 
 def _single(chain: Chain, n: int) -> tuple[float, list[float]]:
@@ -124,7 +127,7 @@ def _lifecycle(chain: Chain, rounds: int, per_round: int) -> tuple[float, float]
                                                     gas=_GAS_ASSIGN * len(chunk) + 200_000))
         work = [(orch, reqs)]
         work.append((provider, [market.contract.request("accept", i, gas=_GAS_ACCEPT) for i in round_ids]
-                     + [market.contract.request("complete", i, keccak(b"done"), 1800, gas=_GAS_COMPLETE)
+                     + [market.contract.request("complete", i, keccak(b"done"), _USAGE, gas=_GAS_COMPLETE)
                         for i in round_ids]))
         for sender, batch in work:
             receipts = chain.writer.transact_many(sender, batch)
@@ -135,9 +138,9 @@ def _lifecycle(chain: Chain, rounds: int, per_round: int) -> tuple[float, float]
         receipts = chain.writer.transact_many(buyer, settles)
         assert all(r.ok for r in receipts), [r.error for r in receipts if not r.ok][:3]
         market.withdraw(provider)
-        # the refunds only (each order used half its escrow): the deposit still funds the next rounds;
+        # the refunds only (each order used a second of its escrow): the deposit still funds the next rounds;
         # were this arithmetic wrong, the contract would refuse the withdrawal
-        market.withdraw(buyer, per_round * (per_order - cost(1, 1800, _PRICE)))
+        market.withdraw(buyer, per_round * (per_order - cost(1, _USAGE, _PRICE)))
         txs += len(settles) + 2
         ids += round_ids
     elapsed = time.perf_counter() - start

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from typing import Any, Callable
 
 import typer
@@ -31,6 +32,7 @@ from marketplace.chain.backends import EmbeddedBackend
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
 from marketplace.chain.market import Market, Tx, wait_until
+from marketplace.chain.timelock import Change
 from marketplace.settings import PACKAGE_ROOT, ProjectConfig
 
 ETH = 10**18
@@ -49,29 +51,34 @@ TRANSITIONS: tuple[tuple[str, str], ...] = (
     ("resumeProvider", "provider takes leases again"),
     ("deposit.first", "buyer's first deposit (fresh balance slot)"),
     ("deposit", "buyer deposits again"),
-    ("placeOrder", "buyer places its own order (escrow locked)"),
-    ("placeSignedOrder", "orchestrator places a buyer-signed EIP-712 intent"),
+    ("placeOrder", "buyer places its own order (escrow locked, terms version recorded)"),
+    ("placeSignedOrders.1", "orchestrator places one buyer-signed EIP-712 intent"),
     ("placeSignedOrders.per_order", f"the same, {BATCH} intents in one transaction, per order"),
-    ("assign", "orchestrator assigns a provider, no backups"),
-    ("assign.2backups", "orchestrator assigns a provider with 2 ranked backups"),
+    ("invalidateNonces", "buyer revokes the intents it signed"),
     ("assignBatch.1order", "one matching round of one order: batch record + assignment (the engine's path)"),
+    ("assignBatch.2backups", "a round of one order with 2 ranked backups"),
     ("assignBatch.per_order", f"a round of {BATCH} assignments and its batch record, per order"),
+    ("assignBatch.skipped", "a round whose one order was cancelled meanwhile: reported, not reverted"),
     ("assignBatch.empty", "a round recorded with no assignment (batch record only)"),
     ("accept", "provider accepts within the deadline (Running)"),
-    ("complete", "provider posts result hash and metered usage"),
+    ("complete", "provider posts result hash and metered usage (capped by the time elapsed)"),
     ("settle", "anyone, after the dispute window: pay provider, fee, refund rest"),
     ("cancel.open", "buyer cancels an open order: full refund"),
     ("cancel.assigned", "buyer cancels an assigned order before acceptance"),
-    ("timeoutAcceptance.backup", "late provider slashed, next backup assigned"),
+    ("timeoutAcceptance.backup", "late provider slashed (burned: nothing paid yet), next backup at its ask"),
     ("timeoutAcceptance.refund", "late provider slashed, no backup left: refund"),
-    ("fail.backup", "failure mid-lease: pro-rata pay, slash, backup assigned"),
+    ("fail.backup", "failure mid-lease: pro-rata pay, slash (compensation + burn), backup assigned"),
     ("fail.refund", "failure mid-lease, no backup: pro-rata pay, slash, refund"),
+    ("expire", "anyone ends a lease left Running past its end and grace: slash, refund"),
     ("dispute", "buyer disputes within the window"),
-    ("resolve", "arbiter splits the escrow and slashes"),
+    ("resolve", "the order's arbiter splits the escrow and slashes (capped)"),
+    ("lapse", "anyone closes a dispute the arbiter left past its deadline: settled"),
+    ("burn", "anyone sends the burn backlog to the burn address"),
     ("withdraw.market", "an account pulls its balance from the market"),
     ("pause", "operator pauses new business"),
     ("unpause", "operator resumes it"),
-    ("setSetting", "operator changes a bounded setting (fee)"),
+    ("timelock.schedule", "operator schedules new terms on the timelock"),
+    ("timelock.execute", "the scheduled setSettings runs (a new terms version)"),
     ("beginUnbond", "provider starts leaving"),
     ("finishUnbond", "provider exits after the unbonding period"),
     ("withdraw.registry", "exited provider pulls its released stake"),
@@ -79,41 +86,64 @@ TRANSITIONS: tuple[tuple[str, str], ...] = (
 
 #: the transactions of one lease from a signed intent to the provider's money in hand, on the
 #: engine's path: its round binds the order with ``assignBatch`` (the batch record included)
-LIFECYCLE = ("placeSignedOrder", "assignBatch.1order", "accept", "complete", "settle", "withdraw.market")
+LIFECYCLE = ("placeSignedOrders.1", "assignBatch.1order", "accept", "complete", "settle", "withdraw.market")
 
 
-def _scenario(chain: Chain, asset: str) -> dict[str, int]:
-    dep = deploy_market(chain, params=MarketParams(asset=asset, min_stake=ETH, unbonding_period=3600, fee_bps=200,
-                                                   accept_window=60, dispute_window=300, miss_slash_bps=500,
-                                                   fail_slash_bps=1000))
-    m = Market.from_deployment(chain, dep)
-    reg = m.registry
-    s = chain.signers
-    op, orch, arb, provs, buyers, anyone = s[0], s[1], s[2], s[3:6], s[6:9], s[9]
-    if m.token is not None:
-        for acct in (*provs, *buyers):
-            m.token.transact(op, "mint", acct.address, 1000 * ETH)
-            # approve once, generously, so the measured transactions are the transitions alone
-            m.token.transact(acct, "approve", m.address, 2**255)
-            m.token.transact(acct, "approve", reg.address, 2**255)
-    gas: dict[str, int] = {}
+class _Scenario:
+    """One market, its accounts, and the gas of every transition driven so far."""
 
-    def take(key: str, tx: Tx, per: int = 1) -> Tx:
-        gas[key] = tx.gas_used // per
+    def __init__(self, chain: Chain, asset: str) -> None:
+        dep = deploy_market(chain, params=MarketParams(asset=asset, min_stake=ETH, unbonding_period=3600,
+                                                       fee_bps=200, accept_window=60, dispute_window=300,
+                                                       miss_slash_bps=500, fail_slash_bps=1000))
+        self.m = Market.from_deployment(chain, dep)
+        self.reg = self.m.registry
+        s = chain.signers
+        self.op, self.orch, self.arb, self.provs, self.buyers, self.anyone = s[0], s[1], s[2], s[3:6], s[6:9], s[9]
+        self.gas: dict[str, int] = {}
+        self.rounds = 0
+        if self.m.token is not None:
+            for acct in (*self.provs, *self.buyers, self.anyone):
+                self.m.token.transact(self.op, "mint", acct.address, 1000 * ETH)
+                # approve once, generously, so the measured transactions are the transitions alone
+                self.m.token.transact(acct, "approve", self.m.address, 2**255)
+                self.m.token.transact(acct, "approve", self.reg.address, 2**255)
+
+    def take(self, key: str, tx: Tx, per: int = 1) -> Tx:
+        self.gas[key] = tx.gas_used // per
         return tx
 
-    def intent(buyer: Any, nonce: int | None = None) -> Any:
-        return m.intent(buyer.address, requirement=REQ, device_class=GPU, units=1, duration=3600, max_price=PRICE,
-                        nonce=nonce)
+    def intent(self, buyer: Any, nonce: int | None = None) -> Any:
+        return self.m.intent(buyer.address, requirement=REQ, device_class=GPU, units=1, duration=3600,
+                             max_price=PRICE, nonce=nonce)
 
-    def register(p: Any) -> Tx:
-        return reg.register(p, hardware=keccak(p.address.encode()), domain=1, prices=[PRICE] * 4, stake=2 * ETH)
+    def place(self, buyer: Any) -> int:
+        return self.m.place_tx(buyer, self.intent(buyer)).event("OrderPlaced").args["order"]
 
-    p0, p1, p2 = provs
-    b0, b1, _ = buyers
-    take("register", register(p0))
-    register(p1)
-    register(p2)
+    def round(self, plan: list) -> Tx:
+        self.rounds += 1
+        seed = b"%d" % self.rounds
+        return self.m.assign_batch(self.orch, keccak(b"batch" + seed), keccak(b"in" + seed), keccak(b"out" + seed),
+                                   plan)
+
+    def running(self, buyer: Any, provider: Any, backups: list) -> int:
+        oid = self.place(buyer)
+        self.round([(oid, provider.address, PRICE, [b.address for b in backups])])
+        self.m.accept(provider, oid)
+        return oid
+
+    def complete(self, provider: Any, oid: int, usage: int) -> Tx:
+        wait_until(self.m, self.m.order(oid).started_at + usage)
+        return self.m.complete(provider, oid, RESULT, usage)
+
+
+def _providers_and_money(sc: _Scenario) -> None:
+    m, reg, take = sc.m, sc.reg, sc.take
+    p0, p1, p2 = sc.provs
+    b0, b1, _ = sc.buyers
+    for p in sc.provs:
+        tx = reg.register(p, hardware=keccak(p.address.encode()), domain=1, prices=[PRICE] * 4, stake=2 * ETH)
+        take("register", tx) if p is p0 else None
     take("update", reg.update(p0, hardware=keccak(b"new"), domain=2, prices=[PRICE] * 4))
     take("topUp", reg.top_up(p0, ETH))
     take("pauseProvider", reg.pause(p2))
@@ -121,93 +151,101 @@ def _scenario(chain: Chain, asset: str) -> dict[str, int]:
     take("deposit.first", m.deposit(b0, 50 * ETH))
     take("deposit", m.deposit(b0, 50 * ETH))
     m.deposit(b1, 50 * ETH)
-
-    def placed(tx: Tx) -> int:
-        return tx.event("OrderPlaced").args["order"]
-
     # warm-up, not measured: the market's first order and the buyer's first nonce write fresh
     # storage slots (20k gas each), which would be charged to whichever order came first
-    m.cancel(b0, placed(m.place_tx(b0, intent(b0))))
+    m.cancel(b0, sc.place(b0))
 
-    def round_of(*seed: bytes) -> tuple[bytes, bytes, bytes]:
-        return keccak(b"batch" + b"".join(seed)), keccak(b"inputs" + b"".join(seed)), keccak(b"out" + b"".join(seed))
 
-    # a manual assign, outside any batch
-    it = intent(b0)
-    oid = placed(m.place_signed(orch, it, m.sign(b0, it)))
-    take("assign", m.assign(orch, oid, p0.address, PRICE))
-    m.cancel(b0, oid)
-
-    # the main lifecycle, by a signed intent bound by a matching round of one order
-    it = intent(b0)
-    oid = placed(take("placeSignedOrder", m.place_signed(orch, it, m.sign(b0, it))))
-    take("assignBatch.1order", m.assign_batch(orch, *round_of(b"1"), [(oid, p0.address, PRICE, ())]))
+def _lifecycle(sc: _Scenario) -> None:
+    m, take, orch = sc.m, sc.take, sc.orch
+    p0, p1, p2 = sc.provs
+    b0, b1, _ = sc.buyers
+    it = sc.intent(b0)
+    oid = take("placeSignedOrders.1", m.place_signed(orch, it, m.sign(b0, it))).event("OrderPlaced").args["order"]
+    take("assignBatch.1order", sc.round([(oid, p0.address, PRICE, ())]))
     take("accept", m.accept(p0, oid))
-    take("complete", m.complete(p0, oid, RESULT, 1800))
+    take("complete", sc.complete(p0, oid, 1800))
     wait_until(m, m.order(oid).completed_at + 300)
-    take("settle", m.settle(anyone, oid))
+    take("settle", m.settle(sc.anyone, oid))
     take("withdraw.market", m.withdraw(p0))
-
-    own = placed(take("placeOrder", m.place_tx(b0, intent(b0))))
-    take("cancel.open", m.cancel(b0, own))
-
+    take("cancel.open", m.cancel(b0, sc.place(b0)))
+    take("placeOrder", m.place_tx(b0, sc.intent(b0)))
+    signed = sc.intent(b0)
+    take("invalidateNonces", m.invalidate_nonces(b0, signed.nonce + 1))
     nonce = m.nonce(b1.address)
-    batch = [intent(b1, nonce + i) for i in range(BATCH)]
-    ids = [i for i in range(m.order_count + 1, m.order_count + 1 + BATCH)]
+    batch = [sc.intent(b1, nonce + i) for i in range(BATCH)]
+    ids = list(range(m.order_count + 1, m.order_count + 1 + BATCH))
     tx = m.decode(m.contract.transact(orch, "placeSignedOrders", [i.as_tuple() for i in batch],
                                       [m.sign(b1, i) for i in batch], [b""] * BATCH))
     assert [e.args["order"] for e in tx.named("OrderPlaced")] == ids
     take("placeSignedOrders.per_order", tx, BATCH)
-    take("assignBatch.per_order", m.assign_batch(orch, *round_of(b"10"), [(i, p1.address, PRICE, ()) for i in ids]),
-         BATCH)
+    take("assignBatch.per_order", sc.round([(i, p1.address, PRICE, ()) for i in ids]), BATCH)
     take("cancel.assigned", m.cancel(b1, ids[0]))
+    gone = sc.place(b0)
+    m.cancel(b0, gone)
+    take("assignBatch.skipped", sc.round([(gone, p0.address, PRICE, ())]))
+    take("assignBatch.empty", sc.round([]))
 
-    # acceptance timeouts: to a backup, then with none left
-    oid = placed(m.place_tx(b0, intent(b0)))
-    take("assign.2backups", m.assign(orch, oid, p0.address, PRICE, [p1.address, p2.address]))
+
+def _faults(sc: _Scenario) -> None:
+    m, take, anyone = sc.m, sc.take, sc.anyone
+    p0, p1, p2 = sc.provs
+    b0 = sc.buyers[0]
+    oid = sc.place(b0)
+    take("assignBatch.2backups", sc.round([(oid, p0.address, PRICE, [p1.address, p2.address])]))
     wait_until(m, m.order(oid).accept_deadline + 1)
     take("timeoutAcceptance.backup", m.timeout_acceptance(anyone, oid))
-    oid = placed(m.place_tx(b0, intent(b0)))
-    m.assign(orch, oid, p0.address, PRICE)
+    oid = sc.place(b0)
+    sc.round([(oid, p0.address, PRICE, ())])
     wait_until(m, m.order(oid).accept_deadline + 1)
     take("timeoutAcceptance.refund", m.timeout_acceptance(anyone, oid))
-
-    # failures mid-lease
-    oid = placed(m.place_tx(b0, intent(b0)))
-    m.assign(orch, oid, p2.address, PRICE, [p0.address])
-    m.accept(p2, oid)
+    oid = sc.running(b0, p2, [p0])
     wait_until(m, m.order(oid).started_at + 600)
-    take("fail.backup", m.fail(orch, oid))
+    take("fail.backup", m.fail(sc.orch, oid))
     m.accept(p0, oid)
     wait_until(m, m.order(oid).started_at + 600)
-    take("fail.refund", m.fail(orch, oid))
+    take("fail.refund", m.fail(sc.orch, oid))
+    oid = sc.running(b0, p1, [])
+    o = m.order(oid)
+    wait_until(m, o.started_at + o.duration + m.terms(o.terms).run_grace + 1)
+    take("expire", m.expire(anyone, oid))
 
-    # dispute and resolution
-    oid = placed(m.place_tx(b0, intent(b0)))
-    m.assign(orch, oid, p2.address, PRICE)
-    m.accept(p2, oid)
-    m.complete(p2, oid, RESULT, 3600)
+
+def _disputes_and_operator(sc: _Scenario) -> None:
+    m, take, b0 = sc.m, sc.take, sc.buyers[0]
+    p0, p1, p2 = sc.provs
+    oid = sc.running(b0, p2, [])
+    sc.complete(p2, oid, 3600)
     take("dispute", m.dispute(b0, oid))
-    take("resolve", m.resolve(arb, oid, 10**15, ETH // 10))
-
-    # operator
-    take("pause", m.pause(op))
-    take("unpause", m.unpause(op))
-    take("setSetting", m.set_setting(op, "feeBps", 150))
-    take("assignBatch.empty", m.assign_batch(orch, *round_of(b"empty"), []))
-
-    # leaving
-    unbond_at = take("beginUnbond", reg.begin_unbond(p2)).event("UnbondingStarted").args["unbondAt"]
+    take("resolve", m.resolve(sc.arb, oid, 10**15, ETH // 10))
+    oid = sc.running(b0, p1, [])
+    sc.complete(p1, oid, 600)
+    m.dispute(b0, oid)
+    o = m.order(oid)
+    wait_until(m, o.disputed_at + m.terms(o.terms).arbitration_window + 1)
+    take("lapse", m.lapse(sc.anyone, oid))
+    take("burn", m.burn(sc.anyone))
+    take("pause", m.pause(sc.op))
+    take("unpause", m.unpause(sc.op))
+    change = Change.call(m.contract, "setSettings", replace(m.terms(), fee_bps=150).as_tuple())
+    take("timelock.schedule", m.timelock.schedule(sc.op, change))
+    take("timelock.execute", m.timelock.execute(sc.op, change))
+    unbond_at = take("beginUnbond", sc.reg.begin_unbond(p2)).event("UnbondingStarted").args["unbondAt"]
     wait_until(m, unbond_at)
-    take("finishUnbond", reg.finish_unbond(p2))
-    take("withdraw.registry", reg.withdraw(p2))
+    take("finishUnbond", sc.reg.finish_unbond(p2))
+    take("withdraw.registry", sc.reg.withdraw(p2))
 
-    for check in (m.escrow_check(), reg.escrow_check()):
+
+def _scenario(chain: Chain, asset: str) -> dict[str, int]:
+    sc = _Scenario(chain, asset)
+    for phase in (_providers_and_money, _lifecycle, _faults, _disputes_and_operator):
+        phase(sc)
+    for check in (sc.m.escrow_check(), sc.reg.escrow_check()):
         assert check.balanced, check  # a scenario that broke the books measured nothing worth publishing
-    missing = {k for k, _ in TRANSITIONS} - set(gas)
+    missing = {k for k, _ in TRANSITIONS} - set(sc.gas)
     assert not missing, f"transitions not measured: {sorted(missing)}"
-    gas["lifecycle"] = sum(gas[k] for k in LIFECYCLE)
-    return gas
+    sc.gas["lifecycle"] = sum(sc.gas[k] for k in LIFECYCLE)
+    return sc.gas
 
 
 def run(quick: bool = False) -> dict:

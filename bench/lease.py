@@ -43,10 +43,11 @@ PRICE = 36 * 10**14
 ETH = 10**18
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, *, chain_dir: Path | None = None) -> dict:
+    """``chain_dir``: keep the embedded chain there (durable: a block log fsynced per block)."""
     n = 20 if quick else 200
     project = ProjectConfig.load(PACKAGE_ROOT)
-    chain = Chain(EmbeddedBackend(project.mnemonic, 8), project)
+    chain = Chain(EmbeddedBackend(project.mnemonic, 8, data_dir=chain_dir), project)
     try:
         dep = deploy_market(chain, params=MarketParams(min_stake=ETH, unbonding_period=3600))
         market = Market.from_deployment(chain, dep)

@@ -13,6 +13,10 @@ import {AssetHolder} from "./lib/AssetHolder.sol";
 ///
 /// Status machine:  None -> Active <-> Paused;  Active|Paused -> Unbonding -> Exited.
 ///
+/// Roles: DEFAULT_ADMIN_ROLE and OPERATOR_ROLE (`setMinStake`) belong to the deployment's timelock, so
+/// a change reaches providers only after its delay; the deployer binds the market once (`setMarket`),
+/// which no role can redo. Stake is credited as it arrives (a fee-on-transfer token stakes less).
+///
 /// Accounting identity (checked by the tests after every step):
 ///     held asset == totalStaked + totalReleased
 /// where totalReleased is stake of exited providers not yet withdrawn.
@@ -47,6 +51,8 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
     error MarketAlreadySet(address market);
     error SettingOutOfBounds(bytes32 name, uint256 value, uint256 min, uint256 max);
     error BadDeviceClass(uint8 deviceClass);
+    error ZeroAddress(bytes32 what);
+    error NotBinder(address caller);
 
     event Registered(address indexed provider, bytes32 hardware, uint32 domain, bytes32 metadata,
         uint256[4] prices, uint256 stake);
@@ -63,6 +69,8 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
     event SettingChanged(bytes32 indexed name, uint256 oldValue, uint256 newValue);
 
     uint64 public immutable unbondingPeriod;
+    /// @notice The deployer: the one account that may bind the market, once.
+    address public immutable binder;
     uint256 public minStake;
     address public market;
     uint256 public totalStaked;
@@ -76,23 +84,36 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
         _;
     }
 
-    constructor(address asset_, address operator, uint256 minStake_, uint64 unbondingPeriod_) AssetHolder(asset_) {
+    /// @param asset_ the payment asset (address(0) for ETH)
+    /// @param admin who grants roles and changes `minStake`: a timelock on any real network
+    /// @param minStake_ the least stake that makes a provider eligible
+    /// @param unbondingPeriod_ seconds between `beginUnbond` and `finishUnbond`
+    constructor(address asset_, address admin, uint256 minStake_, uint64 unbondingPeriod_) AssetHolder(asset_) {
+        if (admin == address(0)) revert ZeroAddress("admin");
         if (minStake_ > MAX_MIN_STAKE) revert SettingOutOfBounds("minStake", minStake_, 0, MAX_MIN_STAKE);
-        _grantRole(DEFAULT_ADMIN_ROLE, operator);
-        _grantRole(OPERATOR_ROLE, operator);
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(OPERATOR_ROLE, admin);
+        binder = msg.sender;
         minStake = minStake_;
         unbondingPeriod = unbondingPeriod_;
     }
 
     // ------------------------------------------------------------------ operator
 
-    /// @notice Binds the market contract (once): the only caller of slash and the lease counters.
-    function setMarket(address market_) external onlyRole(OPERATOR_ROLE) {
+    /// @notice Binds the market contract (once, by the deployer): the only caller of slash and the lease counters.
+    /// @param market_ the market
+    /// @dev Emits `MarketSet`.
+    function setMarket(address market_) external {
+        if (msg.sender != binder) revert NotBinder(msg.sender);
+        if (market_ == address(0)) revert ZeroAddress("market");
         if (market != address(0)) revert MarketAlreadySet(market);
         market = market_;
         emit MarketSet(market_);
     }
 
+    /// @notice The least stake that makes a provider eligible (through the timelock).
+    /// @param value the new minimum, at most MAX_MIN_STAKE
+    /// @dev Emits `SettingChanged("minStake", old, value)`.
     function setMinStake(uint256 value) external onlyRole(OPERATOR_ROLE) {
         if (value > MAX_MIN_STAKE) revert SettingOutOfBounds("minStake", value, 0, MAX_MIN_STAKE);
         emit SettingChanged("minStake", minStake, value);
@@ -101,13 +122,21 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
 
     // ------------------------------------------------------------------ providers
 
+    /// @notice Registers the caller as a provider with a stake of what arrives of `amount`.
+    /// @param hardware the digest of its hardware descriptor (what its Compute LSAs must hash to)
+    /// @param domain its network domain
+    /// @param metadata a reference to more about it
+    /// @param prices its ask per device class (CPU, GPU, NPU, TPU), per unit-hour
+    /// @param amount the stake to take (ETH: send exactly this); what arrives must be at least minStake
+    /// @dev Emits `Registered`.
     function register(bytes32 hardware, uint32 domain, bytes32 metadata, uint256[4] calldata prices, uint256 amount)
         external payable nonReentrant
     {
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.None) revert AlreadyRegistered(msg.sender);
         if (amount < minStake) revert StakeTooLow(amount, minStake);
-        _pullIn(msg.sender, amount);
+        amount = _pullIn(msg.sender, amount);
+        if (amount < minStake) revert StakeTooLow(amount, minStake);
         p.status = Status.Active;
         p.hardware = hardware;
         p.domain = domain;
@@ -118,6 +147,12 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
         emit Registered(msg.sender, hardware, domain, metadata, prices, amount);
     }
 
+    /// @notice Changes the caller's hardware digest, domain, metadata and asks (live leases keep their price).
+    /// @param hardware see `register`
+    /// @param domain see `register`
+    /// @param metadata see `register`
+    /// @param prices see `register`
+    /// @dev Emits `Updated`.
     function update(bytes32 hardware, uint32 domain, bytes32 metadata, uint256[4] calldata prices) external {
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.Active && p.status != Status.Paused) revert WrongStatus(msg.sender, p.status);
@@ -128,15 +163,19 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
         emit Updated(msg.sender, hardware, domain, metadata, prices);
     }
 
+    /// @notice Adds what arrives of `amount` to the caller's stake.
+    /// @param amount the stake to add (ETH: send exactly this)
+    /// @dev Emits `StakeAdded`.
     function topUp(uint256 amount) external payable nonReentrant {
         Provider storage p = _providers[msg.sender];
         if (p.status == Status.None || p.status == Status.Exited) revert WrongStatus(msg.sender, p.status);
-        _pullIn(msg.sender, amount);
+        amount = _pullIn(msg.sender, amount);
         p.stake += amount;
         totalStaked += amount;
         emit StakeAdded(msg.sender, amount, p.stake);
     }
 
+    /// @notice The caller takes no new leases until `resume` (live ones run on). Emits `ProviderPaused`.
     function pause() external {
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.Active) revert WrongStatus(msg.sender, p.status);
@@ -144,6 +183,7 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
         emit ProviderPaused(msg.sender);
     }
 
+    /// @notice Lifts the caller's `pause`. Emits `ProviderResumed`.
     function resume() external {
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.Paused) revert WrongStatus(msg.sender, p.status);
@@ -151,6 +191,7 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
         emit ProviderResumed(msg.sender);
     }
 
+    /// @notice Starts the unbonding period; the caller takes no new leases. Emits `UnbondingStarted`.
     function beginUnbond() external {
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.Active && p.status != Status.Paused) revert WrongStatus(msg.sender, p.status);
@@ -160,6 +201,7 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
     }
 
     /// @notice Ends unbonding: the remaining stake becomes withdrawable. Not while a lease is live.
+    /// @dev Emits `ProviderExited`.
     function finishUnbond() external {
         Provider storage p = _providers[msg.sender];
         if (p.status != Status.Unbonding) revert WrongStatus(msg.sender, p.status);
@@ -174,6 +216,7 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
         emit ProviderExited(msg.sender, amount);
     }
 
+    /// @notice Pays out the caller's released stake. Emits `Withdrawn`.
     function withdraw() external nonReentrant {
         uint256 amount = released[msg.sender];
         if (amount == 0) revert NothingToWithdraw(msg.sender);
@@ -185,12 +228,16 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
 
     // ------------------------------------------------------------------ market hooks
 
+    /// @notice The market counts a lease `who` now holds. Emits `LeaseCountChanged`.
+    /// @param who the provider
     function leaseStarted(address who) external onlyMarket {
         Provider storage p = _providers[who];
         p.liveLeases += 1;
         emit LeaseCountChanged(who, p.liveLeases);
     }
 
+    /// @notice The market counts a lease `who` no longer holds. Emits `LeaseCountChanged`.
+    /// @param who the provider
     function leaseEnded(address who) external onlyMarket {
         Provider storage p = _providers[who];
         p.liveLeases -= 1;
@@ -198,7 +245,13 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
     }
 
     /// @notice Takes up to `amount` of `provider`'s stake and sends it to the market, which credits
-    /// the wronged party. Returns what was actually taken (the stake may be smaller).
+    /// the wronged party (up to its loss) and burns the rest. Returns what was taken (the stake may be smaller).
+    /// @param who the provider
+    /// @param amount the most to take
+    /// @param reason why (recorded in the event)
+    /// @param order the order it concerns
+    /// @return taken what was taken
+    /// @dev Emits `Slashed`.
     function slash(address who, uint256 amount, SlashReason reason, uint256 order)
         external onlyMarket nonReentrant returns (uint256 taken)
     {
@@ -213,29 +266,46 @@ contract ProviderRegistry is AccessControl, ReentrancyGuard, AssetHolder {
 
     // ------------------------------------------------------------------ views
 
+    /// @notice A provider's record.
+    /// @param who the provider
+    /// @return the record
     function provider(address who) external view returns (Provider memory) {
         return _providers[who];
     }
 
+    /// @notice A provider's status.
+    /// @param who the provider
+    /// @return its status
     function statusOf(address who) external view returns (Status) {
         return _providers[who].status;
     }
 
+    /// @notice A provider's stake.
+    /// @param who the provider
+    /// @return its stake
     function stakeOf(address who) external view returns (uint256) {
         return _providers[who].stake;
     }
 
+    /// @notice A provider's ask for a device class (1 CPU .. 4 TPU), per unit-hour.
+    /// @param who the provider
+    /// @param deviceClass the class
+    /// @return the ask
     function priceOf(address who, uint8 deviceClass) external view returns (uint256) {
         if (deviceClass == 0 || deviceClass > DEVICE_CLASSES) revert BadDeviceClass(deviceClass);
         return _providers[who].prices[deviceClass - 1];
     }
 
     /// @notice True when the provider can take a new lease: active and staked at least minStake.
+    /// @param who the provider
+    /// @return eligible or not
     function isEligible(address who) public view returns (bool) {
         Provider storage p = _providers[who];
         return p.status == Status.Active && p.stake >= minStake;
     }
 
+    /// @notice What the registry holds of the payment asset.
+    /// @return the balance
     function held() external view returns (uint256) {
         return _held();
     }

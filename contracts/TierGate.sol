@@ -106,6 +106,7 @@ contract BlsagVerifier is IMembershipVerifier {
         uint256 n = _checkFormat(proof);
         uint256 imageAt = RING_START + 64 * n;
         groupCommitment = keccak256(proof[RING_START:imageAt]);
+        // slither-disable-next-line uninitialized-local every field is set below before it is read
         Ring memory r;
         r.ix = _word(proof, imageAt);
         r.iy = _word(proof, imageAt + 32);
@@ -183,7 +184,7 @@ contract BlsagVerifier is IMembershipVerifier {
         // two steps keep the encoder's stack use small; the bytes equal one abi.encode of all twelve
         bytes memory head =
             abi.encode(CHALLENGE_TAG, st.chainId, st.gate, st.market, st.epoch, st.tier, st.slot, st.orderDigest);
-        return keccak256(abi.encodePacked(head, abi.encode(st.beneficiary, commitment, ix, iy)));
+        return keccak256(bytes.concat(head, abi.encode(st.beneficiary, commitment, ix, iy)));
     }
 
     function _word(bytes calldata data, uint256 off) internal pure returns (uint256 v) {
@@ -256,8 +257,9 @@ contract BlsagVerifier is IMembershipVerifier {
 /// calls `consume` when an order claims a tier: the proof must verify for this chain, this
 /// gate, the calling market, the order digest and buyer, the current epoch and the tier, be
 /// made over a committed bucket, and carry a nullifier never spent before. Roles:
-/// DEFAULT_ADMIN_ROLE binds the market (once) and registers verifiers; OPERATOR_ROLE
-/// commits groups and starts epochs.
+/// DEFAULT_ADMIN_ROLE (the deployment's timelock) registers verifiers, so swapping the proof
+/// system reaches buyers only after the timelock's delay; OPERATOR_ROLE (the operator's key)
+/// commits groups and starts epochs; the deployer binds the market, once.
 contract TierGate is ITierGate, AccessControl {
     bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
     uint256 public constant MAX_BUCKETS = 256;
@@ -279,6 +281,7 @@ contract TierGate is ITierGate, AccessControl {
     error NotMarket(address caller);
     error MarketAlreadyBound(address market);
     error ZeroAddress();
+    error NotBinder(address caller);
     error WrongEpoch(uint64 epoch, uint64 current);
     error EpochNotAfter(uint64 epoch, uint64 current);
     error EpochPassed(uint64 epoch, uint64 current);
@@ -301,10 +304,17 @@ contract TierGate is ITierGate, AccessControl {
         bytes32 indexed nullifier, uint8 indexed tier, uint64 indexed epoch, bytes32 orderDigest, bytes32 commitment
     );
 
-    constructor(address admin, IMembershipVerifier blsag) {
-        if (admin == address(0) || address(blsag) == address(0)) revert ZeroAddress();
+    /// @notice The deployer: the one account that may bind the market, once.
+    address public immutable binder;
+
+    /// @param admin registers verifiers and grants roles: a timelock on any real network
+    /// @param operator commits tier groups and starts epochs
+    /// @param blsag the verifier of scheme 1
+    constructor(address admin, address operator, IMembershipVerifier blsag) {
+        if (admin == address(0) || operator == address(0) || address(blsag) == address(0)) revert ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(OPERATOR_ROLE, admin);
+        _grantRole(OPERATOR_ROLE, operator);
+        binder = msg.sender;
         _setVerifier(1, blsag);
         currentEpoch = 1;
         emit EpochStarted(1, 0);
@@ -312,13 +322,21 @@ contract TierGate is ITierGate, AccessControl {
 
     // ------------------------------------------------------------------ admin and operator
 
-    function bindMarket(address market_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+    /// @notice Binds the market whose orders may consume proofs (once, by the deployer).
+    /// @param market_ the market
+    /// @dev Emits `MarketBound`.
+    function bindMarket(address market_) external {
+        if (msg.sender != binder) revert NotBinder(msg.sender);
         if (market_ == address(0)) revert ZeroAddress();
         if (market != address(0)) revert MarketAlreadyBound(market);
         market = market_;
         emit MarketBound(market_);
     }
 
+    /// @notice Registers the verifier of a proof scheme (through the timelock).
+    /// @param scheme the scheme id the verifier reports
+    /// @param verifier the verifier
+    /// @dev Emits `VerifierSet`.
     function setVerifier(uint8 scheme, IMembershipVerifier verifier) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setVerifier(scheme, verifier);
     }

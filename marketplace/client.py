@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import IO, TYPE_CHECKING, Any, Mapping
 
 import httpx
 
@@ -199,6 +199,40 @@ class ApiClient:
     def post_heartbeat(self, heartbeat: Mapping[str, Any]) -> None:
         """``POST /v1/heartbeats``: a signed heartbeat (``Heartbeat.to_dict()``)."""
         self.request("POST", "/v1/heartbeats", json=dict(heartbeat))
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def put_artifact(self, body: bytes | IO[bytes], kind: str, claim_headers: Mapping[str, str]) -> dict[str, Any]:
+        """``POST /v1/artifacts?kind=``: the bytes (or a file, streamed) with their signed upload
+        authorization (``marketplace.artifacts.transfer.upload`` builds it); the stored artifact."""
+        resp = self.request("POST", "/v1/artifacts", params={"kind": kind}, content=body,
+                            headers={**OCTETS, **claim_headers})
+        return self._json(resp, "POST", "/v1/artifacts")
+
+    def artifact_info(self, digest: str) -> dict[str, Any]:
+        """``GET /v1/artifacts/{digest}/info``: kinds, size, owners, what the kind checks found."""
+        return self.get(f"/v1/artifacts/{digest}/info")
+
+    def download(self, path: str, out: IO[bytes], chunk: int = 1 << 20) -> int:
+        """``GET path`` streamed into ``out`` (a large artifact never sits in memory); the bytes written.
+        The caller checks them (``transfer.fetch`` against their digest)."""
+        try:
+            with self._http.stream("GET", path) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    try:
+                        body = resp.json()
+                    except ValueError:
+                        body = {"detail": resp.text[:300]}
+                    raise problem_error("GET", path, resp.status_code, body)
+                n = 0
+                for part in resp.iter_bytes(chunk):
+                    out.write(part)
+                    n += len(part)
+                return n
+        except httpx.TransportError as exc:
+            raise ApiUnreachable(f"cannot reach the market API at {self.base}: {exc}",
+                                 hint=self.unreachable_hint) from None
 
     def upload_result(self, order_id: int, blob: bytes) -> dict[str, Any]:
         """``POST /v1/orders/{id}/result``: the result bytes of a completed lease; the engine's

@@ -13,7 +13,9 @@ Invariants:
 - an agent's keystore and passphrase live in ``<state>/demo/<name>/`` (0600), and the
   passphrase reaches the process through ``--passphrase-file``, never its arguments;
 - ``launch`` returns only once the engine has installed each provider's signed LSA, so
-  ``cona up`` prints a market that can take orders.
+  ``cona up`` prints a market that can take orders;
+- every demo agent runs buyers' own wasm modules (the agent's default); the EPYC CPU server also
+  runs buyers' container images (``--containers``) when this machine can (root, podman, runc).
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class DemoProvider:
     attachment: str  # a node id of the topology
     domain: int
     prices: Mapping[str, int]  # device class -> wei per compute-unit-hour
+    containers: bool = False  # also runs buyers' OCI images (podman + runc), where this machine can
+
+
+#: the demo's container ceilings: small, as a shared development machine wants
+CONTAINER_ARGS = ("--containers", "--container-limits", "mem=1024,cpus=2,pids=256,wall=600,work=256,output=16")
 
 
 #: five machines of different kinds spread over Europe in two domains
@@ -55,8 +62,16 @@ DEMO_PROVIDERS: tuple[DemoProvider, ...] = (
     DemoProvider("l40s-server", "7", 1, {"gpu": 1_500_000 * GWEI, "cpu": 20_000 * GWEI}),  # FR
     DemoProvider("mi100-box", "34", 2, {"gpu": 1_200_000 * GWEI, "cpu": 20_000 * GWEI}),  # UK
     DemoProvider("ascend-node", "9", 2, {"npu": 2_000_000 * GWEI, "cpu": 20_000 * GWEI}),  # IT
-    DemoProvider("epyc-cpu-server", "0", 1, {"cpu": 15_000 * GWEI}),  # NL
+    DemoProvider("epyc-cpu-server", "0", 1, {"cpu": 15_000 * GWEI}, containers=True),  # NL
 )
+
+
+def containers_available() -> str | None:
+    """Why this machine cannot run the demo's containers (None: it can): rootful podman and runc."""
+    if os.geteuid() != 0:
+        return "not root (rootful podman mounts each run's tmpfs)"
+    missing = [tool for tool in ("podman", "runc") if shutil.which(tool) is None]
+    return f"{' and '.join(missing)} not installed (make bootstrap installs them)" if missing else None
 
 
 def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *, stake: int | None = None,
@@ -87,6 +102,12 @@ def launch(running: Any, providers: tuple[DemoProvider, ...] = DEMO_PROVIDERS, *
                 "--state-dir", str(home / "state"), *extra_args]
         for cls, wei in sorted(p.prices.items()):
             args += ["--price", f"{cls}={wei}"]
+        if p.containers:
+            why_not = containers_available()
+            if why_not is None:
+                args += CONTAINER_ARGS
+            else:
+                log.warning("demo provider %s runs no containers: %s", p.name, why_not)
         args += ["--stake", str(stake)]
         children.append(running.supervisor.start(f"agent-{p.name}", args))
         addresses.append(acct.address)

@@ -13,7 +13,8 @@ naming the part at fault. ``http_status`` is the status the API answers with.
     ConaError
     ├── ConfigError (ValueError)            settings, brownie-config.yaml
     ├── InputError (ValueError)             bad input from a user; names the field
-    │   └── NotFound (LookupError)          an id that names nothing
+    │   ├── NotFound (LookupError)          an id that names nothing
+    │   └── LimitExceeded                   over a limit of marketplace/limits.py (size, depth, batch)
     ├── DecodeError (ValueError)            bytes from the network that do not parse
     ├── Rejected                            valid input refused by a rule (LSDB, matching)
     ├── TopologyError (ValueError)          a graph that cannot be loaded or routed
@@ -30,6 +31,7 @@ naming the part at fault. ``http_status`` is the status the API answers with.
         ├── ArtifactError                   missing or stale build artifacts
         ├── InsufficientFunds
         ├── NonceConflict
+        ├── ChainLogCorrupt                 the embedded chain's block log cannot be replayed
         └── TransactionReverted             carries the decoded custom error
 
 Subpackages add finer classes under these roots in their own ``errors``
@@ -88,6 +90,20 @@ class InputError(ConaError, ValueError):
 class NotFound(InputError, LookupError):
     http_status = 404
     code = "not-found"
+
+
+class LimitExceeded(InputError):
+    """An input over one of the limits in ``marketplace/limits.py``. ``limit`` names the limit,
+    ``maximum`` is its value; ``rpc_code`` is the JSON-RPC error code for the same refusal."""
+
+    http_status = 413
+    code = "limit-exceeded"
+    rpc_code = -32600
+
+    def __init__(self, message: str, *, limit: str, maximum: int, **kw: Any) -> None:
+        super().__init__(message, limit=limit, maximum=maximum, **kw)
+        self.limit = limit
+        self.maximum = maximum
 
 
 class DecodeError(ConaError, ValueError):
@@ -177,6 +193,19 @@ class InsufficientFunds(ChainError):
 
 class NonceConflict(ChainError):
     code = "nonce"
+
+
+class ChainLogCorrupt(ChainError):
+    """The embedded chain's block log is damaged before its end, or a record does not replay.
+    ``path`` is the log, ``offset`` the byte where the damage starts, ``record`` its index."""
+
+    code = "chain-log-corrupt"
+
+    def __init__(self, message: str, *, path: str, offset: int, record: int, **kw: Any) -> None:
+        super().__init__(message, path=path, offset=offset, record=record, **kw)
+        self.path = path
+        self.offset = offset
+        self.record = record
 
 
 class TransactionReverted(ChainError):

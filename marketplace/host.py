@@ -170,13 +170,16 @@ class Host:
         return load_deployment(chain, self.settings.state_dir)
 
     def _engine(self) -> Engine:
+        """The engine, which opens the process's one event index (kept in its state directory); the API
+        reads the same index (``_api_state``), so one ``cona up`` indexes the chain once."""
         assert self.chain is not None and self.deployment is not None and self.engine_dir is not None
         return Engine(self.chain, self.deployment, topology=self.config.topology, state_dir=self.engine_dir,
                       config=self.config.engine, orchestrator=self.orchestrator)
 
     def _api_state(self) -> ApiState:
         assert self.chain is not None and self.deployment is not None
-        return ApiState(chain=self.chain, deployment=self.deployment.to_dict(), engine=self.engine)
+        return ApiState(chain=self.chain, deployment=self.deployment.to_dict(), engine=self.engine,
+                        indexer=self.engine.indexer if self.engine is not None else None)
 
     def _serve(self, app: Any) -> None:
         """Run the API under uvicorn in a thread and wait until it listens. In a thread uvicorn

@@ -20,6 +20,12 @@ from marketplace.errors import ConfigError
 
 #: the repository root of an editable install (marketplace/ sits right under it)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+#: chain ids of local development chains, where the well-known development keys, time travel and a
+#: zero timelock delay are allowed: eth-tester/py-evm (the embedded chain), anvil and hardhat, ganache and geth --dev
+DEV_CHAIN_IDS = {131277322940537: "embedded (eth-tester)", 31337: "anvil/hardhat", 1337: "ganache/geth --dev"}
+#: the development account the faucet (``POST /dev/fund``, ``cona dev fund``) pays from: the last of the
+#: 20, which no role or demo provider uses
+FAUCET_ACCOUNT = 19
 #: the network the engine runs on unless told otherwise: GEANT 2012 (Topology Zoo), 40 nodes
 DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "data" / "topologies" / "Geant2012.graphml"
 

@@ -333,6 +333,18 @@ def status(
     _emit(as_json, info, "\n".join(f"{k:22} {v}" for k, v in info.items()))
 
 
+ContainersOpt = typer.Option(False, "--containers", help="opt in to the container runtime (rootful podman + runc); "
+                             "see docs/agent.md")
+ContainerLimitsOpt = typer.Option("", "--container-limits", help="container per-run ceilings: mem=MiB,cpus=N,pids=N,"
+                                  "wall=S,work=MiB,output=MiB")
+ImageOpt = typer.Option([], "--container-image", help="a registry image buyers may name: HOST/REPO (any tag) or "
+                        "HOST/REPO:TAG / @sha256:...; repeatable")
+InsecureOpt = typer.Option([], "--container-insecure-registry", help="HOST:PORT of a registry reached without TLS")
+NetworkOpt = typer.Option(False, "--container-network", help="let containers whose order asks for it reach the network")
+WasmModulesOpt = typer.Option("all", "--wasm-modules", help="buyers' own wasm modules this agent runs besides the "
+                              "shipped ones: all, deterministic (no clock or random imports) or shipped (none)")
+
+
 @app.command()
 def run(
     keystore_path: Path = KeystoreOpt, passphrase_file: Optional[Path] = PassFileOpt,
@@ -356,6 +368,9 @@ def run(
     native_limits: str = typer.Option(
         "", "--native-limits", help="native per-run ceilings: cpu=S,mem=MiB,files=N,wall=S and optionally "
         "fsize=MiB, procs=N, output=MiB"),
+    containers: bool = ContainersOpt, container_limits: str = ContainerLimitsOpt,
+    container_image: list[str] = ImageOpt, container_insecure_registry: list[str] = InsecureOpt,
+    container_network: bool = NetworkOpt, wasm_modules: str = WasmModulesOpt,
 ) -> None:
     """The provider daemon: advertise, heartbeat, accept, run, complete, settle, withdraw."""
     from provider_agent import daemon
@@ -372,6 +387,8 @@ def run(
         if native_limits and not programs:
             raise InputError("--native-limits without --native-program: no native program would run",
                              field="native_limits")
+        box = _container_options(state_dir, containers, container_limits, container_image,
+                                 container_insecure_registry, container_network)
         ident = keystore.unlock(keystore_path, keystore.read_passphrase(passphrase_file))
         found = probe.discover_dump(profile) if profile is not None else probe.discover_live()
         cfg = daemon.AgentConfig(
@@ -379,7 +396,7 @@ def run(
             prices=tuple(account_mod.parse_prices(price)), stake=stake_wei, state_dir=state_dir,
             heartbeat_interval=heartbeat_interval, poll_interval=poll_interval, lsa_lifetime=lsa_lifetime,
             withdraw_every=withdraw_every, deployment_file=deployment, native_programs=programs,
-            native_limits=limits)
+            native_limits=limits, containers=box[0], container_limits=box[1], wasm_modules=wasm_modules)
         agent = daemon.Agent(cfg, ident.key, found.descriptor)
     except ConaError as exc:
         raise _fail(exc, False) from None
@@ -389,6 +406,21 @@ def run(
         raise _fail(exc, False) from None
     finally:
         agent.close()
+
+
+def _container_options(state_dir: Path, on: bool, limits: str, images: list[str], insecure: list[str],
+                       network: bool):
+    """The container runtime's config and ceilings from ``run``'s flags (None when not opted in)."""
+    from provider_agent.runtime import container, images as image_mod
+
+    if not on:
+        if limits or images or insecure or network:
+            raise InputError("--container-* options without --containers: no container would run",
+                             field="containers")
+        return None, container.ContainerLimits()
+    cfg = container.ContainerConfig(Path(state_dir) / "containers", registries=image_mod.RegistryPolicy.of(images),
+                                    insecure_registries=tuple(insecure), allow_network=network)
+    return cfg, container.parse_limits(limits)
 
 
 def main(argv: list[str] | None = None) -> None:

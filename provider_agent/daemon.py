@@ -17,11 +17,11 @@ One process, three activities:
   two hand an order to the next backup), then advances every open lease one step.
 
 A lease: ``seen`` -> (spec fetched and checked against the order's on-chain requirement
-digest) ``spec`` -> ``accepted`` (before the acceptance deadline) -> ``ran`` (the workload
-under the metered wasm runtime; result bytes stored content-addressed) -> ``completed``
-(result hash and usage on chain) -> ``uploaded`` (result bytes to the engine) ->
-``settled`` (after the dispute window; anyone may settle, we do). Earnings are withdrawn
-every ``withdraw_every`` seconds.
+digest, its artifacts fetched and checked) ``spec`` -> ``accepted`` (before the acceptance
+deadline) -> ``ran`` (the workload on the workbench; result bytes and output files stored
+content-addressed) -> ``completed`` (result hash and usage on chain) -> ``uploaded`` (output
+files as artifacts, then the result bytes, to the engine) -> ``settled`` (after the dispute
+window; anyone may settle, we do). Earnings are withdrawn every ``withdraw_every`` seconds.
 
 Crash safety (invariants):
 - the chain is the truth and the journal our memory: each step first reads the order on
@@ -34,21 +34,13 @@ Crash safety (invariants):
 - re-running a workload after a crash gives the same bytes and the same fuel (the runtime
   is deterministic), so a crash before ``ran`` costs time, not correctness.
 
-Usage calibration: the contract bills ``usage`` unit-seconds at the order's price. The
-agent derives it from metered fuel only, so anyone re-running the workload gets the same
-bill: ``usage = max(1, ceil(fuel / FUEL_PER_UNIT_SECOND))``, capped at what the contract
-allows (``units x (duration - served)``). ``FUEL_PER_UNIT_SECOND`` is 2e9: this runtime
-executes 2.3-4.1e9 fuel per second on this machine's cores (nbody, matmul, sha256
-measured); taking the low end rounds the bill in the buyer's favour on faster cores.
-
-Native runtime (opt-in, ``provider_agent.runtime.native``): a provider that names programs
-with ``--native-program NAME=PATH`` also serves specs with ``"runtime": "native"`` naming one
-of them; any other native spec - and every native spec at an agent that did not opt in - is
-refused like an unknown wasm module: the agent does not accept, and the acceptance timeout
-hands the order to the next backup. A spec asking for more CPU seconds than the provider's
-``--native-limits cpu=`` is refused too. Native usage is the program's CPU time:
-``usage = max(1, ceil(cpu seconds))``, bounded as above. A native run is not reproducible, so a
-crash before ``ran`` re-runs it and commits whatever that second run gives.
+Work (``provider_agent.work``): before accepting, the agent checks the order document against
+what it advertises, fetches every artifact it names by digest (kept only when its bytes hash to
+it), compiles a buyer's module or loads an image; then the workbench runs it (wasm, a container,
+a native program), its output files are kept content-addressed and uploaded as artifacts with the
+result bytes; usage is billed from fuel (wasm), CPU time (native) or wall time (containers). A
+native or container run is not reproducible, so a crash before ``ran`` re-runs it and commits
+whatever that second run gives.
 """
 
 from __future__ import annotations
@@ -58,33 +50,38 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eth_utils import to_checksum_address
 
-from marketplace.chain.market import Order, OrderState, ProviderStatus
+from marketplace.chain.lifecycle import HANDOVERS
+from marketplace.chain.market import MarketTerms, Order, OrderState, ProviderStatus
 from marketplace.client import ApiClient, ApiUnreachable
 from marketplace.convergence.heartbeat import sign as sign_heartbeat
-from marketplace.convergence.lsa import Availability, LsaContent
+from marketplace.artifacts.kinds import Kind
+from marketplace.artifacts.transfer import upload as upload_artifact
+from marketplace.convergence.errors import LsaEncodeError
+from marketplace.convergence.lsa import Availability, LsaContent, encode_lsa
 from marketplace.convergence.lsdb import Originator
 from marketplace.engine.spec import Spec
-from marketplace.errors import AgentError, ChainError, ConaError, Rejected, TransactionReverted
+from marketplace.errors import AgentError, ChainError, ConaError, InputError, Rejected, TransactionReverted
 from marketplace.resources.model import DeviceClass, NodeDescriptor
-from marketplace.results import ResultRecord
 from provider_agent.account import Account, attachment_digest, fetch_deployment, load_deployment_file
 from provider_agent.journal import Journal, Lease
-from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeResult, NativeRuntime, allowlist, \
-    usage_for_cpu
-from provider_agent.runtime.wasm import Limits, RunResult, WasmRuntime
-from provider_agent.workloads import NAMES, load_workload
+from provider_agent.runtime.cdi import DevicePool, read_specs
+from provider_agent.runtime.container import ContainerConfig, ContainerLimits, ContainerRuntime
+from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeRuntime, allowlist
+from provider_agent.runtime.wasm import WasmRuntime
+from provider_agent.runtime.workbench import Workbench
+from provider_agent.work import (FUEL_PER_UNIT_SECOND, WASM_MODULES, ArtifactCache, Ceilings, Planner, SpecError,
+                                 check_spec, describe, offer_of, result_bytes, usage_for)
 
 log = logging.getLogger(__name__)
 
-FUEL_PER_UNIT_SECOND = 2_000_000_000
-WATCHED = ("Assigned", "AcceptanceTimedOut", "OrderFailed")
+WATCHED = ("Assigned", *HANDOVERS)
 #: test hook: ``after:<step>`` or ``before:<step>`` SIGKILLs the agent at that point of any lease,
 #: so crash recovery is tested with a real kill at an exact place (never set in production)
 CRASH_ENV = "CONA_AGENT_CRASH_AT"
@@ -101,38 +98,8 @@ LSA_RETRY_REFUSED = 30.0
 UNKNOWN_PROVIDER = ("unknown-provider", "unknown-originator")
 
 
-def usage_for(fuel: int, units: int, remaining_seconds: int) -> int:
-    """Unit-seconds billed for ``fuel``: ceil(fuel / FUEL_PER_UNIT_SECOND), at least 1, at most
-    ``units x remaining_seconds`` (the contract's ``UsageTooHigh`` bound)."""
-    used = max(1, -(-fuel // FUEL_PER_UNIT_SECOND))
-    return min(used, units * remaining_seconds)
-
-
-def result_bytes(run: RunResult | NativeResult) -> bytes:
-    """The bytes a provider uploads (``marketplace.results``); their keccak is ``run.result_hash``."""
-    return ResultRecord(run.status, run.exit_code, run.output).encode()
-
-
-class SpecError(AgentError):
-    code = "agent-spec"
-
-
-def check_spec(raw: Any, order: Order, programs: tuple[str, ...] = (), max_cpu_s: int | None = None) -> Spec:
-    """Parse an order document (``marketplace.engine.spec``) and check it is the one the buyer
-    signed: its digest must equal the order's on-chain ``requirement``. ``programs``: the native
-    programs this agent offers (none: native specs are refused); ``max_cpu_s``: the most CPU
-    seconds it lets one native run use."""
-    try:
-        spec = Spec.from_dict(raw, modules=NAMES, programs=programs)
-    except ConaError as exc:
-        raise SpecError(f"order {order.id}: {exc.message}", hint=exc.hint) from None
-    if spec.runtime == "native" and max_cpu_s is not None and spec.cpu_s > max_cpu_s:
-        raise SpecError(f"order {order.id}: the spec asks for {spec.cpu_s} CPU seconds, over this provider's "
-                        f"{max_cpu_s}", hint="--native-limits cpu=")
-    if spec.digest() != order.requirement:
-        raise SpecError(f"order {order.id}: the spec's digest 0x{spec.digest().hex()} is not the order's "
-                        f"requirement 0x{order.requirement.hex()}", hint="the engine served another document")
-    return spec
+__all__ = ["FUEL_PER_UNIT_SECOND", "WASM_MODULES", "Agent", "AgentConfig", "SpecError", "check_spec", "result_bytes",
+           "usage_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +121,14 @@ class AgentConfig:
     #: the native runtime's allowlist (empty: not opted in) and its per-run ceilings
     native_programs: tuple[NativeProgram, ...] = ()
     native_limits: NativeLimits = NativeLimits()
+    containers: ContainerConfig | None = None  # the container runtime (None: not opted in), its ceilings:
+    container_limits: ContainerLimits = ContainerLimits()
+    #: buyers' wasm modules run besides the shipped ones: all, deterministic (no clocks), shipped (none)
+    wasm_modules: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.wasm_modules not in WASM_MODULES:
+            raise InputError(f"--wasm-modules must be one of {', '.join(WASM_MODULES)}", field="wasm_modules")
 
 
 class Agent:
@@ -168,13 +143,9 @@ class Agent:
                                  journal_path=Path(cfg.state_dir) / "writer.jsonl")
         self.me = self.acct.address
         self.market = self.acct.market
-        self.dispute_window = int(self.market.contract.call("disputeWindow"))
+        self.terms: dict[int, MarketTerms] = {}  # an order's terms version never changes: read each once
         self.originator = Originator(key, time.time, max_age=cfg.lsa_lifetime,
                                      sequence=int(self.journal.meta("lsa_sequence", 0)))
-        self.runtime = WasmRuntime()
-        self.native_programs = allowlist(cfg.native_programs)
-        self.native = NativeRuntime(Path(cfg.state_dir) / "native") if self.native_programs else None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease")
         self.runs: dict[int, Future] = {}
         self.busy: dict[int, tuple[int, int]] = {}  # order -> (device class, units) while running
         self._advertised: tuple | None = None
@@ -189,9 +160,29 @@ class Agent:
         self._retry_at: dict[tuple[int, str], float] = {}
         self._last_withdraw = time.monotonic()
         self._crash_at = os.environ.get(CRASH_ENV, "")
-        log.info("agent %s on chain %d, state %s", self.me, dep.chain_id, cfg.state_dir)
+        self.workbench, self.planner = self._workbench(cfg)
+        log.info("agent %s on chain %d, state %s, runs %s", self.me, dep.chain_id, cfg.state_dir,
+                 ", ".join(self.offer.runtimes))
 
     # -- setup -------------------------------------------------------------------------
+
+    def _workbench(self, cfg: AgentConfig) -> tuple[Workbench, Planner]:
+        """Every runtime the provider opted into behind one call, what it advertises, and the planner."""
+        programs = allowlist(cfg.native_programs)
+        native = NativeRuntime(Path(cfg.state_dir) / "native") if programs else None
+        devices = DevicePool(read_specs()) if cfg.containers is not None else None
+        bench = Workbench(WasmRuntime(Path(cfg.state_dir) / "wasm"), native,
+                          cfg.containers and ContainerRuntime(cfg.containers), devices)
+        self.offer = offer_of(cfg.wasm_modules, tuple(programs), cfg.containers, devices)
+        try:  # an offer too large for one LSA is refused here, at start, not at the first advertisement
+            encode_lsa(self._content(self.availability()), sequence=1, lifetime=1, key=self.key)
+        except LsaEncodeError as exc:
+            bench.close()
+            raise AgentError(f"what this agent offers does not fit one Compute LSA: {exc.message}",
+                             hint="offer fewer native programs or registry images") from None
+        planner = Planner(bench, ArtifactCache(Path(cfg.state_dir) / "artifacts"), self.api, self.offer, programs,
+                          Ceilings(cfg.native_limits, cfg.container_limits, cfg.max_wall_seconds))
+        return bench, planner
 
     def _wait_deployment(self):
         deadline = time.monotonic() + self.cfg.engine_wait
@@ -228,7 +219,7 @@ class Agent:
     def close(self) -> None:
         self.stop.set()
         self.wake.set()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.workbench.close()
         self.api.close()
         self.acct.close()
         self.journal.close()
@@ -242,7 +233,23 @@ class Agent:
         self._crash(f"before:{step}")
         lease = self.journal.record(order, step, **data)
         self._crash(f"after:{step}")
+        if lease.finished:
+            self._forget(lease)
         return lease
+
+    def _forget(self, lease: Lease) -> None:
+        """A lease ended: the artifacts it fetched and the outputs it kept leave the cache (the market
+        holds them), unless an open lease uses them too."""
+        def used(one: Lease) -> set[str]:
+            raw = one.data("spec").get("spec")
+            try:
+                spec = Spec.from_dict(raw) if raw is not None else None
+            except ConaError:
+                spec = None
+            return self.planner.artifacts_of(spec, one.data("ran"))
+
+        keep = set().union(*(used(other) for other in self.journal.open_leases()))
+        self.planner.cache.drop(used(lease) - keep)
 
     # -- advertising -------------------------------------------------------------------
 
@@ -258,6 +265,11 @@ class Agent:
             out.append(Availability(DeviceClass(dc), free, load))
         return tuple(out)
 
+    def _content(self, avail: tuple[Availability, ...]) -> LsaContent:
+        return LsaContent(self.descriptor, avail, tuple((DeviceClass(i + 1), p) for i, p in enumerate(self.cfg.prices)
+                                                        if p), self.cfg.domain, self.cfg.attachment,
+                          runtimes=self.offer)
+
     def advertise(self, force: bool = False) -> None:
         if self._readvertise.is_set():
             self._readvertise.clear()
@@ -267,11 +279,7 @@ class Agent:
             return
         if not force and time.monotonic() < self._lsa_retry_at:
             return  # the engine said "too soon" (or was away): resend once its interval has passed
-        content = LsaContent(
-            self.descriptor, avail,
-            tuple((DeviceClass(i + 1), p) for i, p in enumerate(self.cfg.prices) if p),
-            self.cfg.domain, self.cfg.attachment)
-        raw = self.originator.next(content)
+        raw = self.originator.next(self._content(avail))
         self.journal.set_meta("lsa_sequence", self.originator.sequence)
         self._advertised = avail
         self._send_lsa(raw, avail)
@@ -403,11 +411,11 @@ class Agent:
                 return
             try:
                 spec = self.api.order_spec(o.id)
-                self._check(spec, o)
+                self.planner.admit(self._check(spec, o), o)  # its artifacts fetched, checked, loaded
             except (ConaError, ValueError) as exc:
-                # not accepting is the safe answer to a spec we cannot verify; retry until the deadline
+                # not accepting is the safe answer to a spec we cannot verify or run; retry until the deadline
                 log.error("lease %d: %s", o.id, exc)
-                self._later(o.id, "spec", 1.0)
+                self._later(o.id, "spec", 1.0 if isinstance(exc, ChainError) else 5.0)
                 return
             lease = self._record(o.id, "spec", spec=spec)
         tx = self.market.accept(self.acct.signer, o.id, key=self._key(o, "accept", o.accept_deadline))
@@ -419,7 +427,10 @@ class Agent:
         if lease.has("ran"):
             ran = lease.data("ran")
             self.journal.result(ran["result_hash"])  # refuse to complete a result we could not upload
-            tx = self.market.complete(self.acct.signer, o.id, bytes.fromhex(ran["result_hash"][2:]), ran["usage"],
+            # the contract caps usage at units x seconds elapsed since the lease started: a run that metered
+            # more than that (a machine faster than the reference) is paid for the time it took
+            usage = min(int(ran["usage"]), self.market.max_usage(o.id))
+            tx = self.market.complete(self.acct.signer, o.id, bytes.fromhex(ran["result_hash"][2:]), usage,
                                       key=self._key(o, "complete", o.started_at))
             self._record(o.id, "completed", tx=tx.tx_hash)
             self._set_busy(o.id, None)
@@ -428,52 +439,26 @@ class Agent:
         if fut is None:
             if not lease.has("spec"):  # accepted before the spec line was journaled cannot happen, but be safe
                 spec = self.api.order_spec(o.id)
-                self._check(spec, o)
+                self.planner.admit(self._check(spec, o), o)
                 self._record(o.id, "spec", spec=spec)
                 lease = self.journal.lease(o.id)
             spec = self._check(lease.data("spec")["spec"], o)
-            name, data, fuel = spec.module, spec.input, spec.fuel
             self._set_busy(o.id, (o.device_class, o.units))
-            remaining = max(1, o.duration - o.served)
-            if spec.runtime == "native":
-                self._start_native(o, spec, remaining)
-                return
-            limits = Limits(fuel=fuel, wall_seconds=min(float(remaining), self.cfg.max_wall_seconds))
-            log.info("lease %d: running %s (%d input bytes, fuel %d)", o.id, name, len(data), fuel)
-            self.runs[o.id] = self.pool.submit(self.runtime.run, load_workload(name), data, limits)
+            work = self.planner.work(spec, o, max(1, o.duration - o.served))
+            log.info("lease %d: running %s", o.id, describe(spec))
+            self.runs[o.id] = self.workbench.submit(work)
             return
         if not fut.done():
             return
-        run: RunResult | NativeResult = fut.result()
         del self.runs[o.id]
-        blob = result_bytes(run)
+        blob, ran = self.planner.ran(fut.result(), o)  # output files durable before ``ran`` names them
         digest = self.journal.put_result(blob)
-        if isinstance(run, NativeResult):
-            usage = usage_for_cpu(run.cpu_seconds, o.units, o.duration - o.served)
-            metered = {"runtime": "native", "cpu_ms": round(run.cpu_seconds * 1000, 1),
-                       "output_truncated": run.output_truncated}
-        else:
-            usage = usage_for(run.fuel_used, o.units, o.duration - o.served)
-            metered = {"fuel": run.fuel_used}
-        if not run.ok:
-            log.warning("lease %d: workload stopped: %s %s (%s); reporting it", o.id, run.status, run.detail, metered)
-        self._record(o.id, "ran", result_hash=digest, usage=usage, status=run.status, exit_code=run.exit_code,
-                     detail=run.detail, wall_ms=round(run.wall_ms, 1), **metered)
+        if ran["status"] != "ok":
+            log.warning("lease %d: workload stopped: %s %s; reporting it", o.id, ran["status"], ran["detail"])
+        self._record(o.id, "ran", result_hash=digest, **ran)
 
     def _check(self, raw: Any, o: Order) -> Spec:
-        return check_spec(raw, o, tuple(self.native_programs), self.cfg.native_limits.cpu_seconds)
-
-    def _start_native(self, o: Order, spec: Spec, remaining: int) -> None:
-        """Run an allowlisted program for a native spec (``_check`` already refused any other)."""
-        program = self.native_programs[spec.program]
-        cap = self.cfg.native_limits
-        limits = NativeLimits(cpu_seconds=spec.cpu_s, memory_mib=cap.memory_mib, open_files=cap.open_files,
-                              wall_seconds=min(cap.wall_seconds, float(remaining), self.cfg.max_wall_seconds),
-                              file_size_mib=cap.file_size_mib, processes=cap.processes,
-                              max_output_bytes=cap.max_output_bytes)
-        log.info("lease %d: running native %s (%d input bytes, cpu %d s, wall %.0f s)", o.id, program.name,
-                 len(spec.input), spec.cpu_s, limits.wall_seconds)
-        self.runs[o.id] = self.pool.submit(self.native.run, program, spec.input, limits)
+        return check_spec(raw, o, self.offer.programs, self.cfg.native_limits.cpu_seconds)
 
     def _after_completion(self, lease: Lease, o: Order) -> None:
         self._set_busy(o.id, None)
@@ -482,8 +467,12 @@ class Agent:
         if not lease.has("uploaded"):
             if not self._due(o.id, "upload"):
                 return
-            blob = self.journal.result(lease.data("ran")["result_hash"])
+            ran = lease.data("ran")
+            blob = self.journal.result(ran["result_hash"])
             try:
+                for digest in ran.get("files") or ():  # the files the committed manifest names, then the bytes
+                    upload_artifact(self.api, self.acct.signer, self.planner.cache.path(digest), Kind.DATA,
+                                    chain_id=self.acct.deployment.chain_id, market=self.market.address)
                 stored = self.api.upload_result(o.id, blob)
             except ApiUnreachable as exc:
                 log.warning("lease %d: result upload failed: %s", o.id, exc)
@@ -498,7 +487,7 @@ class Agent:
             # the next block's timestamp: a node that mines on demand (anvil) leaves the latest
             # block's time behind the wall clock; a settle sent too early is refused by gas
             # estimation, before it is signed or journaled, and retried
-            if max(self.market.chain_time(), int(time.time())) < o.completed_at + self.dispute_window:
+            if max(self.market.chain_time(), int(time.time())) < o.completed_at + self._terms(o).dispute_window:
                 self._later(o.id, "any", 1.0)
                 return
             tx = self.market.settle(self.acct.signer, o.id, key=self._key(o, "settle", o.completed_at))
@@ -507,6 +496,11 @@ class Agent:
         elif o.state in (OrderState.SETTLED, OrderState.RESOLVED):
             self._record(o.id, "settled", tx="", state=o.state.name, reconciled=True)
         # DISPUTED: the arbiter decides; keep watching
+
+    def _terms(self, o: Order) -> MarketTerms:
+        if o.terms not in self.terms:
+            self.terms[o.terms] = self.market.terms(o.terms)
+        return self.terms[o.terms]
 
     def _key(self, o: Order, step: str, stamp: int) -> str:
         return f"{self.acct.deployment.chain_id}:{self.market.address}:{o.id}:{step}:{stamp}"

@@ -23,7 +23,7 @@ events, or 409 with the contract's decoded custom error (``WrongState``,
 Invariant: nothing is relayed unless every check passed; the API adds no transaction of
 its own (the buyer pays the gas).
 
-Mounted by ``create_app`` with ``app.include_router(relay_router)``.
+The routes are in ``marketplace.api.routes.orders``; this module is what they call.
 """
 
 from __future__ import annotations
@@ -36,18 +36,13 @@ import rlp
 from eth_keys import keys
 from eth_keys.exceptions import BadSignature
 from eth_utils import keccak, to_checksum_address
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
 
 from marketplace.chain.backends import RpcError
-from marketplace.chain.deploy import Deployment
 from marketplace.chain.market import Market
 from marketplace.chain.writer import Receipt
-from marketplace.errors import ChainError, ChainUnavailable, InputError, NotFound, Rejected, TransactionReverted
+from marketplace.errors import ChainError, InputError, NotFound, Rejected, TransactionReverted
 
 log = logging.getLogger(__name__)
-
-router = APIRouter(prefix="/v1", tags=["buyers"])
 
 #: the buyer-only calls this relay accepts, by path action
 ACTIONS = ("cancel", "dispute")
@@ -60,11 +55,6 @@ class NotOrderOwner(Rejected):
 
     http_status = 403
     code = "not-order-owner"
-
-
-class RawTxRequest(BaseModel):
-    raw_tx: str = Field(..., description="the buyer's signed transaction, 0x-hex (EIP-1559, EIP-2930 or EIP-155)",
-                        examples=["0x02f8..."])
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +156,6 @@ def check_buyer_call(tx: SignedTx, *, action: str, order_id: int, chain_id: int,
         raise InputError(f"raw_tx {action}s order {got_id}, the path says order {order_id}", field="data.order")
 
 
-def _market(request: Request) -> Market:
-    state = request.app.state.cona
-    market = getattr(request.app.state, "relay_market", None)
-    if market is None:
-        if not state.deployment:
-            raise ChainUnavailable("the market is not deployed yet", hint="wait for /readyz")
-        market = Market.from_deployment(state.chain, Deployment.from_dict(state.deployment))
-        request.app.state.relay_market = market
-    return market
-
-
 def relay(market: Market, action: str, order_id: int, raw_hex: str) -> dict[str, Any]:
     """Check a buyer's signed cancel/dispute, relay it, and return its decoded outcome."""
     raw = _raw_bytes(raw_hex)
@@ -239,13 +218,3 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
     return v
-
-
-@router.post("/orders/{order_id}/cancel", summary="Relay the buyer's own signed ComputeMarket.cancel(id)")
-def post_cancel(order_id: int, body: RawTxRequest, request: Request) -> Any:
-    return relay(_market(request), "cancel", order_id, body.raw_tx)
-
-
-@router.post("/orders/{order_id}/dispute", summary="Relay the buyer's own signed ComputeMarket.dispute(id)")
-def post_dispute(order_id: int, body: RawTxRequest, request: Request) -> Any:
-    return relay(_market(request), "dispute", order_id, body.raw_tx)

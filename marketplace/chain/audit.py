@@ -52,8 +52,9 @@ from marketplace.chain.client import EscrowCheck
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
 from marketplace.chain.indexer import EventIndexer, IndexedEvent
-from marketplace.chain.lifecycle import (ORDER_EVENTS, PROVIDER_EVENTS, LifecycleViolation, OrderFold, ProviderFold,
-                                         ProviderStatus, fold_order, fold_provider, replay_order)
+from marketplace.chain.lifecycle import (LEASE_ENDINGS, MONEY_EVENTS, ORDER_EVENTS, PAYING_EVENTS, PROVIDER_EVENTS,
+                                         LifecycleViolation, OrderFold, ProviderFold, ProviderStatus, fold_order,
+                                         fold_provider, replay_order)
 from marketplace.chain.market import Market, Order
 from marketplace.chain.registry import Registry
 from marketplace.chain.writer import Receipt
@@ -70,12 +71,13 @@ def _compare_order(r: OrderFold, o: Order) -> list[str]:
         ("usage", r.usage, o.usage), ("result", r.result, "0x" + o.result.hex()),
         ("accept_deadline", r.accept_deadline, o.accept_deadline), ("started_at", r.started_at, o.started_at),
         ("completed_at", r.completed_at, o.completed_at), ("next_backup", r.next_backup, o.next_backup),
-        ("backups", r.backups, o.backups),
+        ("backups", r.backups, o.backups), ("disputed_at", r.disputed_at, o.disputed_at),
+        ("paid", r.paid, o.paid), ("compensated", r.compensated, o.compensated),
     ]
     if r.placed_tx:
         pairs += [
             ("units", r.units, o.units), ("duration", r.duration, o.duration), ("max_price", r.max_price, o.max_price),
-            ("tier", r.tier, o.tier), ("device_class", r.device_class, o.device_class),
+            ("tier", r.tier, o.tier), ("device_class", r.device_class, o.device_class), ("terms", r.terms, o.terms),
             ("digest", r.digest, "0x" + o.digest.hex()), ("requirement", r.requirement, "0x" + o.requirement.hex()),
         ]
     for name, replayed, actual in pairs:
@@ -123,6 +125,11 @@ class Auditor:
     def close(self) -> None:
         self.indexer.close()
 
+    def _events(self, contract: str | None = None, name: str | None = None, **where: Any) -> list[IndexedEvent]:
+        """The index's events up to the block the auditor reads the contracts at (``self.block``): an index
+        shared with another reader (the engine) may have been synced further since."""
+        return self.indexer.events(contract, name, to_block=self.block, **where)
+
     def sync(self) -> int:
         added = self.indexer.sync()
         self.block = self.indexer.cursor
@@ -143,8 +150,9 @@ class Auditor:
             raise NotFound(f"no order {order_id} on market {self.market.address} (it holds {count})",
                            field="order_id")
         order = Order.from_chain(order_id, self._call(self.market.contract, "getOrder", order_id))
-        events = self.indexer.events(order=order_id)
-        market_events = [e for e in events if e.contract == MARKET and e.name in ORDER_EVENTS]
+        events = self._events(order=order_id)
+        market_events = [e for e in events if e.contract == MARKET and (e.name in ORDER_EVENTS or
+                                                                         e.name in MONEY_EVENTS)]
         slashes = [e for e in events if e.contract == REGISTRY and e.name == "Slashed"]
         replay = replay_order(market_events)
         steps, problems = replay.steps, list(replay.problems)
@@ -152,16 +160,23 @@ class Auditor:
         if not market_events:
             problems.append("no events for this order in the index (indexed from a later block?)")
         problems += _compare_order(replayed, order)
-        if replayed.slashed != sum(as_int(s.args["amount"]) for s in slashes):
-            problems.append(f"slashed: order events say {replayed.slashed}, registry Slashed events say "
-                            f"{sum(as_int(s.args['amount']) for s in slashes)}")
+        taken = sum(as_int(s.args["amount"]) for s in slashes)
+        # every slashed unit that arrived is the buyer's compensation or burned (a fee-on-transfer token
+        # delivers less than the registry sent, never more)
+        if replayed.compensated + replayed.burned > taken:
+            problems.append(f"slashed: order events credit {replayed.compensated} and burn {replayed.burned}, "
+                            f"registry Slashed events took only {taken}")
+        if replayed.compensated > replayed.paid:
+            problems.append(f"compensation {replayed.compensated} is above what the buyer paid, {replayed.paid}")
         placed = next((as_int(e.args["escrow"]) for e in market_events if e.name == "OrderPlaced"), 0)
-        money = OrderMoney(placed, replayed.paid, replayed.fees, replayed.refunded, replayed.slashed, replayed.escrow)
+        money = OrderMoney(placed, replayed.paid, replayed.fees, replayed.refunded, replayed.compensated,
+                           replayed.burned, replayed.escrow)
         if placed != money.paid + money.refunded + money.remaining:
             problems.append("escrow does not add up: placed != paid + refunded + remaining")
         if problems:
             log.warning("order %d on %s: history disagrees with the contract: %s", order_id, self.market.address,
                         "; ".join(problems))
+        market_events = [e for e in market_events if e.name in ORDER_EVENTS]
         first = next((e for e in market_events if e.name == "Assigned"), None)
         batch = hex32(first.args.get("batchId", ZERO_BATCH)) if first is not None else ZERO_BATCH
         return OrderHistory(
@@ -182,7 +197,7 @@ class Auditor:
         if bid == ZERO_BATCH:
             raise InputError("batch 0 is not a batch: it is what a manual assign names", field="batch_id")
         self.sync()
-        committed = self.indexer.events(contract=MARKET, name="BatchCommitted", batchId=bid)
+        committed = self._events(contract=MARKET, name="BatchCommitted", batchId=bid)
         if not committed:
             raise NotFound(f"no batch {bid} on market {self.market.address} (no BatchCommitted names it)",
                            field="batch_id")
@@ -208,7 +223,7 @@ class Auditor:
         orders = as_int(ev.args["orders"])
         if orders != len(assignments):
             problems.append(f"BatchCommitted says {orders} orders, its transaction assigned {len(assignments)}")
-        elsewhere = [e for e in self.indexer.events(contract=MARKET, name="Assigned", batchId=bid)
+        elsewhere = [e for e in self._events(contract=MARKET, name="Assigned", batchId=bid)
                      if e.tx_hash != ev.tx_hash]
         for e in elsewhere:
             problems.append(f"order {e.args['order']} names this batch in another transaction {e.tx_hash}")
@@ -231,8 +246,8 @@ class Auditor:
         self.sync()
         raw = self._call(self.registry.contract, "provider", who)
         status, _domain, live, _unbond_at, stake = raw[:5]
-        reg_events = self.indexer.events(contract=REGISTRY, provider=who)
-        reg_withdrawals = self.indexer.events(contract=REGISTRY, name="Withdrawn", account=who)
+        reg_events = self._events(contract=REGISTRY, provider=who)
+        reg_withdrawals = self._events(contract=REGISTRY, name="Withdrawn", account=who)
         if ProviderStatus(status) is ProviderStatus.NONE and not reg_events:
             raise NotFound(f"{who} never registered with registry {self.registry.address}", field="address")
         registry_events = sorted(reg_events + reg_withdrawals, key=lambda e: (e.block_number, e.log_index))
@@ -258,10 +273,10 @@ class Auditor:
         earned = sum(lease.earned for lease in leases)
         balance = self._call(self.market.contract, "balances", who)
         withdrawn = sum(as_int(e.args["amount"]) for e in
-                        self.indexer.events(contract=MARKET, name="Withdrawn", account=who))
+                        self._events(contract=MARKET, name="Withdrawn", account=who))
         deposited = sum(as_int(e.args["amount"]) for e in
-                        self.indexer.events(contract=MARKET, name="Deposited", account=who))
-        if deposited == 0 and not self.indexer.events(contract=MARKET, name="OrderPlaced", buyer=who) \
+                        self._events(contract=MARKET, name="Deposited", account=who))
+        if deposited == 0 and not self._events(contract=MARKET, name="OrderPlaced", buyer=who) \
                 and who != self._call(self.market.contract, "feeRecipient"):
             # a pure provider: what it may withdraw is exactly what leases paid it, less withdrawals
             if earned - withdrawn != balance:
@@ -274,26 +289,27 @@ class Auditor:
 
     def _leases(self, who: str) -> list[Lease]:
         """Every order assigned to ``who`` (directly or as a backup that took over), with its ending."""
-        assigned = self.indexer.events(contract=MARKET, name="Assigned", provider=who)
-        took_over = (self.indexer.events(contract=MARKET, name="AcceptanceTimedOut", next=who)
-                     + self.indexer.events(contract=MARKET, name="OrderFailed", next=who))
+        assigned = self._events(contract=MARKET, name="Assigned", provider=who)
+        took_over = (self._events(contract=MARKET, name="AcceptanceTimedOut", next=who)
+                     + self._events(contract=MARKET, name="OrderFailed", next=who))
         starts = sorted(assigned + took_over, key=lambda e: (e.block_number, e.log_index))
         leases = []
         for start in starts:
             oid = as_int(start.args["order"])
             outcome, paid, fee, slashed = "live", 0, 0, 0
-            for ev in self.indexer.events(contract=MARKET, order=oid):
+            for ev in self._events(contract=MARKET, order=oid):
                 if (ev.block_number, ev.log_index) <= (start.block_number, start.log_index):
                     continue
                 a = ev.args
                 ender = a.get("provider", a.get("late"))
                 if ev.name == "Cancelled":
                     outcome = "Cancelled"
-                elif ev.name in ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut") and ender is not None \
-                        and as_address(ender) == who:
+                elif ev.name in LEASE_ENDINGS and ender is not None and as_address(ender) == who:
                     outcome = ev.name
                     paid, fee = as_int(a.get("paid", 0)), as_int(a.get("fee", 0))
-                    slashed = as_int(a.get("slashed", 0)) if ev.name != "Settled" else 0
+                    slashed = sum(as_int(s.args["amount"]) for s in self._events(
+                        contract=REGISTRY, name="Slashed", order=oid, provider=who)
+                                  if s.block_number == ev.block_number and s.tx_hash == ev.tx_hash)
                 elif ev.name in ("Accepted", "Completed", "Disputed"):
                     outcome = ev.name  # live, as far as it has gone
                     continue
@@ -309,7 +325,9 @@ class Auditor:
         self.sync()
         m, reg = self.market.contract, self.registry.contract
         held, free, escrow = self._call(m, "held"), self._call(m, "totalFree"), self._call(m, "totalEscrow")
-        market_check = EscrowCheck(MARKET, held, free + escrow, {"totalFree": free, "totalEscrow": escrow})
+        burn = self._call(m, "totalBurned")
+        market_check = EscrowCheck(MARKET, held, free + escrow + burn,
+                                   {"totalFree": free, "totalEscrow": escrow, "totalBurned": burn})
         r_held, staked, released = (self._call(reg, "held"), self._call(reg, "totalStaked"),
                                     self._call(reg, "totalReleased"))
         registry_check = EscrowCheck(REGISTRY, r_held, staked + released,
@@ -317,11 +335,11 @@ class Auditor:
         operator = as_address(self._call(m, "feeRecipient"))
 
         books = MarketBooks(operator)
-        for ev in self.indexer.events(contract=MARKET):
+        for ev in self._events(contract=MARKET):
             books.apply(ev)
         problems = list(books.problems)
         for name, from_events, on_chain in (("totalFree", books.free, free), ("totalEscrow", books.escrow, escrow),
-                                            ("held", books.held, held)):
+                                            ("totalBurned", books.burn_backlog, burn), ("held", books.held, held)):
             if from_events != on_chain:
                 problems.append(f"{MARKET}.{name}: events add up to {from_events}, contract says {on_chain}")
         for acct, amount in sorted(books.balances.items()):
@@ -329,7 +347,7 @@ class Auditor:
             if actual != amount:
                 problems.append(f"balance of {acct}: events add up to {amount}, contract says {actual}")
 
-        stakes = StakeBooks.of(self.indexer.events(contract=REGISTRY))
+        stakes = StakeBooks.of(self._events(contract=REGISTRY))
         for name, from_events, on_chain in (("totalStaked", stakes.staked, staked),
                                             ("totalReleased", stakes.released, released)):
             if from_events != on_chain:
@@ -340,7 +358,7 @@ class Auditor:
         if problems:
             log.warning("escrow audit of %s at block %d: %s", self.market.address, self.block, "; ".join(problems))
         return EscrowAudit(self.block, market_check, registry_check, books.free, books.escrow, books.held,
-                           stakes.staked, stakes.released, by_role, len(books.balances), books.live_orders,
+                           books.burn_backlog, stakes.staked, stakes.released, by_role, len(books.balances), books.live_orders,
                            tuple(problems))
 
 
@@ -353,7 +371,8 @@ class MarketBooks:
         self.balances: dict[str, int] = {}
         self.reported: dict[str, int] = {}  # the `balance` field Deposited/Withdrawn carry
         self.orders: dict[int, OrderFold] = {}
-        self.held = 0  # deposits - withdrawals + slashed stake received
+        self.held = 0  # deposits - withdrawals + slashed stake received - burns flushed
+        self.burn_backlog = 0  # slashed stake set aside for burning, not yet sent to the burn address
         self.problems: list[str] = []
 
     def credit(self, who: Any, amount: int) -> None:
@@ -375,7 +394,13 @@ class MarketBooks:
                                      f"{self.balances.get(acct, 0)}")
         elif name == "OrderPlaced":
             self.credit(a["buyer"], -as_int(a["escrow"]))
-        elif name in ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved"):
+        elif name == "Burned":
+            self.burn_backlog += as_int(a["amount"])
+            self.held += as_int(a["amount"])  # slashed stake arrived from the registry, set aside
+        elif name == "BurnFlushed":
+            self.burn_backlog -= as_int(a["amount"])
+            self.held -= as_int(a["amount"])
+        elif name in PAYING_EVENTS:
             oid = as_int(a["order"])
             if oid not in self.orders:
                 self.problems.append(f"{name} of order {oid} at block {ev.block_number} before its OrderPlaced")
@@ -384,10 +409,11 @@ class MarketBooks:
             if paid:
                 self.credit(a["provider"], paid - fee)
                 self.credit(self.operator, fee)
-            slashed = as_int(a.get("slashed", 0))
-            self.credit(self.orders[oid].buyer, as_int(a.get("refund", 0)) + slashed)
-            self.held += slashed  # slashed stake arrives from the registry
-        if name in ORDER_EVENTS and (name == "OrderPlaced" or as_int(a["order"]) in self.orders):
+            compensation = as_int(a.get("compensation", 0))
+            self.credit(self.orders[oid].buyer, as_int(a.get("refund", 0)) + compensation)
+            self.held += compensation  # slashed stake arrives from the registry
+        if (name in ORDER_EVENTS or name in MONEY_EVENTS) and (name == "OrderPlaced" or
+                                                                as_int(a["order"]) in self.orders):
             self._fold(ev)  # every transition, so a handover finds the backups its Assigned named
 
     def _fold(self, ev: IndexedEvent) -> None:

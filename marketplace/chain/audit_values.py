@@ -25,7 +25,7 @@ MARKET = "ComputeMarket"
 REGISTRY = "ProviderRegistry"
 
 #: event arguments that are amounts of the payment asset (or metered usage), shown as amounts
-AMOUNT_ARGS = ("escrow", "price", "maxPrice", "paid", "fee", "refund", "slashed", "amount", "balance", "stake",
+AMOUNT_ARGS = ("escrow", "price", "maxPrice", "paid", "fee", "refund", "slashed", "compensation", "amount", "balance", "stake",
                "released", "usage", "served")
 
 
@@ -113,7 +113,8 @@ class OrderMoney:
     paid: int  # gross, out of escrow, to the provider(s) (fee included)
     fees: int  # the operator's part of ``paid``
     refunded: int  # escrow returned to the buyer
-    slashed_to_buyer: int  # provider stake moved to the buyer (not escrow)
+    compensated: int  # slashed provider stake credited to the buyer (never above ``paid``; not escrow)
+    burned: int  # slashed provider stake beyond the buyer's loss, burned
     remaining: int  # escrow still reserved
 
     def to_dict(self) -> dict[str, str]:
@@ -270,7 +271,8 @@ class EscrowAudit:
     # recomputed from events
     free_from_events: int
     escrow_from_events: int
-    held_from_events: int  # deposits - withdrawals + slashed stake received
+    held_from_events: int  # deposits - withdrawals + slashed stake received - burns flushed
+    burn_backlog_from_events: int  # slashed stake set aside for burning, not yet flushed
     staked_from_events: int
     released_from_events: int
     owed_by_role: dict[str, int]  # buyers, providers, operator (free balances), escrow (live orders)
@@ -280,7 +282,8 @@ class EscrowAudit:
 
     @property
     def owed_from_events(self) -> int:
-        return self.free_from_events + self.escrow_from_events
+        """What the market owes or must burn, by its events (its ``held`` should equal it)."""
+        return self.free_from_events + self.escrow_from_events + self.burn_backlog_from_events
 
     @property
     def balanced(self) -> bool:
@@ -293,6 +296,7 @@ class EscrowAudit:
             "from_events": {
                 "owed": str(self.owed_from_events), "free": str(self.free_from_events),
                 "escrow": str(self.escrow_from_events), "held": str(self.held_from_events),
+                "burn_backlog": str(self.burn_backlog_from_events),
                 "staked": str(self.staked_from_events), "released": str(self.released_from_events),
             },
             "owed_by_role": {k: str(v) for k, v in self.owed_by_role.items()},

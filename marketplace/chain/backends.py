@@ -19,30 +19,40 @@ backoff), ``RpcError`` for an error answer, ``ChainMismatch`` for a wrong chain 
 from __future__ import annotations
 
 import ctypes
-import http.client
-import itertools
-import json
 import logging
 import os
 import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-import urllib.parse
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
-from marketplace.errors import ChainError, ChainMismatch, ChainUnavailable, ConfigError
+from marketplace.chain.http_rpc import Call, HttpJsonRpc
+from marketplace.errors import ChainError, ChainMismatch, ChainUnavailable, ConfigError, DecodeError, LimitExceeded
+from marketplace.limits import (
+    MAX_JSON_DEPTH,
+    MAX_RPC_BATCH,
+    MAX_RPC_BODY_BYTES,
+    json_depth,
+    parse_json,
+    pin_recursion_limit,
+)
+
+if TYPE_CHECKING:
+    from marketplace.chain.clock import ChainClock
 
 log = logging.getLogger(__name__)
+
+# eth-account imports py_ecc, which raises the recursion limit to 100,000 (a deep JSON document
+# then overflows the C stack): every process that talks to a chain gets it back here.
+pin_recursion_limit()
 
 Account.enable_unaudited_hdwallet_features()
 
@@ -82,16 +92,13 @@ def dev_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(mnemonic, account_path=f"{HD_PATH}/{i}") for i in range(count)]
 
 
-@dataclass(frozen=True)
-class Call:
-    method: str
-    params: Sequence[Any]
-
-
 class ChainBackend(ABC):
     """What CONA needs of a chain. Subclasses implement ``_send`` and the test controls."""
 
     name: str = "abstract"
+    #: the node answers ``cona_sendRawTransactionIfSucceeds`` (refuses, rather than mines, a transaction
+    #: whose execution fails): the embedded chain does
+    refuses_failed_sends: bool = False
 
     def __init__(self) -> None:
         self._chain_id: int | None = None
@@ -107,16 +114,21 @@ class ChainBackend(ABC):
         """Relay a raw JSON-RPC request object (or a batch list) and return the response(s), ids kept.
 
         This is how the API serves the chain at ``/rpc`` to wallets and agents in other processes.
+        A batch longer than ``MAX_RPC_BATCH`` or a request nested deeper than ``MAX_JSON_DEPTH`` is
+        refused whole, before anything is allocated per item, with one JSON-RPC error (-32600).
         """
+        refused = _over_limits(payload)
+        if refused is not None:
+            return refused
         items = payload if isinstance(payload, list) else [payload]
         if not items:
-            return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "empty batch"}}
+            return _rpc_error(None, -32600, "empty batch")
         answers = []
         calls, slots = [], []
         for n, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("method"), str):
-                answers.append({"jsonrpc": "2.0", "id": item.get("id") if isinstance(item, dict) else None,
-                                "error": {"code": -32600, "message": "invalid request"}})
+                answers.append(_rpc_error(item.get("id") if isinstance(item, dict) else None, -32600,
+                                          "invalid request"))
                 continue
             params = item.get("params", [])
             calls.append(Call(item["method"], list(params) if isinstance(params, (list, tuple)) else [params]))
@@ -128,6 +140,17 @@ class ChainBackend(ABC):
                 body.setdefault("result", None)
             answers[n] = {"jsonrpc": "2.0", "id": rid, **body}
         return answers if isinstance(payload, list) else answers[0]
+
+    def forward_bytes(self, body: bytes) -> Any:
+        """``forward`` for a request body as received: parsed within the limits (no recursion past
+        ``MAX_JSON_DEPTH``), then relayed. A body that is not JSON answers -32700, one over a limit -32600."""
+        try:
+            payload = parse_json(body, max_bytes=MAX_RPC_BODY_BYTES, what="JSON-RPC request")
+        except LimitExceeded as exc:
+            return _rpc_error(None, exc.rpc_code, exc.message)
+        except DecodeError as exc:
+            return _rpc_error(None, -32700, f"parse error: {exc.message}")
+        return self.forward(payload)
 
     def request(self, method: str, params: Sequence[Any] = ()) -> Any:
         (resp,) = self._send([Call(method, list(params))])
@@ -205,6 +228,21 @@ class ChainBackend(ABC):
         self.close()
 
 
+def _rpc_error(rid: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
+
+
+def _over_limits(payload: Any) -> dict[str, Any] | None:
+    """The error answer for a request over the relay's limits, or None."""
+    if isinstance(payload, list) and len(payload) > MAX_RPC_BATCH:
+        return _rpc_error(None, -32600, f"batch of {len(payload)} requests is longer than the {MAX_RPC_BATCH} "
+                                        "accepted; split it")
+    depth = json_depth(payload, stop_above=MAX_JSON_DEPTH)
+    if depth > MAX_JSON_DEPTH:
+        return _rpc_error(None, -32600, f"request nested deeper than the {MAX_JSON_DEPTH} levels accepted")
+    return None
+
+
 def _unwrap(method: str, resp: dict[str, Any]) -> Any:
     if "error" in resp and resp["error"] is not None:
         err = resp["error"]
@@ -223,21 +261,30 @@ def _unwrap(method: str, resp: dict[str, Any]) -> Any:
 
 
 class EmbeddedBackend(ChainBackend):
-    """eth-tester + py-evm in this process, spoken to as a JSON-RPC node. Automines by default."""
+    """eth-tester + py-evm in this process, spoken to as a JSON-RPC node. Automines by default.
+
+    ``data_dir``: keep the chain there (a block log, fsynced per block before the transaction is
+    answered, replayed on the next start); without it the chain lives in memory only. ``clock``: the
+    wall clock blocks are stamped by (tests pass a controllable one). See ``embedded_chain``.
+    """
 
     name = "embedded"
+    refuses_failed_sends = True
 
-    def __init__(self, mnemonic: str, accounts: int = 20) -> None:
+    def __init__(self, mnemonic: str, accounts: int = 20, *, data_dir: Path | None = None,
+                 clock: "ChainClock | None" = None) -> None:
         super().__init__()
-        from eth_tester import EthereumTester, PyEVMBackend
         from web3 import EthereumTesterProvider
 
-        from marketplace.chain.embedded_rpc import EmbeddedRpc
+        from marketplace.chain.embedded_chain import open_embedded
 
-        self._evm = PyEVMBackend.from_mnemonic(mnemonic, num_accounts=accounts, hd_path=HD_PATH)
-        self.tester = EthereumTester(self._evm)
-        chain_id = int(self._evm.chain.chain_id)
-        self.rpc = EmbeddedRpc(self.tester, chain_id)
+        self._embedded = open_embedded(mnemonic, accounts, HD_PATH, data_dir=data_dir, clock=clock)
+        self.data_dir = data_dir
+        self.tester = self._embedded.tester
+        self.rpc = self._embedded.rpc
+        self.clock = self._embedded.clock
+        #: the block log's journal when the chain is kept in ``data_dir``, else None
+        self.journal = self._embedded.journal
         self._w3 = Web3(EthereumTesterProvider(self.tester))
         self.accounts = dev_accounts(mnemonic, accounts)
 
@@ -245,167 +292,21 @@ class EmbeddedBackend(ChainBackend):
     def w3(self) -> Web3:
         return self._w3
 
+    def describe(self) -> str:
+        return f"embedded chain in {self.data_dir}" if self.data_dir else self.name
+
+    @property
+    def failure(self) -> str | None:
+        """Why the chain stopped answering (its block log could not be written), or None: for ``/healthz``."""
+        return self.rpc.failure
+
     def _send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
-        return [self.rpc.handle(call.method, list(call.params)) for call in calls]
-
-
-# ----------------------------------------------------------------------------- JSON-RPC over HTTP
-
-
-class _KeepAliveHttp:
-    """A minimal HTTP/1.1 keep-alive POST client for plain http.
-
-    ``http.client`` spends ~140 µs per request parsing headers through the email package;
-    a JSON-RPC node answers in tens of microseconds, so that overhead halved the writer's
-    one-at-a-time throughput. This reads only what JSON-RPC needs: the status line,
-    Content-Length or chunked encoding, and Connection: close.
-    """
-
-    def __init__(self, host: str, port: int, path: str, timeout: float) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = self.sock.makefile("rb")
-        self.head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     "Content-Type: application/json\r\nContent-Length: ").encode()
-        self.closed = False
-
-    def post(self, body: bytes) -> tuple[int, bytes]:
-        self.sock.sendall(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
-        status_line = self.reader.readline(65537)
-        if not status_line:
-            raise ConnectionError("connection closed by the node")
-        parts = status_line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise ConnectionError(f"not an HTTP answer: {status_line[:80]!r}")
-        status = int(parts[1])
-        length, chunked = -1, False
-        while True:
-            line = self.reader.readline(65537)
-            if line in (b"\r\n", b"\n", b""):
-                break
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value.strip())
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-            elif name == b"connection" and value.strip().lower() == b"close":
-                self.closed = True
-        if chunked:
-            data = bytearray()
-            while True:
-                size = int(self.reader.readline(65537).split(b";")[0].strip(), 16)
-                if size == 0:
-                    self.reader.readline(65537)
-                    break
-                data += self.reader.read(size)
-                self.reader.readline(65537)
-            body_out = bytes(data)
-        elif length >= 0:
-            body_out = self.reader.read(length)
-            if len(body_out) != length:
-                raise ConnectionError("connection closed in the middle of an answer")
-        else:
-            body_out = self.reader.read()
-            self.closed = True
-        return status, body_out
+        if len(calls) == 1:
+            return [self.rpc.handle(calls[0].method, list(calls[0].params))]
+        return self.rpc.handle_batch([(call.method, list(call.params)) for call in calls])
 
     def close(self) -> None:
-        try:
-            self.reader.close()
-        finally:
-            self.sock.close()
-
-
-class HttpJsonRpc:
-    """A keep-alive JSON-RPC client (one connection per thread), with retry and backoff.
-
-    Retries cover connection failures only; the calls CONA sends on retry are
-    idempotent (reads, and raw signed transactions whose hash is fixed).
-    """
-
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 4, backoff: float = 0.2) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ConfigError(f"not an http(s) JSON-RPC URL: {url!r}", field="rpc_url")
-        self.url = url
-        self._host = parsed.hostname
-        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._https = parsed.scheme == "https"
-        self._path = parsed.path or "/"
-        if parsed.query:
-            self._path += "?" + parsed.query
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self._local = threading.local()
-        self._ids = itertools.count(1)
-
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._https:
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout)
-            else:
-                conn = _KeepAliveHttp(self._host, self._port, self._path, self.timeout)
-            self._local.conn = conn
-        return conn
-
-    def _roundtrip(self, body: bytes) -> tuple[int, bytes]:
-        conn = self._conn()
-        if isinstance(conn, _KeepAliveHttp):
-            status, data = conn.post(body)
-            if conn.closed:
-                self._drop()
-            return status, data
-        conn.request("POST", self._path, body, {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-        self._local.conn = None
-
-    def post(self, payload: Any) -> Any:
-        body = json.dumps(payload).encode()
-        delay = self.backoff
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                status, data = self._roundtrip(body)
-                if status >= 500 or status == 429:
-                    raise ConnectionError(f"HTTP {status}")
-                if status != 200:
-                    raise ChainError(f"{self.url} answered HTTP {status}: {data[:200]!r}")
-                return json.loads(data)
-            except (OSError, http.client.HTTPException, ConnectionError, ValueError) as exc:
-                if isinstance(exc, json.JSONDecodeError):
-                    raise ChainError(f"{self.url} answered with something that is not JSON: {exc}") from None
-                last = exc
-                self._drop()
-                if attempt < self.retries:
-                    log.warning("rpc %s unreachable (%s), retry %d in %.1fs", self.url, exc, attempt + 1, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-        raise ChainUnavailable(
-            f"cannot reach the JSON-RPC node at {self.url}: {last}",
-            hint="check that the node is running and the URL (CONA_RPC_URL) is right",
-        )
-
-    def send(self, calls: Sequence[Call]) -> list[dict[str, Any]]:
-        reqs = [{"jsonrpc": "2.0", "id": next(self._ids), "method": c.method, "params": list(c.params)} for c in calls]
-        if len(reqs) == 1:
-            return [self.post(reqs[0])]
-        answer = self.post(reqs)
-        if not isinstance(answer, list):  # some nodes answer a batch with one error object
-            return [answer] * len(reqs)
-        by_id = {item.get("id"): item for item in answer}
-        return [by_id.get(r["id"], {"error": {"code": -32603, "message": "no answer in batch"}}) for r in reqs]
-
-    def close(self) -> None:
-        self._drop()
+        self._embedded.close()
 
 
 class RpcBackend(ChainBackend):
@@ -550,10 +451,18 @@ class AnvilBackend(RpcBackend):
 
 
 def open_backend(kind: str, *, root: Path, mnemonic: str, accounts: int = 20, rpc_url: str | None = None,
-                 chain_id: int | None = None, keys: Sequence[str] = ()) -> ChainBackend:
-    """Build a backend from settings: ``embedded``, ``anvil`` or ``rpc``."""
+                 chain_id: int | None = None, keys: Sequence[str] = (), data_dir: Path | None = None) -> ChainBackend:
+    """Build a backend from settings: ``embedded``, ``anvil`` or ``rpc``.
+
+    ``data_dir`` keeps an embedded chain there (durable, see ``EmbeddedBackend``). anvil cannot keep
+    every confirmed block across a crash (its ``--state`` is written on exit or every interval; see
+    docs/chain.md), so it is refused for anvil rather than half-kept."""
+    if data_dir is not None and kind != "embedded":
+        raise ConfigError(f"a chain data directory is for the embedded chain, not {kind}",
+                          hint="a node reached by URL keeps its own state; anvil keeps none across a crash",
+                          field="data_dir")
     if kind == "embedded":
-        backend: ChainBackend = EmbeddedBackend(mnemonic, accounts)
+        backend: ChainBackend = EmbeddedBackend(mnemonic, accounts, data_dir=data_dir)
         backend.check_chain_id(chain_id)
         return backend
     if kind == "anvil":

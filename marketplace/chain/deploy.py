@@ -1,5 +1,11 @@
-"""Deploying the market: DemoToken (when settling in a token), ProviderRegistry, TierGate (when
-compiled), ComputeMarket, and the wiring between them, from ``brownie-config.yaml``'s ``market``.
+"""Deploying the market: Timelock, DemoToken (when settling in a token), ProviderRegistry, TierGate
+(when compiled), ComputeMarket, and the wiring between them, from ``brownie-config.yaml``'s ``market``.
+
+The Timelock is the admin of every role and setting (the market's settings and orchestrators, the
+registry's ``minStake``, the tier gate's verifiers): a change is scheduled in public and runs only
+after ``timelock_delay`` seconds. The delay may be 0 only on a local development chain; elsewhere it
+is at least a day (``MIN_PRODUCTION_DELAY``). The deployer (the operator) binds the market to the
+registry and the gate once, at deployment, which no role can redo.
 
 A ``Deployment`` records the chain (id and genesis hash), the addresses and the roles. It
 is written to ``<state dir>/deployments/<chain id>.json`` so other processes (the engine,
@@ -16,12 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from marketplace.chain.contracts import BoundContract, Chain
+from marketplace.chain.timelock import MIN_PRODUCTION_DELAY
 from marketplace.errors import ChainMismatch, ConfigError, NotFound
+from marketplace.settings import DEV_CHAIN_IDS
 
 log = logging.getLogger(__name__)
 
 ZERO = "0x0000000000000000000000000000000000000000"
-SETTINGS = ("fee_bps", "accept_window", "dispute_window", "miss_slash_bps", "fail_slash_bps")
+#: the fields of ``ComputeMarket.Settings`` in struct order, as MarketParams names them (the arbiter last)
+SETTINGS = ("fee_bps", "miss_slash_bps", "fail_slash_bps", "dispute_slash_bps", "accept_window", "dispute_window",
+            "arbitration_window", "run_grace")
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,11 @@ class MarketParams:
     dispute_window: int = 300
     miss_slash_bps: int = 500
     fail_slash_bps: int = 1000
+    dispute_slash_bps: int = 2000
+    arbitration_window: int = 7 * 24 * 3600
+    run_grace: int = 600
+    #: seconds between scheduling a role or setting change and applying it (0 only on a dev chain)
+    timelock_delay: int = 0
 
     @classmethod
     def from_config(cls, raw: dict[str, Any]) -> "MarketParams":
@@ -92,33 +107,53 @@ def _genesis(chain: Chain) -> str:
     return chain.backend.request("eth_getBlockByNumber", ["0x0", False])["hash"]
 
 
+def check_delay(chain_id: int, delay: int) -> None:
+    """The timelock delay a deployment may choose on chain ``chain_id``."""
+    if delay < 0:
+        raise ConfigError(f"market.timelock_delay must not be negative, got {delay}", field="timelock_delay")
+    if chain_id not in DEV_CHAIN_IDS and delay < MIN_PRODUCTION_DELAY:
+        raise ConfigError(f"market.timelock_delay is {delay} s on chain {chain_id}; outside a local development "
+                          f"chain it must be at least {MIN_PRODUCTION_DELAY} s", field="timelock_delay",
+                          hint="users must see a role or setting change coming and be able to leave first")
+
+
+def settings_tuple(params: MarketParams, arbiter: str) -> tuple[Any, ...]:
+    """``ComputeMarket.Settings`` for the ABI encoder."""
+    return (*(getattr(params, s) for s in SETTINGS), arbiter)
+
+
 def deploy_market(chain: Chain, *, state_dir: Path | None = None, params: MarketParams | None = None) -> Deployment:
     """Deploy and wire the market. Roles: operator, orchestrator and arbiter are the first three
-    signers (all the first one when fewer are configured)."""
+    signers (all the first one when fewer are configured); the Timelock (proposer and executor: the
+    operator) is the admin of roles and settings."""
     params = params or MarketParams.from_config(chain.project.market)
     signers = chain.signers
     if not signers:
         raise ConfigError("no account to deploy from", hint="chain=rpc needs a private key for the operator")
+    check_delay(chain.backend.chain_id, params.timelock_delay)
     operator = signers[0]
     orchestrator = signers[1] if len(signers) > 1 else operator
     arbiter = signers[2] if len(signers) > 2 else operator
 
     contracts: dict[str, str] = {}
+    timelock = chain.deploy("Timelock", params.timelock_delay, [operator.address], [operator.address],
+                            sender=operator)
+    contracts["Timelock"] = timelock.address
     asset = ZERO
     if params.asset == "token":
         token = chain.deploy("DemoToken", operator.address, sender=operator)
         asset = contracts["DemoToken"] = token.address
-    registry = chain.deploy("ProviderRegistry", asset, operator.address, params.min_stake, params.unbonding_period,
+    registry = chain.deploy("ProviderRegistry", asset, timelock.address, params.min_stake, params.unbonding_period,
                             sender=operator)
     contracts["ProviderRegistry"] = registry.address
     tier_gate = ZERO
     if "TierGate" in chain.artifacts:
         from marketplace.chain.tiergate import deploy_tier_gate  # lands with the tier gate issue
 
-        tier_gate = contracts["TierGate"] = deploy_tier_gate(chain, operator)
+        tier_gate = contracts["TierGate"] = deploy_tier_gate(chain, operator, timelock.address)
     market = chain.deploy(
-        "ComputeMarket", asset, registry.address, tier_gate, operator.address, orchestrator.address,
-        arbiter.address, [getattr(params, s) for s in SETTINGS], sender=operator,
+        "ComputeMarket", asset, registry.address, tier_gate, timelock.address, operator.address,
+        orchestrator.address, settings_tuple(params, arbiter.address), sender=operator,
     )
     contracts["ComputeMarket"] = market.address
     registry.transact(operator, "setMarket", market.address)
@@ -134,7 +169,8 @@ def deploy_market(chain: Chain, *, state_dir: Path | None = None, params: Market
         block=chain.backend.block_number(),
         asset=asset,
         contracts=contracts,
-        roles={"operator": operator.address, "orchestrator": orchestrator.address, "arbiter": arbiter.address},
+        roles={"operator": operator.address, "orchestrator": orchestrator.address, "arbiter": arbiter.address,
+               "admin": timelock.address},
         params=asdict(params),
     )
     if state_dir is not None:

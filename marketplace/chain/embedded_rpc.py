@@ -7,7 +7,9 @@ the embedded chain behaves like a node: the writer uses it directly, and the API
 serves it at ``/rpc``.
 
 Only what a node's clients need is implemented; an unknown method answers the
-standard "method not found" error.
+standard "method not found" error. One method is CONA's own: ``cona_sendRawTransactionIfSucceeds``
+(a transaction that would fail is refused rather than mined: see ``embedded_chain``), which the
+engine's placements use and the API's ``/rpc`` never relays.
 
 Hot reads are cheap, because every reader in ``cona up`` shares one interpreter with the API
 (``cona bench api``): ``eth_blockNumber`` is read from the chain's pending header without the
@@ -24,7 +26,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from eth_tester import EthereumTester
 from eth_tester.exceptions import (
@@ -35,6 +37,12 @@ from eth_tester.exceptions import (
     TransactionNotFound,
     ValidationError,
 )
+
+from marketplace.errors import InputError
+
+if TYPE_CHECKING:
+    from marketplace.chain.clock import ChainClock
+    from marketplace.chain.durable import BlockJournal
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +116,23 @@ class RpcFailure(Exception):
 _LOCK_FREE = frozenset({"eth_blockNumber", "eth_chainId", "net_version", "web3_clientVersion"})
 #: mined blocks kept encoded (per head: the cache is dropped whenever the head moves)
 MAX_KEPT_BLOCKS = 64
+#: methods that may change the chain (and so the block log); anything else only reads
+WRITES = frozenset({"eth_sendRawTransaction", "cona_sendRawTransactionIfSucceeds", "eth_sendTransaction",
+                    "evm_mine", "anvil_mine", "evm_revert", "evm_increaseTime", "evm_setNextBlockTimestamp",
+                    "evm_setAutomine"})
 
 
 class EmbeddedRpc:
     """JSON-RPC methods over an ``EthereumTester``. Thread-safe (one lock: py-evm is not)."""
 
-    def __init__(self, tester: EthereumTester, chain_id: int) -> None:
+    def __init__(self, tester: EthereumTester, chain_id: int, *, clock: "ChainClock",
+                 journal: "BlockJournal | None" = None) -> None:
         self.tester = tester
+        self.clock = clock
+        self.journal = journal
+        #: why the chain stopped (the block log could not be written), or None
+        self.failure: str | None = None
+        self._snapshot_offsets: dict[int, int] = {}
         # the instance has its estimator already; the class serves the chain objects that
         # eth-tester builds anew on every revert
         type(tester.backend.chain).gas_estimator = staticmethod(fast_gas_estimate)
@@ -129,18 +147,54 @@ class EmbeddedRpc:
 
     def head_number(self) -> int:
         """The latest mined block's number, without the lock: the pending header is one attribute,
-        replaced only after its parent is persisted (eth-tester's "latest" is the pending's parent)."""
-        return max(0, self.tester.backend.chain.header.block_number - 1)
+        replaced only after its parent is persisted (eth-tester's "latest" is the pending's parent),
+        and never above the durable head when the chain keeps a log."""
+        head = max(0, self.tester.backend.chain.header.block_number - 1)
+        return head if self.journal is None else min(head, self.journal.durable_head)
+
+    def handle_batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+        """Answer calls in order. A batch that writes runs under the lock once and syncs the log once."""
+        if self.journal is None or not any(method in WRITES for method, _ in calls):
+            return [self.handle(method, params) for method, params in calls]
+        with self.lock:
+            if self.failure is not None:
+                return [self._stopped()] * len(calls)
+            answers = [self._call(method, params) for method, params in calls]
+            failed = self._sync()
+        return [failed] * len(answers) if failed else answers
 
     def handle(self, method: str, params: list[Any]) -> dict[str, Any]:
+        if method in _LOCK_FREE and self.failure is None:
+            return self._call(method, params)
+        with self.lock:
+            if self.failure is not None:
+                return self._stopped()
+            answer = self._call(method, params)
+            return self._sync() or answer
+
+    def _stopped(self) -> dict[str, Any]:
+        return {"error": {"code": -32603, "message": self.failure}}
+
+    def _sync(self) -> dict[str, Any] | None:
+        """Bring the block log up to the chain (under the lock); an error answer if it cannot be."""
+        if self.journal is None:
+            return None
+        try:
+            self.journal.sync()
+        except Exception as exc:  # OSError inside ChainError, or anything the encoding raises
+            self.failure = f"the embedded chain stopped: its block log cannot be written ({exc}); restart the market"
+            log.error("embedded chain: %s", self.failure)
+            return self._stopped()
+        return None
+
+    def _call(self, method: str, params: list[Any]) -> dict[str, Any]:
         fn = self._methods.get(method)
         if fn is None:
             return {"error": {"code": -32601, "message": f"the method {method} does not exist/is not available"}}
         try:
-            if method in _LOCK_FREE:
-                return {"result": fn(*params)}
-            with self.lock:
-                return {"result": fn(*params)}
+            return {"result": fn(*params)}
+        except InputError as exc:  # the clock refused to move backwards
+            return {"error": {"code": -32602, "message": exc.message}}
         except RpcFailure as exc:
             err: dict[str, Any] = {"code": exc.code, "message": exc.message}
             if exc.data is not None:
@@ -225,20 +279,34 @@ class EmbeddedRpc:
     # -- execution -----------------------------------------------------------------------
 
     def rpc_eth_call(self, tx: dict[str, Any], block: Any = "latest") -> str:
-        _LAST_REVERT.data = None
+        if block == "pending":
+            self._restamp()  # the pending block is stamped now, as anvil's is
         try:
             return to_rpc(self.tester.call(tx_from_rpc(tx), _block_id(block)))
-        except TransactionFailed:
-            data = getattr(_LAST_REVERT, "data", None)
-            if data is None:
-                raise
-            raise RpcFailure(3, "execution reverted", "0x" + data.hex()) from None
+        except CallReverted as exc:  # the revert bytes a custom error needs (EmbeddedEvm.call keeps them)
+            raise RpcFailure(3, "execution reverted", "0x" + exc.data.hex()) from None
 
-    def rpc_eth_estimateGas(self, tx: dict[str, Any], block: Any = "latest") -> str:
-        return hex(self.tester.estimate_gas(tx_from_rpc(tx), _block_id(block)))
+    def rpc_eth_estimateGas(self, tx: dict[str, Any], block: Any = "pending") -> str:
+        # "latest" and "pending" both simulate a block on top of the head stamped by the clock now:
+        # anvil's default, so a transaction that becomes valid with time (a timeout) is estimated
+        # as it will be mined, even on an idle chain
+        block = "latest" if block == "pending" else _block_id(block)
+        return hex(self.tester.estimate_gas(tx_from_rpc(tx), block))
 
     def rpc_eth_sendRawTransaction(self, raw: str) -> str:
         return self.tester.send_raw_transaction(raw)
+
+    def rpc_cona_sendRawTransactionIfSucceeds(self, raw: str) -> str:
+        """``eth_sendRawTransaction``, except that a transaction whose execution fails is refused (error 3
+        with the revert bytes, as a failed ``eth_call``) rather than mined as failed: the simulation and
+        the send in one EVM run. CONA's own writer uses it (``transact_many(if_succeeds=True)``); the
+        API's ``/rpc`` does not serve it."""
+        chain = self.tester.backend.chain
+        chain.refuse_failures = True
+        try:
+            return self.tester.send_raw_transaction(raw)
+        finally:
+            chain.refuse_failures = False
 
     def rpc_eth_getTransactionReceipt(self, tx_hash: str) -> Any:
         receipt = self.tester.get_transaction_receipt(tx_hash)
@@ -291,22 +359,31 @@ class EmbeddedRpc:
 
     def rpc_evm_snapshot(self) -> str:
         snap = self.tester.take_snapshot()
+        if isinstance(snap, int):
+            self._snapshot_offsets[snap] = self.clock.offset
         return hex(snap) if isinstance(snap, int) else to_rpc(snap)
 
     def rpc_evm_revert(self, snapshot: Any) -> bool:
         if isinstance(snapshot, str) and len(snapshot) <= 18:
             snapshot = int(snapshot, 16)
         self.tester.revert_to_snapshot(snapshot)
+        if snapshot in self._snapshot_offsets:
+            self.clock.restore(self._snapshot_offsets[snapshot])
+        self._restamp()
         return True
 
     def rpc_evm_increaseTime(self, seconds: Any) -> str:
-        seconds = int(seconds, 16) if isinstance(seconds, str) else int(seconds)
-        latest = self.tester.get_block_by_number("latest")["timestamp"]
-        self.tester.time_travel(latest + seconds)
-        return hex(seconds)
+        self.clock.advance(_quantity(seconds, "seconds"))
+        self._restamp()
+        return hex(self.clock.offset)
 
     def rpc_evm_setNextBlockTimestamp(self, ts: Any) -> None:
-        self.tester.time_travel(int(ts, 16) if isinstance(ts, str) else int(ts))
+        self.clock.set_next(_quantity(ts, "timestamp"), self.tester.get_block_by_number("latest")["timestamp"])
+        self._restamp()
+
+    def _restamp(self) -> None:
+        """Re-stamp the (empty) pending block after the clock moved, so reads of "pending" agree."""
+        self.tester.backend.chain.restamp()
 
     def rpc_evm_mine(self, *_: Any) -> str:
         self.tester.mine_blocks(1)
@@ -322,6 +399,13 @@ class EmbeddedRpc:
             self.tester.disable_auto_mine_transactions()
 
 
+def _quantity(value: Any, name: str) -> int:
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value)
+    except (TypeError, ValueError):
+        raise RpcFailure(-32602, f"{name} must be a quantity, got {value!r}") from None
+
+
 def _revert_error(exc: TransactionFailed) -> dict[str, Any]:
     payload = exc.args[0] if exc.args else b""
     while isinstance(payload, BaseException):  # estimateGas wraps py-evm's Revert(bytes)
@@ -329,72 +413,6 @@ def _revert_error(exc: TransactionFailed) -> dict[str, Any]:
     if isinstance(payload, (bytes, bytearray)):
         return {"code": 3, "message": "execution reverted", "data": "0x" + bytes(payload).hex()}
     return {"code": 3, "message": f"execution reverted: {payload}"}
-
-
-_LAST_REVERT = threading.local()
-
-
-def _not_found(transaction_hash: bytes) -> Any:
-    raise TransactionNotFound(f"No transaction found for transaction hash: 0x{transaction_hash.hex()}")
-
-
-def _install_balance_free_calls() -> None:
-    """Make eth_call on the embedded chain skip the sender's balance check, as geth and anvil do.
-
-    eth-tester runs ``eth_call`` as a real transaction in a throw-away state, so a
-    call from an unfunded address (a fresh buyer, the zero address) fails with
-    "cannot afford txn gas". We credit the sender inside that throw-away state
-    only; the snapshot is reverted right after, so the chain never sees it.
-    """
-    from eth_tester.backends.pyevm import main as pyevm_main
-
-    if getattr(pyevm_main._execute_and_revert_transaction, "_cona_patched", False):
-        return
-
-    def execute_and_revert(chain: Any, transaction: Any, block_number: Any = "latest") -> Any:
-        vm = pyevm_main._get_vm_for_block_number(chain, block_number)
-        state = vm.state
-        snapshot = state.snapshot()
-        try:
-            price = getattr(transaction, "max_fee_per_gas", None) or getattr(transaction, "gas_price", 0)
-            need = transaction.gas * price + transaction.value
-            if state.get_balance(transaction.sender) < need:
-                state.set_balance(transaction.sender, need)
-            computation = state.apply_transaction(transaction)
-        finally:
-            state.revert(snapshot)
-        # eth-tester turns a failed call into TransactionFailed(str(error)), losing the
-        # revert bytes that custom errors need; keep them for EmbeddedRpc.rpc_eth_call.
-        err = computation._error if computation.is_error else None
-        _LAST_REVERT.data = err.args[0] if err is not None and err.args and isinstance(err.args[0], bytes) else None
-        return computation
-
-    execute_and_revert._cona_patched = True  # type: ignore[attr-defined]
-    pyevm_main._execute_and_revert_transaction = execute_and_revert
-
-    # eth-tester finds a transaction by scanning every block back from the head, so a
-    # receipt costs O(chain length). py-evm keeps a hash -> (block, index) lookup: use it,
-    # and check the answer against the canonical chain (a snapshot revert orphans blocks).
-    slow_lookup = pyevm_main._get_transaction_by_hash
-
-    def lookup(chain: Any, transaction_hash: bytes) -> Any:
-        head = chain.get_block()
-        for index, tx in enumerate(head.transactions):
-            if tx.hash == transaction_hash:
-                return head, tx, index
-        try:
-            number, index = chain.chaindb.get_transaction_index(transaction_hash)
-        except Exception:  # py-evm raises TransactionNotFound of its own
-            return slow_lookup(chain, transaction_hash) if head.number < 64 else _not_found(transaction_hash)
-        block = chain.get_canonical_block_by_number(number)
-        if index < len(block.transactions) and block.transactions[index].hash == transaction_hash:
-            return block, block.transactions[index], index
-        return _not_found(transaction_hash)
-
-    pyevm_main._get_transaction_by_hash = lookup
-
-
-_install_balance_free_calls()
 
 
 def fast_gas_estimate(state: Any, transaction: Any) -> int:
@@ -406,7 +424,7 @@ def fast_gas_estimate(state: Any, transaction: Any) -> int:
     grows by 1/63 plus a stipend until it passes, as geth's estimator converges. The
     result is never below what the transaction needs: each answer is verified by a run.
     """
-    from eth.estimators.gas import _get_computation_error, binary_gas_search_1000_tolerance
+    from eth.estimators.gas import binary_gas_search_1000_tolerance
     from eth.vm.spoof import SpoofTransaction
 
     snapshot = state.snapshot()
@@ -418,7 +436,24 @@ def fast_gas_estimate(state: Any, transaction: Any) -> int:
         raise computation.error
     guess = min(transaction.intrinsic_gas + computation.get_gas_used(), state.gas_limit)
     for _ in range(4):
-        if _get_computation_error(state, SpoofTransaction(transaction, gas=guess)) is None:
+        if _runs_clean(state, SpoofTransaction(transaction, gas=guess)):
             return guess
         guess = min(guess + guess // 63 + 2_300, state.gas_limit)
     return binary_gas_search_1000_tolerance(state, transaction)
+
+
+def _runs_clean(state: Any, transaction: Any) -> bool:
+    """Whether ``transaction`` runs without an error on ``state`` (left as it was)."""
+    snapshot = state.snapshot()
+    try:
+        return not state.apply_transaction(transaction).is_error
+    finally:
+        state.revert(snapshot)
+
+
+class CallReverted(TransactionFailed):
+    """An ``eth_call`` that reverted, with the revert bytes (eth-tester keeps only their text)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.data = data

@@ -277,8 +277,11 @@ class EventIndexer:
         with self._lock:
             return self._rows(sql + " ORDER BY block_number, log_index", params)
 
-    def events(self, contract: str | None = None, name: str | None = None, **where: Any) -> list[IndexedEvent]:
-        """Events in chain order, filtered by contract, event name and argument values."""
+    def events(self, contract: str | None = None, name: str | None = None, *, to_block: int | None = None,
+               **where: Any) -> list[IndexedEvent]:
+        """Events in chain order, filtered by contract, event name and argument values, up to ``to_block``
+        (a reader that read contract views at a block asks for the events up to that block, even while
+        another reader of the same index syncs it further)."""
         sql = "SELECT e.* FROM events e"
         params: list[Any] = []
         joins = []
@@ -294,6 +297,9 @@ class EventIndexer:
         if name:
             conds.append("e.name = ?")
             params.append(name)
+        if to_block is not None:
+            conds.append("e.block_number <= ?")
+            params.append(to_block)
         if conds:
             sql += " WHERE " + " AND ".join(conds)
         sql += " ORDER BY e.block_number, e.log_index"

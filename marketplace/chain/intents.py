@@ -11,6 +11,7 @@ buyer, a 32-byte requirement, each integer within its ``uintN``); a bad one rais
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +43,17 @@ class Eip712Domain:
     version: str = "1"
 
     def separator(self) -> bytes:
-        return keccak(abi_encode(
-            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-            [_EIP712_DOMAIN_TYPEHASH, keccak(self.name.encode()), keccak(self.version.encode()), self.chain_id,
-             self.verifying_contract],
-        ))
+        return _separator(self)
+
+
+@functools.lru_cache(maxsize=64)
+def _separator(domain: Eip712Domain) -> bytes:
+    """A domain's separator, computed once (every intent's digest starts with it: 0.1 ms each time)."""
+    return keccak(abi_encode(
+        ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+        [_EIP712_DOMAIN_TYPEHASH, keccak(domain.name.encode()), keccak(domain.version.encode()), domain.chain_id,
+         domain.verifying_contract],
+    ))
 
 
 @dataclass(frozen=True)

@@ -88,19 +88,30 @@ TRANSITIONS: Mapping[str, tuple[OrderState, ...]] = {
     "Cancelled": (OrderState.OPEN, OrderState.ASSIGNED),
     "AcceptanceTimedOut": (OrderState.ASSIGNED,),
     "OrderFailed": (OrderState.RUNNING,),
+    "Expired": (OrderState.RUNNING,),
     "Disputed": (OrderState.COMPLETED,),
     "Resolved": (OrderState.DISPUTED,),
+    "DisputeLapsed": (OrderState.DISPUTED,),
 }
 ORDER_EVENTS = tuple(TRANSITIONS)
+#: events about an order's money that do not move it: slashed stake set aside for burning
+MONEY_EVENTS = ("Burned",)
+
+#: transitions that move money (pay a provider and the fee, refund or compensate the buyer)
+PAYING_EVENTS = ("Settled", "Cancelled", "AcceptanceTimedOut", "OrderFailed", "Resolved", "Expired", "DisputeLapsed")
+#: transitions that end a provider's hold on a lease (the provider is named by ``provider`` or ``late``)
+LEASE_ENDINGS = ("Settled", "OrderFailed", "Resolved", "AcceptanceTimedOut", "Expired", "DisputeLapsed")
 
 #: events whose target state does not depend on their arguments
 _FIXED_TARGET: Mapping[str, OrderState] = {
     "OrderPlaced": OrderState.OPEN, "Assigned": OrderState.ASSIGNED, "Accepted": OrderState.RUNNING,
     "Completed": OrderState.COMPLETED, "Settled": OrderState.SETTLED, "Cancelled": OrderState.CANCELLED,
-    "Disputed": OrderState.DISPUTED, "Resolved": OrderState.RESOLVED,
+    "Disputed": OrderState.DISPUTED, "Resolved": OrderState.RESOLVED, "Expired": OrderState.REFUNDED,
+    "DisputeLapsed": OrderState.RESOLVED,
 }
 #: events that hand the lease to the next backup, or refund the buyer when none is left
-_HANDOVER = ("AcceptanceTimedOut", "OrderFailed")
+HANDOVERS = ("AcceptanceTimedOut", "OrderFailed")
+_HANDOVER = HANDOVERS
 
 #: the registry's status after each event that changes it
 PROVIDER_STATUS_AFTER: Mapping[str, ProviderStatus] = {
@@ -151,7 +162,7 @@ class EventLike(Protocol):
 @dataclass(frozen=True, slots=True)
 class OrderFold:
     """An order as its events describe it: what the contract's ``getOrder`` should say, plus the
-    money that moved (paid, fees, refunded, slashed) and its timeline."""
+    money that moved (paid, fees, refunded, compensated, burned) and its timeline."""
 
     id: int
     state: OrderState = OrderState.NONE
@@ -166,6 +177,8 @@ class OrderFold:
     max_price: int = 0
     tier: int = 0
     escrow: int = 0
+    #: the ``MarketTerms`` version the order runs under
+    terms: int = 0
     #: the lease
     price: int = 0
     backups: tuple[str, ...] = ()
@@ -177,11 +190,14 @@ class OrderFold:
     usage: int = 0
     result: str = ZERO_HASH
     completed_at: int = 0
-    #: money moved by the events
+    disputed_at: int = 0
+    #: money moved by the events: paid to providers (fees included), the fees, refunds, slashed stake
+    #: credited to the buyer (never above ``paid``), slashed stake set aside for burning
     paid: int = 0
     fees: int = 0
     refunded: int = 0
-    slashed: int = 0
+    compensated: int = 0
+    burned: int = 0
     #: where it was placed and last moved
     placed_block: int = 0
     placed_at: int = 0
@@ -216,6 +232,8 @@ def fold_order(fold: OrderFold | None, name: str, args: Mapping[str, Any], *, bl
     if name not in TRANSITIONS:
         if fold is None:
             raise LifecycleViolation(f"{name} does not move orders")
+        if name == "Burned":
+            return replace(fold, burned=fold.burned + amount(args["amount"]))
         return fold
     a = args
     if fold is None:
@@ -227,7 +245,7 @@ def fold_order(fold: OrderFold | None, name: str, args: Mapping[str, Any], *, bl
         ch.update(buyer=a["buyer"], digest=a["digest"], requirement=a["requirement"],
                   device_class=amount(a["deviceClass"]), units=amount(a["units"]), duration=amount(a["duration"]),
                   max_price=amount(a["maxPrice"]), tier=amount(a["tier"]), escrow=amount(a["escrow"]),
-                  placed_block=block, placed_at=timestamp, placed_tx=tx)
+                  terms=amount(a.get("terms", 0)), placed_block=block, placed_at=timestamp, placed_tx=tx)
     elif name == "Assigned":
         batch = a.get("batchId")
         ch.update(provider=a["provider"], price=amount(a["price"]), backups=tuple(a["backups"]), next_backup=0,
@@ -236,26 +254,34 @@ def fold_order(fold: OrderFold | None, name: str, args: Mapping[str, Any], *, bl
         ch.update(started_at=amount(a["startedAt"]))
     elif name == "Completed":
         ch.update(result=a["result"], usage=amount(a["usage"]), completed_at=timestamp)
-    elif name in ("Settled", "Resolved"):
+    elif name in ("Settled", "Resolved", "DisputeLapsed"):
         ch.update(_paid(fold, a))
-        ch["refunded"] = fold.refunded + amount(a["refund"])
-        ch["escrow"] = ch["escrow"] - amount(a["refund"])
+        ch.update(_refund(ch["escrow"], fold, a))
         if name == "Resolved":
-            ch["slashed"] = fold.slashed + amount(a["slashed"])
+            ch["compensated"] = fold.compensated + amount(a["compensation"])
+    elif name == "Disputed":
+        ch["disputed_at"] = timestamp
     elif name == "Cancelled":
-        ch.update(refunded=fold.refunded + amount(a["refund"]), escrow=fold.escrow - amount(a["refund"]))
+        ch.update(_refund(fold.escrow, fold, a))
+    elif name == "Expired":
+        ch.update(_refund(fold.escrow, fold, a), compensated=fold.compensated + amount(a["compensation"]))
     elif name in _HANDOVER:
         if name == "OrderFailed":
             ch.update(_paid(fold, a))
             ch["served"] = fold.served + amount(a["served"])
-        ch["slashed"] = fold.slashed + amount(a["slashed"])
+        ch["compensated"] = fold.compensated + amount(a["compensation"])
         ch["next_backup"] = _next_backup(fold, a["next"])
         if state is OrderState.REFUNDED:
-            escrow = ch.get("escrow", fold.escrow)
-            ch.update(refunded=fold.refunded + amount(a["refund"]), escrow=escrow - amount(a["refund"]))
+            ch.update(_refund(ch.get("escrow", fold.escrow), fold, a))
         else:
-            ch.update(provider=a["next"], accept_deadline=amount(a["acceptDeadline"]))
+            # the backup holds the lease at its own ask (the contract reads it at the handover)
+            ch.update(provider=a["next"], accept_deadline=amount(a["acceptDeadline"]), price=amount(a["price"]))
     return replace(fold, **ch)
+
+
+def _refund(escrow: int, fold: OrderFold, a: Mapping[str, Any]) -> dict[str, int]:
+    """The escrow left (``escrow`` before it) returned to the buyer."""
+    return {"refunded": fold.refunded + amount(a["refund"]), "escrow": escrow - amount(a["refund"])}
 
 
 def _paid(fold: OrderFold, a: Mapping[str, Any]) -> dict[str, int]:
@@ -276,13 +302,16 @@ class OrderReplay:
 def replay_order(events: Iterable[EventLike]) -> OrderReplay:
     """Run an order's market events (chain order) through the state machine, checking that each is
     a legal transition from the state before it, that one transaction moved the order at most once
-    and that escrow never goes below zero. Events that do not move orders are skipped."""
+    and that escrow never goes below zero. ``MONEY_EVENTS`` are folded without a transition; other
+    events that do not move orders are skipped."""
     fold: OrderFold | None = None
     steps: list[tuple[Any, OrderState]] = []
     problems: list[str] = []
     seen_tx: set[str] = set()
     for ev in events:
         if ev.name not in TRANSITIONS:
+            if ev.name in MONEY_EVENTS and fold is not None:
+                fold = fold_order(fold, ev.name, ev.args, block=ev.block_number, timestamp=ev.timestamp, tx=ev.tx_hash)
             continue
         before = fold.state if fold is not None else OrderState.NONE
         where = f"{ev.name} at block {ev.block_number} log {ev.log_index}"

@@ -7,8 +7,15 @@ writes only through the transaction writer, so nonces, batching, idempotency key
 decoding are the same everywhere.
 
 A matching round is bound by one transaction, ``assign_batch``: the batch record (its id and
-the hashes of its inputs and decisions) and every assignment it decided, all or nothing; each
-``Assigned`` event names its ``batchId`` (zero for a manual ``assign``).
+the hashes of its inputs and decisions) and every assignment it decided that still holds when it
+lands; each ``Assigned`` event names its ``batchId``, and each assignment that no longer held is
+reported by ``AssignmentSkipped`` with its reason (``SKIP_REASONS``) instead of reverting the round.
+A manual ``assign`` is a batch of one that raises ``Unassignable`` when it was skipped.
+
+An order's terms (fee, windows, slash rates, arbiter) are the ``MarketTerms`` version in force when
+it was placed (``Order.terms``). Terms and orchestrators change only through the deployment's
+timelock (``marketplace.chain.timelock``): ``set_terms`` and ``set_orchestrator`` schedule the change
+and, where the delay is 0 (a local development chain), apply it at once.
 
 The values the market's methods take and return are defined next door and re-exported here,
 so ``from marketplace.chain.market import ...`` keeps working: the wire enums ``OrderState``
@@ -19,6 +26,7 @@ and ``ProviderStatus`` (``marketplace.chain.lifecycle``), the EIP-712 intent and
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from enum import IntEnum
@@ -26,19 +34,22 @@ from typing import Any, Iterable, Sequence
 
 from eth_utils import to_checksum_address
 
+from eth_utils import keccak
+
 from marketplace.chain.client import ContractClient, EscrowCheck, Tx, b32
 from marketplace.chain.contracts import BoundContract, Chain
 from marketplace.chain.deploy import ZERO, Deployment
 from marketplace.chain.intents import Eip712Domain, OrderIntent, cost, intent_digest, sign_intent
 from marketplace.chain.lifecycle import OrderState, ProviderStatus
 from marketplace.chain.registry import DEVICE_CLASSES, ProviderInfo, Registry
+from marketplace.chain.timelock import Change, Timelock
 from marketplace.chain.writer import Receipt, Signer, TxRequest, as_signer
-from marketplace.errors import InputError
+from marketplace.errors import ChainError, InputError
 
 __all__ = [
-    "DEVICE_CLASSES", "MARKET_SETTINGS", "MAX_BACKUPS", "Assignment", "BatchRecord", "EscrowCheck", "Market",
-    "Order", "OrderIntent", "OrderState", "ProviderInfo", "ProviderStatus", "Registry", "SlashReason", "Tx", "cost",
-    "wait_until",
+    "DEVICE_CLASSES", "MAX_BACKUPS", "SKIP_REASONS", "Assignment", "BatchRecord", "EscrowCheck", "Market",
+    "MarketTerms", "Order", "OrderIntent", "OrderState", "ProviderInfo", "ProviderStatus", "Registry", "SlashReason",
+    "Tx", "Unassignable", "cost", "skip_reason", "wait_until",
 ]
 
 
@@ -48,9 +59,41 @@ class SlashReason(IntEnum):
     LOST_DISPUTE = 2
 
 
-#: settings the operator may change, as the contract names them (bytes32 strings)
-MARKET_SETTINGS = ("feeBps", "acceptWindow", "disputeWindow", "missSlashBps", "failSlashBps")
 MAX_BACKUPS = 8
+#: ``IComputeMarket.Reason``: why an assignment of a batch was skipped, by the enum's value
+SKIP_REASONS = ("none", "order-not-open", "zero-provider", "too-many-backups", "zero-backup", "provider-ineligible",
+                "price-above-ceiling", "price-below-ask")
+
+
+class Unassignable(ChainError):
+    """A manual assignment the contract skipped (it does not revert: a batch reports skips)."""
+
+    code = "unassignable"
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class MarketTerms:
+    """``IComputeMarket.Settings``: the terms orders placed under one version run by."""
+
+    fee_bps: int
+    miss_slash_bps: int
+    fail_slash_bps: int
+    dispute_slash_bps: int
+    accept_window: int
+    dispute_window: int
+    arbitration_window: int
+    run_grace: int
+    arbiter: str
+
+    @classmethod
+    def from_chain(cls, raw: Sequence[Any]) -> "MarketTerms":
+        *numbers, arbiter = raw
+        return cls(*numbers, to_checksum_address(arbiter))
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.fee_bps, self.miss_slash_bps, self.fail_slash_bps, self.dispute_slash_bps, self.accept_window,
+                self.dispute_window, self.arbitration_window, self.run_grace, self.arbiter)
 
 
 @dataclass(frozen=True)
@@ -64,10 +107,14 @@ class Order:
     next_backup: int
     provider: str
     duration: int
+    terms: int
     served: int
     accept_deadline: int
     started_at: int
     completed_at: int
+    disputed_at: int
+    paid: int
+    compensated: int
     max_price: int
     price: int
     escrow: int
@@ -79,12 +126,12 @@ class Order:
 
     @classmethod
     def from_chain(cls, order_id: int, raw: Sequence[Any]) -> "Order":
-        (buyer, dc, tier, state, units, nxt, provider, duration, served, deadline, started, completed, max_price,
-         price, escrow, usage, requirement, digest, result, backups) = raw
+        (buyer, dc, tier, state, units, nxt, provider, duration, terms, served, deadline, started, completed,
+         disputed, paid, compensated, max_price, price, escrow, usage, requirement, digest, result, backups) = raw
         return cls(order_id, to_checksum_address(buyer), dc, tier, OrderState(state), units, nxt,
-                   to_checksum_address(provider), duration, served, deadline, started, completed, max_price, price,
-                   escrow, usage, bytes(requirement), bytes(digest), bytes(result),
-                   tuple(to_checksum_address(b) for b in backups))
+                   to_checksum_address(provider), duration, terms, served, deadline, started, completed, disputed,
+                   paid, compensated, max_price, price, escrow, usage, bytes(requirement), bytes(digest),
+                   bytes(result), tuple(to_checksum_address(b) for b in backups))
 
 
 @dataclass(frozen=True)
@@ -148,7 +195,17 @@ class Market(ContractClient):
         held = self.contract.call("held")
         free = self.contract.call("totalFree")
         escrow = self.contract.call("totalEscrow")
-        return EscrowCheck("ComputeMarket", held, free + escrow, {"totalFree": free, "totalEscrow": escrow})
+        burned = self.contract.call("totalBurned")
+        return EscrowCheck("ComputeMarket", held, free + escrow + burned,
+                           {"totalFree": free, "totalEscrow": escrow, "totalBurned": burned})
+
+    def burn(self, sender: Any) -> Tx:
+        """Sends the slashed stake set aside for burning to the burn address (anyone may)."""
+        return self._tx(sender, "burn")
+
+    def invalidate_nonces(self, buyer: Any, nonce: int) -> Tx:
+        """Revokes every signed intent of ``buyer`` with a nonce below ``nonce``."""
+        return self._tx(buyer, "invalidateNonces", nonce)
 
     # -- intents
     def intent(self, buyer: str, *, requirement: bytes, device_class: int, units: int, duration: int,
@@ -183,7 +240,8 @@ class Market(ContractClient):
 
     def place_signed(self, orchestrator: Any, intent: OrderIntent, signature: bytes, tier_proof: bytes = b"",
                      *, key: str | None = None) -> Tx:
-        return self._tx(orchestrator, "placeSignedOrder", intent.as_tuple(), signature, tier_proof, key=key)
+        """One signed order (``placeSignedOrders`` of one)."""
+        return self._tx(orchestrator, "placeSignedOrders", [intent.as_tuple()], [signature], [tier_proof], key=key)
 
     def place_signed_batch(self, orchestrator: Any, signed: Sequence[tuple[OrderIntent, bytes, bytes]],
                            *, key: str | None = None) -> list[int]:
@@ -197,13 +255,25 @@ class Market(ContractClient):
     # -- lifecycle
     def assign(self, orchestrator: Any, order_id: int, provider: str, price: int,
                backups: Sequence[str] = (), *, key: str | None = None) -> Tx:
-        return self._tx(orchestrator, "assign", order_id, provider, list(backups), price, key=key)
+        """A manual assignment: a batch of one. Its id comes from ``key`` when given (so a retried
+        write is the same batch), else it is random. Raises ``Unassignable`` (with the contract's reason)
+        when the contract skipped it."""
+        bid = keccak(f"manual:{key}".encode() if key else b"manual:" + os.urandom(32))
+        tx = self.assign_batch(orchestrator, bid, b"\x00" * 32, b"\x00" * 32, [(order_id, provider, price, backups)],
+                               key=key)
+        skipped = tx.named("AssignmentSkipped")
+        if skipped:
+            reason = skip_reason(skipped[0].args["reason"])
+            raise Unassignable(f"order {order_id} was not assigned to {provider}: {reason}", reason=reason,
+                               field="provider")
+        return tx
 
     def assign_batch(self, orchestrator: Any, batch_id: bytes, inputs_hash: bytes, decisions_hash: bytes,
                      assignments: Sequence[Assignment], *, key: str | None = None) -> Tx:
         """Binds one matching round: records batch ``batch_id`` with its hashes and assigns each
-        (order id, provider, price, backups) of ``assignments``, in one transaction, all or
-        nothing. Emits ``BatchCommitted`` once, then one ``Assigned`` per order naming the batch.
+        (order id, provider, price, backups) of ``assignments`` that still holds, in one transaction.
+        Emits one ``Assigned`` per order assigned naming the batch, one ``AssignmentSkipped`` per order
+        that no longer held (with its reason), then ``BatchCommitted`` with the number assigned.
         Reverts ``BatchExists`` for an id recorded before, ``ZeroBatchId`` for zero."""
         return self._tx(orchestrator, "assignBatch", *self._batch_args(batch_id, inputs_hash, decisions_hash,
                                                                        assignments), key=key)
@@ -253,12 +323,36 @@ class Market(ContractClient):
     def resolve(self, arbiter: Any, order_id: int, provider_amount: int, slash_amount: int = 0) -> Tx:
         return self._tx(arbiter, "resolve", order_id, provider_amount, slash_amount)
 
-    # -- operator
-    def set_setting(self, operator: Any, name: str, value: int) -> Tx:
-        if name not in MARKET_SETTINGS:
-            raise InputError(f"unknown market setting {name!r}", hint=f"one of {', '.join(MARKET_SETTINGS)}",
-                             field="name")
-        return self._tx(operator, "setSetting", name.encode().ljust(32, b"\x00"), value)
+    def expire(self, sender: Any, order_id: int, *, key: str | None = None) -> Tx:
+        """Ends a lease still Running after its end plus the grace period (anyone may)."""
+        return self._tx(sender, "expire", order_id, key=key)
+
+    def lapse(self, sender: Any, order_id: int, *, key: str | None = None) -> Tx:
+        """Closes a dispute the arbiter left past its deadline, as if settled (anyone may)."""
+        return self._tx(sender, "lapse", order_id, key=key)
+
+    # -- operator (through the timelock) and pauser
+    @property
+    def timelock(self) -> Timelock:
+        return Timelock(self.chain, self.chain.at("Timelock", self.contract.call("admin")), None)
+
+    def set_terms(self, operator: Any, **changes: Any) -> Tx:
+        """New terms for orders placed from now on: the current ones with ``changes`` (MarketTerms field
+        names), through the timelock (applied at once where its delay is 0, else ``ChangePending``)."""
+        current = self.terms()
+        unknown = sorted(set(changes) - set(MarketTerms.__dataclass_fields__))
+        if unknown:
+            raise InputError(f"unknown market terms: {', '.join(unknown)}",
+                             hint=f"one of {', '.join(MarketTerms.__dataclass_fields__)}", field="terms")
+        new = MarketTerms(**{**current.__dict__, **changes})
+        return self.timelock.apply(operator, Change.call(self.contract, "setSettings", new.as_tuple()))
+
+    def set_orchestrator(self, operator: Any, who: str, allowed: bool = True) -> Tx:
+        """Allows (or revokes) an engine's key, through the timelock."""
+        return self.timelock.apply(operator, Change.call(self.contract, "setOrchestrator", who, allowed))
+
+    def is_orchestrator(self, who: str) -> bool:
+        return self.contract.call("orchestrators", who)
 
     def pause(self, operator: Any) -> Tx:
         return self._tx(operator, "pause")
@@ -266,15 +360,32 @@ class Market(ContractClient):
     def unpause(self, operator: Any) -> Tx:
         return self._tx(operator, "unpause")
 
+    def terms(self, version: int | None = None) -> MarketTerms:
+        """The terms of ``version`` (default: the current one, which new orders get)."""
+        version = self.contract.call("termsVersion") if version is None else version
+        return MarketTerms.from_chain(self.contract.call("terms", version))
+
     def settings(self) -> dict[str, int]:
-        return {name: self.contract.call(name) for name in MARKET_SETTINGS}
+        """The current terms' numbers, by the contract's field names (feeBps, acceptWindow, ...)."""
+        t = self.terms()
+        return {"feeBps": t.fee_bps, "missSlashBps": t.miss_slash_bps, "failSlashBps": t.fail_slash_bps,
+                "disputeSlashBps": t.dispute_slash_bps, "acceptWindow": t.accept_window,
+                "disputeWindow": t.dispute_window, "arbitrationWindow": t.arbitration_window,
+                "runGrace": t.run_grace}
 
     # -- reads
     def order(self, order_id: int) -> Order:
         return Order.from_chain(order_id, self.contract.call("getOrder", order_id))
 
     def state(self, order_id: int) -> OrderState:
-        return OrderState(self.contract.call("stateOf", order_id))
+        """The order's state (NONE for an id never placed)."""
+        if isinstance(order_id, bool) or not isinstance(order_id, int) or not 1 <= order_id <= self.order_count:
+            return OrderState.NONE
+        return self.order(order_id).state
+
+    def max_usage(self, order_id: int) -> int:
+        """The most unit-seconds the provider could report with ``complete`` now (0 unless Running)."""
+        return self.contract.call("maxUsage", order_id)
 
     def batch(self, batch_id: bytes | str, *, block: str = "latest") -> BatchRecord | None:
         """The batch's on-chain record, or None when no ``assignBatch`` recorded it."""
@@ -299,9 +410,16 @@ class Market(ContractClient):
     def decode(self, receipt: Receipt) -> Tx:
         return Tx(receipt, tuple(self._decode(receipt)))
 
-    def send_many(self, sender: Any, reqs: Iterable[TxRequest]) -> list[Tx]:
-        """Sends requests from one account as one batch; reverted ones carry ``receipt.error``."""
-        return [self.decode(r) for r in self.chain.writer.transact_many(as_signer(sender), list(reqs))]
+    def send_many(self, sender: Any, reqs: Iterable[TxRequest], *, if_succeeds: bool = False) -> list[Tx]:
+        """Sends requests from one account as one batch; reverted ones carry ``receipt.error``.
+        ``if_succeeds``: see ``TransactionWriter.transact_many``."""
+        return [self.decode(r) for r in self.chain.writer.transact_many(as_signer(sender), list(reqs),
+                                                                        if_succeeds=if_succeeds)]
+
+
+def skip_reason(value: int) -> str:
+    """The name of an ``IComputeMarket.Reason`` value."""
+    return SKIP_REASONS[value] if 0 <= value < len(SKIP_REASONS) else f"reason-{value}"
 
 
 def wait_until(market: Market, timestamp: int) -> None:

@@ -21,6 +21,7 @@ from marketplace.chain.client import ContractClient, EscrowCheck, Tx, b32, check
 from marketplace.chain.contracts import BoundContract, Chain
 from marketplace.chain.indexer import arg_bytes
 from marketplace.chain.lifecycle import ProviderFold, ProviderStatus
+from marketplace.chain.timelock import Change, Timelock
 from marketplace.chain.writer import as_signer
 from marketplace.errors import InputError
 
@@ -96,8 +97,17 @@ class Registry(ContractClient):
     def withdraw(self, sender: Any) -> Tx:
         return self._tx(sender, "withdraw")
 
-    def set_min_stake(self, sender: Any, value: int) -> Tx:
-        return self._tx(sender, "setMinStake", value)
+    def set_min_stake(self, operator: Any, value: int) -> Tx:
+        """The least stake that makes a provider eligible, through the deployment's timelock (applied at
+        once where its delay is 0, else ``ChangePending``)."""
+        admin = self.chain.at("Timelock", self._admin())
+        return Timelock(self.chain, admin, None).apply(operator, Change.call(self.contract, "setMinStake", value))
+
+    def _admin(self) -> str:
+        """The holder of the registry's OPERATOR_ROLE is its deployment's timelock: the market names it."""
+        if self._market is None:
+            raise InputError("this registry client has no market to find the timelock by", field="registry")
+        return self._market.call("admin")
 
     # -- reads
     def provider(self, address: str) -> ProviderInfo:

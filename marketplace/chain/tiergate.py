@@ -50,11 +50,13 @@ VERIFIER = "BlsagVerifier"
 OPERATOR_ROLE = keccak(b"OPERATOR_ROLE")
 
 
-def deploy_tier_gate(chain: Chain, operator_signer: Any) -> str:
-    """Deploys BlsagVerifier and TierGate (operator = admin and operator); returns the gate's address."""
+def deploy_tier_gate(chain: Chain, operator_signer: Any, admin: str | None = None) -> str:
+    """Deploys BlsagVerifier and TierGate; returns the gate's address. ``admin`` (the deployment's
+    timelock; the operator when omitted) registers verifiers, the operator commits groups and epochs,
+    and the deployer (the operator) binds the market once."""
     signer = as_signer(operator_signer)
     verifier = chain.deploy(VERIFIER, sender=signer)
-    gate = chain.deploy(GATE, signer.address, verifier.address, sender=signer)
+    gate = chain.deploy(GATE, admin or signer.address, signer.address, verifier.address, sender=signer)
     log.info("tier gate %s with bLSAG verifier %s", gate.address, verifier.address)
     return gate.address
 

@@ -120,7 +120,7 @@ def order(order_id: int = typer.Argument(..., help="the order id"), chain: Optio
         out.print(f"state {h.state.name} (events replay to {h.replayed_state.name});  buyer {h.order.buyer}")
         out.print(f"matching batch {h.batch_id}" if h.batch_id else "matching batch: none (not assigned by a batch)")
         out.print(f"escrow {m.escrow} = paid {m.paid} (fees {m.fees}) + refunded {m.refunded} + remaining "
-                  f"{m.remaining};  slashed to buyer {m.slashed_to_buyer}")
+                  f"{m.remaining};  compensated from slashes {m.compensated}, burned {m.burned}")
         _verdict(h.consistent, h.mismatches, "the events replay to the contract's state")
     raise typer.Exit(0 if h.consistent else 1)
 

@@ -90,3 +90,12 @@ def bench_domains(as_json: bool = typer.Option(False, "--json", help="print JSON
     from bench import domains
 
     emit(domains.run(quick=quick, as_graph=as_graph), True)
+
+
+@bench_app.command("runtime")
+def bench_runtime(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
+    """Workload start-up in the provider agent's runtimes: wasm compile and start, a container with every
+    limit on, and its overhead over the same program run natively; artifact uploads through the API."""
+    from bench import runtime
+
+    emit(runtime.run(quick=quick), True)

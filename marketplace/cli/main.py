@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from marketplace.cli import audit, bench, contracts, dev, orders, output, quote, serve, tier, up
+from marketplace.cli import admin, artifacts, audit, bench, contracts, dev, orders, output, quote, serve, tier, up
 from marketplace.peering.cli import peer_app
 
 app = typer.Typer(help="CONA: an open market for computing power.", no_args_is_help=True,
@@ -29,7 +29,9 @@ app.add_typer(bench.bench_app, name="bench")
 app.add_typer(tier.tier_app, name="tier", help="VIP tier credentials and zero-knowledge tier proofs.")
 app.add_typer(audit.audit_app, name="audit", help="Auditor: order, provider and escrow history from chain data alone.")
 app.add_typer(orders.order_app, name="order", help="Buyers: place, watch, explain, cancel and dispute orders.")
+app.add_typer(artifacts.artifact_app, name="artifact", help="Buyers: upload, download and build artifacts by sha256.")
 app.add_typer(dev.dev_app, name="dev", help="Local development chains only: advance time, fund accounts.")
+app.add_typer(admin.admin_app, name="admin", help="Operator: market terms, orchestrators, least stake (timelock).")
 app.add_typer(peer_app, name="peer", help="Engine peers: flood Compute LSAs between processes (IS-IS style).")
 
 def main(argv: list[str] | None = None) -> None:

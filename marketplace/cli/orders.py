@@ -1,4 +1,4 @@
-"""The buyer's orders: ``cona order place|watch|result|explain|show|batch|cancel|dispute|balance``.
+"""The buyer's orders: ``cona order place|watch|result|verify|explain|show|batch|cancel|dispute|balance``.
 
 A buyer talks to a market through its web API only (``marketplace.cli.remote``): HTTP for the
 engine (``/v1/...``) and the market's chain through ``<api>/rpc``. The buyer's key never leaves
@@ -14,7 +14,11 @@ this process (``marketplace.cli.keys``):
   own transaction and post its raw bytes to the API's relay (``marketplace.api.relay``), which
   checks the signer owns the order before relaying;
 - ``watch`` (and ``place --watch``) follow the order live (``marketplace.cli.watch``);
-- ``result`` checks the result bytes against the result hash on chain (``marketplace.results``).
+- ``result`` checks the result bytes against the result hash on chain (``marketplace.results``) and
+  downloads the output files the committed manifest names; ``verify`` re-runs a deterministic wasm
+  order here and compares (``marketplace.cli.results``);
+- ``place --wasm FILE | --image ARCHIVE | --input-artifact NAME=FILE`` uploads those files as
+  artifacts first (``marketplace.cli.workload``, ``marketplace.cli.artifacts``).
 
 Every command takes ``--api URL`` and ``--json``. Errors are ``ConaError``s (``cona`` prints one
 line and exits 2); an API problem detail becomes the error of its status, naming the field the
@@ -32,6 +36,9 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from marketplace.cli import results
+from marketplace.cli import workload as W
+from marketplace.cli.artifacts import put_file
 from marketplace.cli.keys import DevOpt, KeyFileOpt, PassOpt, buyer_signer, signed_call
 from marketplace.cli.options import JsonOpt
 from marketplace.cli.output import console, emit, eth, out, run, short
@@ -40,8 +47,6 @@ from marketplace.cli.quote import (CountOpt, CpuMilliOpt, DeviceOpt, DomainOpt, 
 from marketplace.cli.remote import ApiOpt, RemoteMarket, api_client, connect
 from marketplace.cli.watch import progress_table, watch_order
 from marketplace.errors import ChainError, InputError, NotFound
-from marketplace.results import parse_result as parse_result_record
-from marketplace.results import result_digest
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +78,12 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
           domain: Optional[int] = DomainOpt, duration: int = DurOpt, cpu_milli: int = CpuMilliOpt,
           gpu_model: list[str] = GpuModelOpt,
           attachment: str = typer.Option(..., "--attachment", help="the topology node the buyer sits at"),
-          module: str = typer.Option(..., "--module", help="the workload: sha256, matmul, nbody, ..."),
+          module: Optional[str] = W.ModuleOpt, wasm: Optional[Path] = W.WasmOpt, wasm_digest: Optional[str] = W.WasmDigestOpt,
+          image: Optional[Path] = W.ImageOpt, image_digest: Optional[str] = W.ImageDigestOpt,
+          image_ref: Optional[str] = W.ImageRefOpt, program: Optional[str] = W.ProgramOpt, cpu_s: int = W.CpuOpt,
+          arg: list[str] = W.ArgOpt, cmd: Optional[str] = W.CmdOpt, env: list[str] = W.EnvOpt,
+          input_artifact: list[str] = W.InputArtifactOpt, network: bool = W.NetworkOpt,
+          memory_mib: int = W.MemoryOpt, work_mib: int = W.WorkOpt, nondeterministic: bool = W.NondetOpt,
           input_text: Optional[str] = typer.Option(None, "--input", help="the workload's stdin, as text"),
           input_hex: Optional[str] = typer.Option(None, "--input-hex", help="the workload's stdin, as hex"),
           input_file: Optional[Path] = typer.Option(None, "--input-file", help="the workload's stdin, from a file"),
@@ -89,18 +99,19 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
           until: Optional[str] = typer.Option(None, "--until", help="with --watch: stop at this state"),
           timeout: float = typer.Option(600.0, "--timeout", help="with --watch: give up after this many seconds"),
           api: Optional[str] = ApiOpt, as_json: bool = JsonOpt) -> None:
-    """Sign an order (EIP-712) and place it through the API; prints the order id."""
-    from marketplace.engine.spec import Spec
-
+    """Sign an order (EIP-712) and place it through the API; prints the order id. Files it names (--wasm,
+    --image, --input-artifact NAME=FILE) are uploaded as artifacts first."""
     req = requirement_dict(device_class, count, share_milli, min_memory_mib, min_system_memory_mib, precision,
                            min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli, gpu_model)
+    opts = W.WorkloadOptions(module, wasm, wasm_digest, image, image_digest, image_ref, program, cpu_s, tuple(arg),
+                             cmd, tuple(env), tuple(input_artifact), network, memory_mib, work_mib, nondeterministic)
     data = _workload_input(input_text, input_hex, input_file)
-    spec = Spec.from_dict({"requirement": req, "workload": {"module": module, "input": data.hex(), "fuel": fuel},
-                           "attachment": attachment})
     proof = _hex_option(tier_proof, "tier_proof")
     m = connect(api)
     try:
         signer = buyer_signer(m, key_file, passphrase_file, dev_account)
+        spec = _spec(req, W.build_workload(opts, data, fuel, lambda src, kind: put_file(m, signer, src, kind)["digest"]),
+                     attachment)
         placed = _sign_and_place(m, signer, spec, max_price=max_price, tier=tier, valid_for=valid_for, proof=proof,
                                  idempotency_key=idempotency_key)
     finally:
@@ -116,6 +127,12 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
     watched = watch_order(api, placed.id, until, timeout, as_json, screen=None if as_json else console,
                           emit_json=False)
     _print_placed(placed, as_json, watched)
+
+
+def _spec(req: dict, workload: dict, attachment: str) -> Any:
+    from marketplace.engine.spec import Spec
+
+    return Spec.from_dict({"requirement": req, "workload": workload, "attachment": attachment})
 
 
 def _print_placed(placed: Placed, as_json: bool, watched: dict[str, Any] | None = None) -> None:
@@ -184,43 +201,8 @@ def watch(order_id: int = typer.Argument(..., help="the order id"),
 # ============================================================================ result, explain, show, batch
 
 
-def parse_result(blob: bytes) -> dict[str, Any]:
-    """The provider's result bytes (``marketplace.results``) as a dict; bytes in another format are all output."""
-    rec = parse_result_record(blob)
-    if rec is None:
-        return {"status": None, "exit_code": None, "output": blob}
-    return {"status": rec.status, "exit_code": rec.exit_code, "output": rec.output}
-
-
-@order_app.command("result")
-def result(order_id: int = typer.Argument(..., help="the order id"),
-           out_file: Optional[Path] = typer.Option(None, "--out", help="write the workload's output here"),
-           api: Optional[str] = ApiOpt, as_json: bool = JsonOpt) -> None:
-    """The order's result, checked against the result hash on chain."""
-    with api_client(api) as client:
-        view = client.order(order_id)
-        blob = client.order_result(order_id)
-    got = "0x" + result_digest(blob).hex()
-    if got != view.get("result"):
-        raise ChainError(f"order {order_id}: the result bytes hash to {got}, the chain holds {view.get('result')}",
-                         hint="the API served bytes that are not the provider's committed result")
-    res = parse_result(blob)
-    if out_file is not None:
-        Path(out_file).write_bytes(res["output"])
-    text = res["output"].decode(errors="replace")
-    doc = {"id": order_id, "result_hash": got, "status": res["status"], "exit_code": res["exit_code"],
-           "bytes": len(res["output"]), "verified": True, "out": str(out_file) if out_file else None}
-    if as_json:
-        if out_file is None:
-            doc["output"] = text if res["output"].isascii() else "0x" + res["output"].hex()
-        emit(doc, True)
-        return
-    out.print(f"order {order_id}: {res['status']} (exit {res['exit_code']}), {len(res['output'])} bytes, "
-              f"keccak {got} matches the chain")
-    if out_file is None:
-        out.print(text.rstrip("\n") if res["output"].isascii() else "0x" + res["output"].hex(), markup=False)
-    else:
-        out.print(f"written to {out_file}")
+order_app.command("result")(results.result)
+order_app.command("verify")(results.verify)
 
 
 @order_app.command("explain")

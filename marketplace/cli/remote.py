@@ -20,11 +20,11 @@ import typer
 
 from marketplace.client import ApiClient
 from marketplace.errors import ChainMismatch, Rejected
+from marketplace.settings import DEV_CHAIN_IDS
 
 DEFAULT_API = "http://127.0.0.1:8000"
 #: chain ids of local development chains, where the well-known dev keys and time travel are allowed:
 #: eth-tester/py-evm (the embedded chain), anvil and hardhat, ganache and geth --dev
-DEV_CHAIN_IDS = {131277322940537: "embedded (eth-tester)", 31337: "anvil/hardhat", 1337: "ganache/geth --dev"}
 #: requests a buyer command sends at most when the API cannot be reached (each write is idempotent)
 ATTEMPTS = 3
 
@@ -90,7 +90,12 @@ def connect(api: Optional[str]) -> RemoteMarket:
 
 def require_dev_chain(m: RemoteMarket, what: str) -> None:
     """Refuse ``what`` unless the market's chain is a local development chain."""
-    if not m.is_dev:
-        raise Rejected(f"{what} works on local development chains only; chain {m.chain_id} is not one",
+    require_dev_chain_id(m.chain_id, what)
+
+
+def require_dev_chain_id(chain_id: int, what: str) -> None:
+    """Refuse ``what`` unless ``chain_id`` is a local development chain's."""
+    if int(chain_id) not in DEV_CHAIN_IDS:
+        raise Rejected(f"{what} works on local development chains only; chain {chain_id} is not one",
                        reason="not-a-dev-chain", field="chain_id",
                        hint=f"development chain ids: {', '.join(f'{k} ({v})' for k, v in DEV_CHAIN_IDS.items())}")

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from marketplace.chain.lifecycle import (FINAL_STATES, HAPPY_PATH, TRANSITIONS, ZERO_ADDRESS, OrderState,
-                                         state_after)
+from marketplace.chain.lifecycle import (FINAL_STATES, HAPPY_PATH, PAYING_EVENTS, TRANSITIONS, ZERO_ADDRESS,
+                                         OrderState, state_after)
 from marketplace.cli.output import emit, eth, out, short
 from marketplace.cli.remote import RemoteMarket, connect
 from marketplace.errors import ChainError, InputError
@@ -39,8 +39,8 @@ FINAL = frozenset(s.label for s in FINAL_STATES)
 STOP_AT = FINAL | {OrderState.DISPUTED.label}
 #: the states ``--until`` accepts
 STATES = tuple(s.label for s in OrderState if s is not OrderState.NONE)
-#: the events that can end an order; their receipt holds the paid / fee / refund amounts
-ENDING_EVENTS = ("Settled", "Cancelled", "Resolved", "AcceptanceTimedOut", "OrderFailed")
+#: the events that move an order's money; their receipt holds the paid / fee / refund amounts
+ENDING_EVENTS = PAYING_EVENTS
 POLL_S = 0.3
 #: how long a watch that reached its state waits for the engine's history to show the transaction
 CATCH_UP_S = 3.0
@@ -112,7 +112,7 @@ def settlement_of(m: RemoteMarket, view: dict[str, Any]) -> dict[str, Any] | Non
             for ev in m.market.decode(Receipt.from_rpc(raw)).events:
                 if ev.name == h["event"] and int(ev.args.get("order", -1)) == int(view["id"]):
                     return {"event": ev.name, "tx": h["tx"], "block": h["block"],
-                            **{k: str(v) for k, v in ev.args.items() if k in ("paid", "fee", "refund", "slashed")}}
+                            **{k: str(v) for k, v in ev.args.items() if k in ("paid", "fee", "refund", "compensation")}}
     return None
 
 

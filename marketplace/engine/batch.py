@@ -34,6 +34,7 @@ from marketplace.matching.binder import BindResult, BindStatus
 from marketplace.matching.scheduler import ENGINE_VERSION
 from marketplace.resources.model import DeviceClass
 from marketplace.resources.requirement import Requirement
+from marketplace.resources.runtimes import WorkloadNeed
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,19 @@ def canonical(value: Any) -> bytes:
 
 
 def order_doc(o: Order) -> dict[str, Any]:
-    return {"id": o.order_id, "requirement": o.requirement.to_dict(), "tier": o.tier, "buyer_node": o.buyer_node,
-            "submitted_at": float(o.submitted_at)}
+    """An order's record in a batch (its workload's needs only when it has any: records of orders
+    that have none are what they were before runtimes existed, and replay the same)."""
+    doc = {"id": o.order_id, "requirement": o.requirement.to_dict(), "tier": o.tier, "buyer_node": o.buyer_node,
+           "submitted_at": float(o.submitted_at)}
+    if o.workload is not None:
+        doc["workload"] = o.workload.to_dict()
+    return doc
 
 
 def order_of(doc: dict[str, Any]) -> Order:
+    need = doc.get("workload")
     return Order(doc["id"], Requirement.from_dict(doc["requirement"]), doc["tier"], doc["buyer_node"],
-                 float(doc["submitted_at"]))
+                 float(doc["submitted_at"]), None if need is None else WorkloadNeed.from_dict(need))
 
 
 def placement_doc(p: Placement) -> dict[str, Any]:
@@ -71,9 +78,11 @@ def provider_doc(p: Provider, lsa_raw: bytes) -> dict[str, Any]:
 
 
 def provider_of(doc: dict[str, Any]) -> Provider:
-    return Provider(doc["id"], decode_lsa(bytes.fromhex(doc["lsa"])).descriptor, doc["attach_node"], doc["price"],
-                    doc["domain"], ProviderStatus(doc["status"]), int(doc["stake"]), doc["load"], doc["lsa_at"],
-                    doc["reliability"])
+    """The provider a batch record describes; its hardware and runtimes are its signed LSA's."""
+    lsa = decode_lsa(bytes.fromhex(doc["lsa"]))
+    return Provider(doc["id"], lsa.descriptor, doc["attach_node"], doc["price"], doc["domain"],
+                    ProviderStatus(doc["status"]), int(doc["stake"]), doc["load"], doc["lsa_at"], doc["reliability"],
+                    lsa.runtimes)
 
 
 def hold(sched: Scheduler, order: Order, placement: Placement) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from marketplace.chain.lifecycle import OrderState
-from marketplace.chain.market import Market
+from marketplace.chain.market import Market, skip_reason
 from marketplace.chain.writer import Signer, TransactionWriter
 from marketplace.convergence.lsdb import Lsdb
 from marketplace.engine import batch as B
@@ -147,8 +147,15 @@ class ChainBinder:
                         bid.hex()[:12], len(assignments), err)
             return {str(a[0]): BindResult(str(a[0]), BindStatus.FAILED, reason="chain-write-failed")
                     for a in assignments}
-        results = {str(a[0]): BindResult(str(a[0]), BindStatus.BOUND, lease_id=txs[0].tx_hash) for a in assignments}
+        # the contract skips (and reports) an assignment that no longer held when the batch landed (an order
+        # cancelled, a provider paused in between): that order alone failed, the round stands
+        skipped = {int(e.args["order"]): skip_reason(e.args["reason"]) for e in txs[0].named("AssignmentSkipped")}
+        results = {str(a[0]): BindResult(str(a[0]), BindStatus.BOUND, lease_id=txs[0].tx_hash)
+                   if a[0] not in skipped else BindResult(str(a[0]), BindStatus.FAILED, reason=skipped[a[0]])
+                   for a in assignments}
         self.apply_tx(txs[0])
-        log.info("batch %s: %d orders assigned and the batch recorded in tx %s", bid.hex()[:12], len(assignments),
-                 txs[0].tx_hash)
+        for oid, why in sorted(skipped.items()):
+            log.warning("batch %s: order %d skipped by the contract (%s)", bid.hex()[:12], oid, why)
+        log.info("batch %s: %d orders assigned and the batch recorded in tx %s", bid.hex()[:12],
+                 len(assignments) - len(skipped), txs[0].tx_hash)
         return results

@@ -116,8 +116,8 @@ class EventFold:
             return  # not an order of ours, or already applied from our own receipt
         before = rec.state
         rec.fold = self._fold(rec.fold, name, args, block, tx_hash, timestamp)
-        self._note(rec, name, block, tx_hash, args.get("batchId") if name == "Assigned" else None)
-        if name in ORDER_EVENTS:
+        if name in ORDER_EVENTS:  # the history is the order's transitions; money events only fold
+            self._note(rec, name, block, tx_hash, args.get("batchId") if name == "Assigned" else None)
             self._react(rec, name, before)
 
     def _placed(self, oid: int, args: Mapping[str, Any], block: int, tx_hash: str, timestamp: int) -> None:

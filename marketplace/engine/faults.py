@@ -7,7 +7,10 @@
   next backup, or refunds the buyer);
 - ``failures(now)``: a provider the ``HeartbeatMonitor`` declares failed is marked offline (no
   longer matched) and each lease it is running -> ``fail`` (pro-rata pay for the time served, a
-  slash, and the rest of the lease to the next backup).
+  slash, and the rest of the lease to the next backup);
+- ``overdue()``: the keeper's part, which anyone may do and the engine does so that no money waits
+  on a stranger: a lease still Running past its end plus the order's ``run_grace`` -> ``expire``; a
+  dispute the arbiter left past the order's ``arbitration_window`` -> ``lapse``.
 
 Invariants: before each write the order is read on chain (Assigned past its deadline; Running
 on that provider), and each write carries an idempotency key naming what it ends
@@ -22,7 +25,7 @@ import logging
 from typing import Any, Callable
 
 from marketplace.chain.lifecycle import OrderState
-from marketplace.chain.market import Market
+from marketplace.chain.market import Market, MarketTerms
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
 from marketplace.engine.matcher import Matcher
@@ -46,6 +49,8 @@ class LeaseWatch:
         self.monitor = monitor
         self.matcher = matcher
         self.apply_tx = apply_tx
+        self.terms: dict[int, MarketTerms] = {}
+        self._overdue_at = float("-inf")
 
     def timeouts(self) -> None:
         due = [r for r in self.orders.values() if r.state == OrderState.ASSIGNED and r.accept_deadline]
@@ -66,6 +71,40 @@ class LeaseWatch:
                 self.apply_tx(tx)
             except ChainError as exc:
                 log.warning("order %d: timeoutAcceptance failed: %s", rec.id, exc)
+
+    def overdue(self, now: float) -> None:
+        # leases run for seconds to hours and the grace periods are minutes: once a second is prompt enough
+        if now - self._overdue_at < 1.0:
+            return
+        self._overdue_at = now
+        chain_now: int | None = None
+        for rec in sorted(self.orders.values(), key=lambda r: r.id):
+            if rec.state not in (OrderState.RUNNING, OrderState.DISPUTED):
+                continue
+            f = rec.fold
+            terms = self._terms(f.terms)
+            if rec.state == OrderState.RUNNING:
+                due = f.started_at + (f.duration - f.served) + terms.run_grace if f.started_at else None
+                action, call = "expire", self.market.expire
+            else:
+                due = f.disputed_at + terms.arbitration_window if f.disputed_at else None
+                action, call = "lapse", self.market.lapse
+            if due is None:
+                continue
+            chain_now = self.market.chain_time() if chain_now is None else chain_now
+            if chain_now <= due:
+                continue
+            log.info("order %d: %s is overdue since %d; calling %s", rec.id, rec.state.label, due, action)
+            try:
+                self.apply_tx(call(self.orchestrator, rec.id, key=f"{action}:{rec.id}:{due}"))
+            except ChainError as exc:
+                log.warning("order %d: %s failed: %s", rec.id, action, exc)
+
+    def _terms(self, version: int) -> MarketTerms:
+        """An order's terms (a version never changes once set, so each is read once)."""
+        if version not in self.terms:
+            self.terms[version] = self.market.terms(version)
+        return self.terms[version]
 
     def failures(self, now: float) -> None:
         for addr in self.monitor.failed(now):

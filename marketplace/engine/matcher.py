@@ -27,6 +27,7 @@ from marketplace.engine.providers import ProviderTable
 from marketplace.engine.spec import Spec
 from marketplace.errors import TopologyError, Unschedulable
 from marketplace.matching import MatchingConfig, Order, Outcome, Provider, RoundResult, Scheduler
+from marketplace.resources.runtimes import WorkloadNeed
 from marketplace.routing import RoutingTable
 
 if TYPE_CHECKING:
@@ -42,13 +43,16 @@ class Matcher:
     """The scheduler, built from the projected providers and kept in step with the order table."""
 
     def __init__(self, table: ProviderTable, *, config: MatchingConfig, routing: RoutingTable | None,
-                 orders: dict[int, OrderRecord], specs: dict[bytes, Spec], clock: Callable[[], float]) -> None:
+                 orders: dict[int, OrderRecord], specs: dict[bytes, Spec], clock: Callable[[], float],
+                 need_of: Callable[[Spec], WorkloadNeed | None] = Spec.need) -> None:
         self.table = table
         self.config = config
         self.routing = routing
         self.orders = orders
         self.specs = specs
         self.clock = clock
+        #: what an order's workload needs of a provider's runtimes (``ArtifactDesk.need_of``)
+        self.need_of = need_of
         #: the providers matched on, by address: the table's projections
         self.providers: dict[str, Provider] = {}
         self.sched: Scheduler | None = None
@@ -68,8 +72,9 @@ class Matcher:
             return
         old = self.providers.get(addr)
         self.providers[addr] = p
-        if old is None or old.descriptor != p.descriptor or not self.current:
-            # a provider added since the last rebuild is not in the scheduler yet: rebuild, not update
+        if old is None or old.descriptor != p.descriptor or old.runtimes != p.runtimes or not self.current:
+            # a provider added since the last rebuild is not in the scheduler yet: rebuild, not update;
+            # one that serves other runtimes now may take an order refused before: rebuild too
             self.stale = True
         else:
             self.sched.update_provider(p)
@@ -104,7 +109,7 @@ class Matcher:
         if spec is None:
             return None
         return Order(str(rec.id), B.with_max_price(spec.requirement, rec.max_price), min(rec.tier, 3),
-                     spec.attachment, float(now))
+                     spec.attachment, float(now), self.need_of(spec))
 
     def hold(self, rec: OrderRecord, provider: str, now: float) -> None:
         """Hold the capacity of a lease the chain bound (recovery, failover to a backup)."""

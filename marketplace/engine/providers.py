@@ -10,6 +10,7 @@ the registry's ``minStake``. ``project(addr)`` is the matcher's view of one prov
 - attachment node from the LSA when it is a node of the engine's topology (else none);
 - price: ``price(addr, device_class)``, the one price rule: the LSA's price for that class,
   never above the registered price;
+- the runtimes it serves from the LSA's RUNTIMES TLV (none: the shipped wasm modules only);
 - domain and stake from the registry; status ACTIVE, DRAINING (paused, unbonding), RETIRED
   (exited) or OFFLINE (heartbeats missed).
 
@@ -146,12 +147,13 @@ class ProviderTable:
     # -- the projection
 
     def price(self, addr: str, device_class: int) -> int:
-        """What the provider is paid per unit-hour for ``device_class``: its LSA price, never above
-        its registered price."""
-        chain_price = self.chain_info[addr].price(device_class)
+        """What the provider is paid per unit-hour for ``device_class``: its registered ask, or its LSA's
+        price when that is higher (an LSA may raise the price at once; the contract refuses an assignment
+        below the registered ask, so an LSA cannot lower it)."""
+        ask = self.chain_info[addr].price(device_class)
         lsa = self.lsas.get(addr)
         offered = dict(lsa.prices).get(DeviceClass(device_class)) if lsa else None
-        return chain_price if offered is None else min(offered, chain_price)
+        return ask if offered is None else max(offered, ask)
 
     def project(self, addr: str) -> Provider | None:
         """The matcher's ``Provider`` for ``addr`` (None without an LSA or a registry record)."""
@@ -175,4 +177,4 @@ class ProviderTable:
         av = {a.device_class: a for a in lsa.availability}
         load = av[cls].load_bp / 10_000 if cls in av else 0.0
         return Provider(addr, lsa.descriptor, attach, self.price(addr, int(cls)), info.domain, status, info.stake,
-                        min(1.0, load), self.clock(), 1.0)
+                        min(1.0, load), self.clock(), 1.0, lsa.runtimes)

@@ -31,12 +31,15 @@ from marketplace.engine.store import EngineStore
 from marketplace.errors import InputError, NotFound, TopologyError
 from marketplace.matching import Order
 from marketplace.resources.requirement import Requirement
+from marketplace.resources.runtimes import RuntimeOffer
 from marketplace.results import result_digest
 from marketplace.routing import RoutingTable
 
 log = logging.getLogger(__name__)
 
 NO_RESULT = b"\x00" * 32
+#: how a provider that advertises no runtimes is shown: the shipped wasm modules, nothing else
+SHIPPED = RuntimeOffer(buyer_wasm=False, nondeterministic=False)
 
 
 class Queries:
@@ -145,7 +148,8 @@ class Queries:
                             "memory_mib": p.descriptor.memory_mib, "attachment": p.attach_node, "domain": p.domain,
                             "price": p.price, "status": p.status.value, "stake": str(p.stake), "load": p.load,
                             "lsa_sequence": lsas[addr].header.sequence,
-                            "last_heartbeat": self.monitor.last_seen(addr)})
+                            "last_heartbeat": self.monitor.last_seen(addr),
+                            "runtimes": (p.runtimes or SHIPPED).to_dict()})
             return out
 
     # -- results

@@ -8,7 +8,8 @@ parts (docs/engine.md has the module map) and runs the loop; ``step(now)`` is on
     2. acceptance deadlines passed on chain -> ``timeoutAcceptance``; providers the heartbeat
        monitor declares failed while running a lease -> ``fail`` (``faults``);
     3. one matching round; the ``ChainBinder`` binds its reservations with ONE ``assignBatch``
-       transaction that records the batch and assigns every order, all or nothing (``binder``).
+       transaction that records the batch and assigns every order, all or nothing (``binder``);
+    4. now and then, expire the artifacts no live order names (``artifacts``).
 
 Invariants:
 - the chain is the truth: every write is preceded by a sync of the event index to the head
@@ -41,6 +42,8 @@ from marketplace.chain.market import Market
 from marketplace.chain.writer import Signer
 from marketplace.convergence.heartbeat import HeartbeatMonitor
 from marketplace.convergence.lsdb import InstallResult, Lsdb
+from marketplace.artifacts import ArtifactStore, StoreLimits
+from marketplace.engine.artifacts import ArtifactDesk
 from marketplace.engine.binder import ChainBinder
 from marketplace.engine.events import MARKET, REGISTRY, EventFold
 from marketplace.engine.faults import LeaseWatch
@@ -74,6 +77,8 @@ class EngineConfig:
     #: stored blocks the indexer re-checks for a reorganisation on every sync; each is one
     #: eth_getBlockByNumber per turn, so 64 cost ~60 ms a turn on the embedded chain
     reorg_depth: int = 12
+    #: the artifact store's limits: per kind, per uploader, in all, and the expiry of unused ones
+    artifacts: StoreLimits = field(default_factory=StoreLimits)
 
 
 class Engine:
@@ -113,12 +118,12 @@ class Engine:
         self.lsdb = Lsdb(clock, max_age=cfg.lsa_max_age, known_originators=table.known_originator)
         self.monitor = HeartbeatMonitor(cfg.heartbeat_interval, cfg.miss_limit)
         self._owns_indexer = indexer is None
-        self.indexer = self._check_indexer(indexer) if indexer is not None else EventIndexer(chain.backend, {
-            MARKET: (self.market.address, chain.abis[MARKET]),
-            REGISTRY: (self.registry.address, chain.abis[REGISTRY]),
-        }, db_path=self.state_dir / "index.sqlite", start_block=deployment.block, reorg_depth=cfg.reorg_depth)
+        self.indexer = self._open_indexer(indexer)
+        self.artifact_store = ArtifactStore(self.state_dir / "artifacts", cfg.artifacts, clock=clock)
+        self.artifacts = ArtifactDesk(self.artifact_store, orders=self.orders, specs=self.specs,
+                                      providers=lambda: self.matcher.providers, results=self.store, lock=self.lock)
         self.matcher = Matcher(table, config=cfg.matching, routing=self.routing, orders=self.orders,
-                               specs=self.specs, clock=clock)
+                               specs=self.specs, clock=clock, need_of=self.artifacts.need_of)
         self.events = EventFold(indexer=self.indexer, orders=self.orders, specs=self.specs, batches=self.batches,
                                 store=self.store, table=table, matcher=self.matcher, monitor=self.monitor,
                                 clock=clock)
@@ -130,8 +135,9 @@ class Engine:
                              store=self.store, rejected=self.rejected, lock=self.lock, clock=clock)
         self.desk = OrderDesk(market=self.market, orchestrator=self.orchestrator, store=self.store, specs=self.specs,
                               orders=self.orders, matcher=self.matcher, apply_tx=self.events.apply_tx,
-                              routing=self.routing, topology_name=topo_name or "-", modules=self.modules,
-                              lock=self.lock, wake=self.wake, clock=clock)
+                              find_placed=self.find_placed, routing=self.routing, topology_name=topo_name or "-",
+                              modules=self.modules, lock=self.lock, wake=self.wake, clock=clock,
+                              check_artifacts=self.artifacts.check_spec)
         self.watch = LeaseWatch(orders=self.orders, market=self.market, orchestrator=self.orchestrator,
                                 monitor=self.monitor, table=table, matcher=self.matcher,
                                 apply_tx=self.events.apply_tx)
@@ -141,8 +147,16 @@ class Engine:
         self.intake.restore()
         with self.lock:
             self.events.recover()
+        self.desk.recover_staged()
 
-    def _check_indexer(self, indexer: EventIndexer) -> EventIndexer:
+    def _open_indexer(self, indexer: EventIndexer | None) -> EventIndexer:
+        """The injected indexer (checked), or the engine's own in ``state_dir/index.sqlite``."""
+        if indexer is None:
+            return EventIndexer(self.chain.backend, {
+                MARKET: (self.market.address, self.chain.abis[MARKET]),
+                REGISTRY: (self.registry.address, self.chain.abis[REGISTRY]),
+            }, db_path=self.state_dir / "index.sqlite", start_block=self.deployment.block,
+                reorg_depth=self.config.reorg_depth)
         for name, address in ((MARKET, self.market.address), (REGISTRY, self.registry.address)):
             if address not in indexer.by_address:
                 raise InputError(f"the injected event indexer does not index the {name} at {address}",
@@ -155,10 +169,13 @@ class Engine:
         now = self.clock() if now is None else now
         with self.lock:
             self.events.sync()
+            self.desk.drain_landed(now)
             self.intake.age(now)
             self.watch.timeouts()
             self.watch.failures(now)
+            self.watch.overdue(now)
             self.matcher.round(now, self.binder)
+            self.artifacts.maybe_sweep(now)
 
     def run(self, stop: threading.Event, period: float = 0.05) -> None:
         log.info("engine loop running (period %.3f s)", period)
@@ -171,6 +188,7 @@ class Engine:
             self.wake.clear()
 
     def close(self) -> None:
+        self.desk.placer.close()
         if self._owns_indexer:
             self.indexer.close()
 
@@ -188,6 +206,12 @@ class Engine:
 
     def place_order_tx(self, tx_hash: str, spec: Any) -> int:
         return self.desk.place_order_tx(tx_hash, spec)
+
+    def find_placed(self, intent_digest: bytes) -> int | None:
+        """The order on chain placed from the intent with this EIP-712 digest, or None."""
+        self.indexer.sync()
+        found = self.indexer.events(MARKET, "OrderPlaced", digest=intent_digest)
+        return int(found[-1].args["order"]) if found else None
 
     def order_view(self, order_id: int) -> dict[str, Any]:
         return self.queries.order_view(order_id)

@@ -4,29 +4,27 @@ An order on chain carries only a 32-byte ``requirement``; the document behind it
 to run and where the buyer sits::
 
     {"requirement": {...Requirement.from_dict...},
-     "workload": {"module": "<name in provider_agent/workloads/build/manifest.json>",
-                  "input": "<hex bytes>", "fuel": <int>},
+     "workload": {...one of marketplace.engine.workload's shapes...},
      "attachment": "<topology node id>"}
 
-or, for a provider that opted in to the native runtime (``provider_agent.runtime.native``), a
-program *name* from that provider's allowlist - a buyer never sends a program::
-
-     "workload": {"runtime": "native", "program": "<name>", "input": "<hex bytes>",
-                  "cpu_s": <int CPU seconds>}
-
-``runtime`` defaults to ``"wasm"``, and a wasm workload normalises to the three keys above
-(an explicit ``"runtime": "wasm"`` is dropped), so the digest of every wasm spec is what it
-was before native workloads existed.
+The workload is a WebAssembly module (one shipped with CONA, by name, or the buyer's own, by
+the sha256 digest of the artifact it uploaded), a container image (an uploaded OCI archive by
+digest, or a registry reference a provider allows), or a native program *name* from a
+provider's allowlist (``marketplace.engine.workload`` has each shape). A wasm workload written
+before buyers' modules existed normalises to the same three keys it always had (``module``,
+``input``, ``fuel``), so the digest of every such spec is unchanged.
 
 ``spec_digest(spec)`` is keccak-256 over the canonical JSON of the *normalised* document:
 the requirement as ``Requirement.to_dict()`` (defaults filled, enums lower-case, features
 sorted), the input as lower-case hex without ``0x``, keys sorted, no spaces
 (``separators=(",", ":")``), ASCII only, no NaN. Two spellings of the same order hash the
 same; the buyer puts this digest in ``OrderIntent.requirement`` and signs it, so the
-engine can prove the document it stores is the one the buyer paid for.
+engine can prove the document it stores is the one the buyer paid for, and since the
+document names every artifact by its sha256, the chain commits to every byte that runs.
 
 Invariants: ``Spec.from_dict`` either returns a valid spec or raises ``InvalidSpec`` naming
-the field; ``Spec.digest() == spec_digest(spec.to_dict())``. Pure: no I/O.
+the field; ``Spec.digest() == spec_digest(spec.to_dict())``. Pure: no I/O (whether the
+artifacts it names exist is the engine's check, ``marketplace.artifacts``).
 """
 
 from __future__ import annotations
@@ -38,39 +36,35 @@ from typing import Any, Iterable
 from eth_utils import keccak
 
 from marketplace.engine.errors import InvalidSpec
+from marketplace.engine.workload import (MAX_CPU_SECONDS, MAX_FUEL, MAX_INPUT_BYTES, ArtifactRef, ContainerWorkload,
+                                         NativeWorkload, WasmWorkload, Workload, parse_workload)
 from marketplace.errors import InputError, ResourceError
+from marketplace.resources.model import DeviceClass
 from marketplace.resources.requirement import Requirement
+from marketplace.resources.runtimes import Runtime, WorkloadNeed
 
-#: the most fuel one order may buy (wasmtime fuel units); more is a typo, not an order
-MAX_FUEL = 10**13
-MAX_INPUT_BYTES = 1 << 20
-#: the most CPU seconds one native order may buy (a day); more is a typo, not an order
-MAX_CPU_SECONDS = 86_400
-RUNTIMES = ("wasm", "native")
+__all__ = ["MAX_CPU_SECONDS", "MAX_FUEL", "MAX_INPUT_BYTES", "RUNTIMES", "ArtifactRef", "ContainerWorkload",
+           "NativeWorkload", "Spec", "WasmWorkload", "Workload", "spec_digest"]
+
+RUNTIMES = tuple(r.value for r in Runtime)
 _KEYS = ("requirement", "workload", "attachment")
-_WORKLOAD_KEYS = ("runtime", "module", "input", "fuel")
-_NATIVE_KEYS = ("runtime", "program", "input", "cpu_s")
 
 
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """A parsed order document. A wasm workload has ``module`` and ``fuel`` (``program`` empty,
-    ``cpu_s`` 0); a native one has ``program`` and ``cpu_s`` (``module`` empty, ``fuel`` 0)."""
+    """A parsed order document: the requirement, the workload (``marketplace.engine.workload``) and
+    the buyer's attachment node."""
 
     requirement: Requirement
-    module: str
-    input: bytes
-    fuel: int
+    workload: Workload
     attachment: str
-    runtime: str = "wasm"
-    program: str = ""
-    cpu_s: int = 0
 
     @classmethod
     def from_dict(cls, raw: Any, *, modules: Iterable[str] | None = None,
                   programs: Iterable[str] | None = None) -> "Spec":
-        """Parse an untrusted document. ``modules``: the wasm workload names allowed (None: any);
-        ``programs``: the native program names allowed (None: any; empty: no native workload)."""
+        """Parse an untrusted document. ``modules``: the shipped wasm module names allowed (None: any;
+        a buyer's module, named by digest, is always allowed here); ``programs``: the native program
+        names allowed (None: any; empty: no native workload)."""
         if not isinstance(raw, dict):
             raise InvalidSpec("a spec is a JSON object", field="spec")
         for key in raw:
@@ -84,61 +78,53 @@ class Spec:
         except (ResourceError, InputError) as exc:
             f = exc.fields.get("field")
             raise InvalidSpec(exc.message, field="spec.requirement" + (f".{f}" if f else ""), hint=exc.hint) from None
-        wl = raw["workload"]
-        if not isinstance(wl, dict):
-            raise InvalidSpec("spec.workload is an object", field="spec.workload")
-        runtime = wl.get("runtime", "wasm")
-        if runtime not in RUNTIMES:
-            raise InvalidSpec(f"workload.runtime must be one of {', '.join(RUNTIMES)}", field="spec.workload.runtime")
-        allowed = _NATIVE_KEYS if runtime == "native" else _WORKLOAD_KEYS
-        for key in wl:
-            if key not in allowed:
-                raise InvalidSpec(f"unknown {runtime} workload field {key!r}", field=f"spec.workload.{key}",
-                                  hint=f"fields are {allowed}")
-        data = _input(wl)
+        workload = parse_workload(raw["workload"], modules=modules, programs=programs)
         att = raw["attachment"]
         if not isinstance(att, str) or not att:
             raise InvalidSpec("attachment must be a topology node id", field="spec.attachment")
-        if runtime == "native":
-            return cls._native(req, wl, data, att, programs)
-        module = wl.get("module")
-        if not isinstance(module, str) or not module:
-            raise InvalidSpec("workload.module must be a module name", field="spec.workload.module")
-        if modules is not None:
-            known = sorted(modules)
-            if module not in known:
-                raise InvalidSpec(f"unknown workload module {module!r}", field="spec.workload.module",
-                                  hint=f"one of {', '.join(known)}")
-        fuel = wl.get("fuel")
-        if isinstance(fuel, bool) or not isinstance(fuel, int) or not 1 <= fuel <= MAX_FUEL:
-            raise InvalidSpec(f"workload.fuel must be an integer within 1..{MAX_FUEL}", field="spec.workload.fuel")
-        return cls(req, module, data, fuel, att)
+        return cls(req, workload, att)
 
-    @classmethod
-    def _native(cls, req: Requirement, wl: dict, data: bytes, att: str,
-                programs: Iterable[str] | None) -> "Spec":
-        program = wl.get("program")
-        if not isinstance(program, str) or not program:
-            raise InvalidSpec("workload.program must be a program name", field="spec.workload.program")
-        if programs is not None:
-            known = sorted(programs)
-            if program not in known:
-                raise InvalidSpec(f"native program {program!r} is not offered here", field="spec.workload.program",
-                                  hint=f"one of {', '.join(known)}" if known else "this provider runs no native "
-                                  "programs (it did not opt in)")
-        cpu = wl.get("cpu_s")
-        if isinstance(cpu, bool) or not isinstance(cpu, int) or not 1 <= cpu <= MAX_CPU_SECONDS:
-            raise InvalidSpec(f"workload.cpu_s must be an integer within 1..{MAX_CPU_SECONDS}",
-                              field="spec.workload.cpu_s")
-        return cls(req, "", data, 0, att, runtime="native", program=program, cpu_s=cpu)
+    # -- the workload's fields, by the names the agent and the tests read
+
+    @property
+    def runtime(self) -> str:
+        return self.workload.runtime.value
+
+    @property
+    def module(self) -> str:
+        return self.workload.module if isinstance(self.workload, WasmWorkload) else ""
+
+    @property
+    def input(self) -> bytes:
+        return self.workload.input
+
+    @property
+    def fuel(self) -> int:
+        return self.workload.fuel if isinstance(self.workload, WasmWorkload) else 0
+
+    @property
+    def program(self) -> str:
+        return self.workload.program if isinstance(self.workload, NativeWorkload) else ""
+
+    @property
+    def cpu_s(self) -> int:
+        return self.workload.cpu_s if isinstance(self.workload, NativeWorkload) else 0
+
+    def artifacts(self) -> tuple[ArtifactRef, ...]:
+        """Every artifact the workload names (module, image, input files), with the kind each must be."""
+        return self.workload.artifacts()
+
+    def need(self, arches: tuple[str, ...] = ()) -> WorkloadNeed | None:
+        """What a provider must run for this order (None: a shipped module, which every provider runs).
+        ``arches``: the uploaded image archive's architectures; a container on accelerators needs CDI."""
+        wl = self.workload
+        if isinstance(wl, ContainerWorkload):
+            return wl.need(arches, devices=self.requirement.device_class != DeviceClass.CPU)
+        return wl.need(arches)
 
     def to_dict(self) -> dict[str, Any]:
-        if self.runtime == "native":
-            workload = {"runtime": "native", "program": self.program, "input": self.input.hex(),
-                        "cpu_s": self.cpu_s}
-        else:  # exactly the pre-native shape, so existing digests do not change
-            workload = {"module": self.module, "input": self.input.hex(), "fuel": self.fuel}
-        return {"requirement": self.requirement.to_dict(), "workload": workload, "attachment": self.attachment}
+        return {"requirement": self.requirement.to_dict(), "workload": self.workload.to_dict(),
+                "attachment": self.attachment}
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True,
@@ -146,19 +132,6 @@ class Spec:
 
     def digest(self) -> bytes:
         return keccak(self.canonical_bytes())
-
-
-def _input(wl: dict) -> bytes:
-    text = wl.get("input", "")
-    if not isinstance(text, str):
-        raise InvalidSpec("workload.input must be a hex string", field="spec.workload.input")
-    try:
-        data = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise InvalidSpec("workload.input is not hex", field="spec.workload.input") from None
-    if len(data) > MAX_INPUT_BYTES:
-        raise InvalidSpec(f"workload.input is {len(data)} bytes, over {MAX_INPUT_BYTES}", field="spec.workload.input")
-    return data
 
 
 def spec_digest(spec: dict[str, Any] | Spec) -> bytes:

@@ -1,15 +1,20 @@
 """The engine's files under ``state_dir``, each written whole or not at all.
 
-    specs/0x<digest>.json         a buyer's order document (canonical JSON), named by its digest
+    specs/0x<digest>.json         the order document (canonical JSON) of an order on chain, named by its digest
+    specs/staged.jsonl            the documents of orders being placed ({intent digest, spec}), appended a
+                                  group at a time before its transaction; removed when no group is in
+                                  flight (at a start, each one whose intent is on chain is kept first)
     batches/0x<inputsHash>.json   a matching round's inputs and decisions (``batch.canonical``)
     results/<order>.bin           a lease's result bytes (their keccak is the on-chain result hash)
     lsdb/<provider>.json          the provider's newest installed LSA, raw hex, with its arrival time
-    idempotency.json              Idempotency-Key -> [request digest, order id]
+    idempotency.jsonl             (buyer, Idempotency-Key) -> request digest, order id: one line each, appended
     index.sqlite                  the event index (``EventIndexer``; not written here)
+    artifacts/                    the artifact store (``marketplace.artifacts.ArtifactStore``; not written here)
 
 Invariant: every file here is written by ``atomic_write`` (a temporary file in the same
 directory, then a rename over the target), so a reader or a restarted engine finds the old
-content or the new one, never part of either. Nothing here knows what the files mean beyond
+content or the new one, never part of either; ``idempotency.jsonl`` and ``specs/staged.jsonl``
+are appended whole lines, and a line cut by a crash is skipped when read. Nothing here knows what the files mean beyond
 their names; the engine's parts decide what to keep.
 """
 
@@ -18,9 +23,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from marketplace.engine.spec import Spec
+from marketplace.errors import ConaError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,8 @@ class EngineStore:
         self.root = Path(state_dir)
         for sub in SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.idempotency_path = self.root / "idempotency.json"
+        self.idempotency_path = self.root / "idempotency.jsonl"
+        self.staged_path = self.root / "specs" / "staged.jsonl"
 
     # -- specs
 
@@ -63,6 +70,35 @@ class EngineStore:
         if not path.exists():
             atomic_write(path, spec.canonical_bytes())
         return d
+
+    def stage_specs(self, entries: Sequence[tuple[bytes, Spec]]) -> None:
+        """Keep the specs of orders about to be placed aside, by intent digest: one append for a group."""
+        lines = "".join(json.dumps({"intent": "0x" + d.hex(), "spec": spec.canonical_bytes().decode()},
+                                   separators=(",", ":")) + "\n" for d, spec in entries)
+        with self.staged_path.open("a") as fh:
+            fh.write(lines)
+
+    def staged_specs(self) -> Iterator[tuple[bytes, Spec | None]]:
+        """(intent digest, spec) of every staged entry (None: a spec that no longer parses); a line cut by
+        a crash is skipped (its group was never sent: the append precedes the transaction)."""
+        if not self.staged_path.exists():
+            return
+        for line in self.staged_path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                digest = bytes.fromhex(entry["intent"][2:])
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: skipping a torn line", self.staged_path)
+                continue
+            try:
+                yield digest, Spec.from_dict(json.loads(entry["spec"]))
+            except (ValueError, ConaError) as exc:
+                log.warning("%s: the staged spec of intent 0x%s does not parse: %s", self.staged_path,
+                            digest.hex(), exc)
+                yield digest, None
+
+    def clear_staged(self) -> None:
+        self.staged_path.unlink(missing_ok=True)
 
     def load_spec(self, digest: bytes) -> Spec | None:
         """The stored spec of ``digest``, or None when none is stored or it does not hash to it."""
@@ -107,9 +143,22 @@ class EngineStore:
 
     # -- the Idempotency-Key table
 
-    def load_idempotency(self) -> dict[str, list[Any]]:
+    def load_idempotency(self) -> Iterator[dict[str, Any]]:
+        """The recorded keys, oldest first (a line cut by a crash is skipped: its order is found again
+        by its intent's digest when the client retries)."""
         path = self.idempotency_path
-        return json.loads(path.read_text()) if path.exists() else {}
+        if not path.exists():
+            return
+        for line in path.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                log.warning("%s: skipping a torn line", path)
+                continue
+            if isinstance(entry, dict) and {"buyer", "key", "request", "order"} <= entry.keys():
+                yield entry
 
-    def put_idempotency(self, table: dict[str, list[Any]]) -> None:
-        atomic_write(self.idempotency_path, json.dumps(table))
+    def add_idempotency(self, entry: dict[str, Any]) -> None:
+        """Append one key (``buyer``, ``key``, ``request`` digest, ``order``): one write, whole lines only."""
+        with self.idempotency_path.open("a") as fh:
+            fh.write(json.dumps(entry, separators=(",", ":")) + "\n")

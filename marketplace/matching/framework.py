@@ -152,9 +152,10 @@ class CycleState:
         self.shared = shared
         lat = req.max_latency_ms
         #: what the filters that do not read free capacity read of the order (the buyer's node
-        #: only under a latency bound), with the provider facts' version: their verdicts' key
+        #: only under a latency bound, the runtimes its workload needs), with the provider facts'
+        #: version: their verdicts' key
         self.asks = (self.hw_key, None if lat is None else order.buyer_node, req.domain, lat, req.max_price,
-                     ix.version)
+                     ix.version, order.workload)
         self._dist: np.ndarray | None = None
 
     def distances(self) -> np.ndarray | None:

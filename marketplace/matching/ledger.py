@@ -108,7 +108,8 @@ class Ledger:
         h = self._req_hex.get(req)
         if h is None:
             h = self._req_hex[req] = req.digest().hex()
-        return [order.order_id, h, order.tier, order.buyer_node, repr(float(order.submitted_at))]
+        out = [order.order_id, h, order.tier, order.buyer_node, repr(float(order.submitted_at))]
+        return out if order.workload is None else [*out, order.workload.canonical()]
 
     def inputs(self, round_no: int, now: float, batch: Sequence[Order]) -> bytes:
         """The round's inputs digest (folds the state events so far)."""

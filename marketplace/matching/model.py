@@ -26,6 +26,7 @@ from typing import Any
 from marketplace.matching.errors import InvalidOrder, InvalidProvider
 from marketplace.resources.model import DeviceClass, NodeDescriptor
 from marketplace.resources.requirement import Requirement
+from marketplace.resources.runtimes import RuntimeOffer, WorkloadNeed
 
 #: Tiers run 0 (base) .. MAX_TIER (top VIP tier); a higher tier is served first.
 MAX_TIER = 3
@@ -71,6 +72,8 @@ class Order:
     ``tier`` 0..3 (3 is the top VIP tier). ``buyer_node`` is the topology node the buyer is
     attached to (``None``: no latency is known, so a latency bound cannot be met).
     ``submitted_at`` is in seconds on the engine's clock (given by the caller, never read).
+    ``workload`` is what its workload asks of a provider's runtimes (``None``: a shipped wasm
+    module, which every provider runs; the ``RuntimeSupport`` filter reads it).
     """
 
     order_id: str
@@ -78,6 +81,7 @@ class Order:
     tier: int = 0
     buyer_node: str | None = None
     submitted_at: float = 0.0
+    workload: WorkloadNeed | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.order_id, str) or not self.order_id:
@@ -89,10 +93,13 @@ class Order:
                                field="tier")
         if not math.isfinite(float(self.submitted_at)):
             raise InvalidOrder(f"order {self.order_id}: submitted_at must be finite", field="submitted_at")
+        if self.workload is not None and not isinstance(self.workload, WorkloadNeed):
+            raise InvalidOrder(f"order {self.order_id}: workload must be a WorkloadNeed", field="workload")
 
     def canonical(self) -> list[Any]:
-        return [self.order_id, self.requirement.digest().hex(), self.tier, self.buyer_node,
-                repr(float(self.submitted_at))]
+        out = [self.order_id, self.requirement.digest().hex(), self.tier, self.buyer_node,
+               repr(float(self.submitted_at))]
+        return out if self.workload is None else [*out, self.workload.canonical()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,8 @@ class Provider:
     so no order with a price ceiling can use it). ``load`` is the utilisation 0..1 from its
     latest LSA, stamped ``lsa_at`` (engine seconds). ``reliability`` is the share of its past
     leases it completed, 0..1 (1.0 for a newcomer: no history is no evidence of failure).
-    ``domain`` is the administrative domain (AS number) it sits in.
+    ``domain`` is the administrative domain (AS number) it sits in. ``runtimes`` is what its LSA
+    says it runs besides the shipped wasm modules (``None``: nothing else).
     """
 
     provider_id: str
@@ -117,6 +125,7 @@ class Provider:
     load: float = 0.0
     lsa_at: float | None = None
     reliability: float = 1.0
+    runtimes: RuntimeOffer | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.provider_id, str) or not self.provider_id:
@@ -137,9 +146,10 @@ class Provider:
             raise InvalidProvider(f"provider {self.provider_id}: stake must be >= 0", field="stake")
 
     def canonical(self) -> list[Any]:
-        return [self.provider_id, self.descriptor.digest().hex(), self.attach_node, self.price, self.domain,
-                self.status.value, self.stake, repr(float(self.load)),
-                None if self.lsa_at is None else repr(float(self.lsa_at)), repr(float(self.reliability))]
+        out = [self.provider_id, self.descriptor.digest().hex(), self.attach_node, self.price, self.domain,
+               self.status.value, self.stake, repr(float(self.load)),
+               None if self.lsa_at is None else repr(float(self.lsa_at)), repr(float(self.reliability))]
+        return out if self.runtimes is None else [*out, self.runtimes.to_dict()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,6 @@ import re
 import resource
 import selectors
 import shlex
-import shutil
 import signal
 import stat
 import subprocess
@@ -61,6 +60,7 @@ from typing import Iterable, Sequence
 
 from marketplace.errors import InputError
 from marketplace.results import ResultRecord
+from provider_agent.runtime.scratch import remove_tree as _remove
 
 log = logging.getLogger(__name__)
 
@@ -272,19 +272,6 @@ def _kill_group(pgid: int) -> None:
         pass
     except PermissionError:  # the group is gone and its id reused by someone else's: nothing of ours left
         pass
-
-
-def _remove(path: Path) -> None:
-    def retry(func, p, _exc):  # a directory the program made read-only: make it ours again
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, 0o700)
-            func(p)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=retry)
 
 
 class NativeRuntime:

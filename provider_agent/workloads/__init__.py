@@ -7,6 +7,7 @@
 The built modules are committed in ``build/`` with a manifest of the sources' hashes;
 ``build_workloads`` rebuilds them with the pinned AssemblyScript compiler from npm, and
 ``check_workloads`` (run by the tests) reports a module that no longer matches its source.
+Example *buyer* modules (C, Rust, AssemblyScript) live in ``src/examples/``: see ``examples``.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ def test_api_bench_quick_reports_every_figure():
     assert out["read_errors"] == 0  # every read answered 200 before the end
     assert out["achieved_rps"] > api.QUICK_RPS / 2  # the load was delivered, not throttled by the client
     assert out["order_to_lease_samples"] == api.QUICK_ORDERS  # each order reached Assigned on chain
+    # placement through POST /v1/orders from 20 buyers, on anvil and on the embedded chain: every order placed
+    for chain in ("anvil", "embedded"):
+        assert out[f"place_orders_per_s_{chain}"] > 0 and out[f"place_errors_{chain}"] == 0, out
+        assert 0 < out[f"place_p50_ms_{chain}"] <= out[f"place_p99_ms_{chain}"]
     # every endpoint of the mix was read and timed
     assert {k for k in out if k.startswith("read_p99_ms_")} == {
         "read_p99_ms_providers", "read_p99_ms_orders_id", "read_p99_ms_orders", "read_p99_ms_topology",

@@ -19,6 +19,9 @@ PROMISED = {
     "chain": {"embedded_tx_per_s", "anvil_tx_per_s", "anvil_batched_tx_per_s", "anvil_p50_ms", "anvil_p99_ms",
               "anvil_web3_transact_tx_per_s", "lifecycle_per_s", "lifecycle_tx_per_order"},
     "gas": {f"eth.{key}" for key, _ in TRANSITIONS} | {"eth.lifecycle"},
+    "durable": {"durable_append_ms", "tx_ms_memory", "tx_ms_durable", "batch_tx_ms_durable", "replay_ms_per_block",
+                "replay_s", "checkpoint_mib", "start_from_checkpoint_s", "anvil_state_sent",
+                "order_to_lease_ms_p50_durable"},
 }
 
 

@@ -16,7 +16,7 @@ from eth_utils import keccak
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
 from marketplace.chain.intents import OrderIntent
-from marketplace.chain.market import Market
+from marketplace.chain.market import Market, wait_until
 from marketplace.chain.registry import Registry
 from marketplace.chain.writer import Signer
 from marketplace.errors import TransactionReverted
@@ -59,6 +59,13 @@ class Env:
         if self.market.balance(buyer.address) < it.escrow():
             self.market.deposit(buyer, it.escrow())
         return self.market.place(buyer, it)
+
+    def complete(self, provider: Signer, oid: int, usage: int, result: bytes = b"\x11" * 32):
+        """``complete`` once enough time has elapsed for ``usage`` unit-seconds (the contract caps usage
+        at units x seconds since the lease started)."""
+        o = self.market.order(oid)
+        wait_until(self.market, o.started_at + -(-usage // o.units))
+        return self.market.complete(provider, oid, result, usage)
 
     def running_order(self, buyer: Signer, provider: Signer, backups=(), **kw) -> int:
         oid = self.open_order(buyer, **kw)

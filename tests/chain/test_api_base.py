@@ -19,7 +19,8 @@ def embedded(project):
 
 @pytest.fixture
 def client(embedded):
-    return TestClient(create_app(ApiState(chain=embedded, deployment={"contracts": {}})))
+    with TestClient(create_app(ApiState(chain=embedded, deployment={"contracts": {}}))) as client:
+        yield client
 
 
 def test_health_and_readiness(client, embedded):
@@ -29,8 +30,8 @@ def test_health_and_readiness(client, embedded):
 
 
 def test_not_ready_without_a_deployment_is_a_problem_detail(embedded):
-    client = TestClient(create_app(ApiState(chain=embedded)))
-    resp = client.get("/readyz")
+    with TestClient(create_app(ApiState(chain=embedded))) as client:
+        resp = client.get("/readyz")
     assert resp.status_code == 503
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.json()["type"] == "/problems/not-ready"

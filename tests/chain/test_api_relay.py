@@ -8,8 +8,8 @@ from eth_utils import keccak
 from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
+from marketplace.api.deps import get_relay_market
 from marketplace.api.relay import SELECTORS, decode_signed_tx
-from marketplace.api.relay import router as relay_router
 from marketplace.chain.market import OrderState, wait_until
 from marketplace.chain.writer import Signer
 from tests.chain.market_env import PRICE
@@ -20,10 +20,10 @@ pytestmark = [pytest.mark.chain, pytest.mark.parametrize("chain", ["embedded", "
 @pytest.fixture
 def client(env):
     app = create_app(ApiState(chain=env.chain, deployment={"contracts": {}}))
-    if not any(getattr(r, "path", "") == "/v1/orders/{order_id}/cancel" for r in app.routes):
-        app.include_router(relay_router)
-    app.state.relay_market = env.market  # the test market (its deployment record is not in ApiState)
-    return TestClient(app)
+    # the test market (its deployment record is not in ApiState)
+    app.dependency_overrides[get_relay_market] = lambda: env.market
+    with TestClient(app) as client:
+        yield client
 
 
 def signed(env, signer: Signer, *, action: str = "cancel", order_id: int, to: str | None = None, data: bytes | None = None,
@@ -108,7 +108,7 @@ def test_dispute_by_owner_and_the_decoded_custom_error(env, client):
     assert resp.status_code == 409, resp.text
     body = resp.json()
     assert body["error"].endswith("WrongState") and body["tx_hash"].startswith("0x")
-    env.market.complete(provider, oid, keccak(b"result"), 60)
+    env.complete(provider, oid, 60, keccak(b"result"))
     # a stranger's dispute is refused before it reaches the chain
     problem(client.post(f"/v1/orders/{oid}/dispute",
                         json={"raw_tx": signed(env, env.stranger, action="dispute", order_id=oid)}), 403, "from")
@@ -124,7 +124,7 @@ def test_dispute_after_the_window_is_the_contracts_error(env, client):
     buyer, provider = env.buyers[0], env.providers[0]
     env.register(provider)
     oid = env.running_order(buyer, provider, max_price=PRICE)
-    env.market.complete(provider, oid, keccak(b"result"), 60)
+    env.complete(provider, oid, 60, keccak(b"result"))
     o = env.market.order(oid)
     wait_until(env.market, o.completed_at + 301)
     resp = client.post(f"/v1/orders/{oid}/dispute", json={"raw_tx": signed(env, buyer, action="dispute",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -19,7 +20,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
+from marketplace.chain.audit import MARKET, REGISTRY
 from marketplace.chain.backends import free_port
+from marketplace.chain.indexer import EventIndexer
 from marketplace.chain.market import wait_until
 from marketplace.routing import load_topology
 from tests.chain.market_env import PRICE, Env
@@ -38,6 +41,13 @@ def build_app(env: Env, topology=None):
         state.topology = topology  # what `cona up` loads
     app = create_app(state)
     return app
+
+
+@pytest.fixture
+def client_of(env: Env):
+    """Opens a client of a fresh app (its lifespan running) for the test: ``client_of(topology=None)``."""
+    with ExitStack() as stack:
+        yield lambda topology=None: stack.enter_context(TestClient(build_app(env, topology)))
 
 
 def sse_records(text: str) -> list[dict]:
@@ -59,8 +69,8 @@ def sse_records(text: str) -> list[dict]:
 def settle(env: Env, oid: int, provider) -> list:
     """Drives an open order to Settled; returns the transactions in order."""
     m = env.market
-    txs = [m.assign(env.orchestrator, oid, provider.address, PRICE), m.accept(provider, oid),
-           m.complete(provider, oid, RESULT, 1800)]
+    txs = [m.assign(env.orchestrator, oid, provider.address, PRICE), m.accept(provider, oid)]
+    txs.append(env.complete(provider, oid, 1800, RESULT))
     wait_until(m, m.order(oid).completed_at + 300)
     txs.append(m.settle(env.stranger, oid))
     return txs
@@ -76,11 +86,11 @@ def assert_problem(resp, status: int, field: str) -> None:
 # ---------------------------------------------------------------------------- topology
 
 
-def test_topology_json_and_geojson_from_a_topology_zoo_file(env: Env):
+def test_topology_json_and_geojson_from_a_topology_zoo_file(env: Env, client_of):
     topo = load_topology(GEANT)
     env.register(env.providers[0])
     env.register(env.providers[1], domain=7)
-    client = TestClient(build_app(env, topo))
+    client = client_of(topo)
 
     doc = client.get("/v1/topology").json()
     assert doc["name"] == topo.name
@@ -113,20 +123,20 @@ def test_topology_json_and_geojson_from_a_topology_zoo_file(env: Env):
     assert len(lines) == len(both) > 0
 
 
-def test_topology_problems(env: Env):
-    client = TestClient(build_app(env))
+def test_topology_problems(env: Env, client_of):
+    client = client_of()
     assert_problem(client.get("/v1/topology"), 404, "topology")
-    client = TestClient(build_app(env, load_topology(GEANT)))
+    client = client_of(load_topology(GEANT))
     assert_problem(client.get("/v1/topology", params={"format": "kml"}), 422, "format")
 
 
 # ---------------------------------------------------------------------------- the order book
 
 
-def test_cursor_walks_every_order_once_newest_first(env: Env):
+def test_cursor_walks_every_order_once_newest_first(env: Env, client_of):
     b0, b1 = env.buyers[0], env.buyers[1]
     placed = [env.open_order(b0 if i % 3 else b1, units=1 + i % 2) for i in range(7)]
-    client = TestClient(build_app(env))
+    client = client_of()
     seen, cursor, pages = [], None, 0
     while True:
         page = client.get("/v1/orders", params={"limit": 3, **({"cursor": cursor} if cursor else {})}).json()
@@ -146,14 +156,14 @@ def test_cursor_walks_every_order_once_newest_first(env: Env):
     assert everything["next_cursor"] is None
 
 
-def test_filters_by_buyer_state_and_provider(env: Env):
+def test_filters_by_buyer_state_and_provider(env: Env, client_of):
     b0, b1 = env.buyers[0], env.buyers[1]
     p = env.providers[0]
     env.register(p)
     a = env.open_order(b0)
     b = env.running_order(b1, p)
     c = env.open_order(b1)
-    client = TestClient(build_app(env))
+    client = client_of()
     ids = lambda **q: [o["id"] for o in client.get("/v1/orders", params=q).json()["orders"]]  # noqa: E731
     assert ids(buyer=b1.address.lower()) == [c, b]
     assert ids(buyer=b0.address) == [a]
@@ -167,8 +177,8 @@ def test_filters_by_buyer_state_and_provider(env: Env):
     assert [s["state"] for s in row["timeline"]] == ["open", "assigned", "running"]
 
 
-def test_bad_queries_are_problem_details_naming_the_field(env: Env):
-    client = TestClient(build_app(env))
+def test_bad_queries_are_problem_details_naming_the_field(env: Env, client_of):
+    client = client_of()
     assert_problem(client.get("/v1/orders", params={"cursor": "not-a-cursor"}), 422, "cursor")
     assert_problem(client.get("/v1/orders", params={"cursor": "b3JkZXI6LTE"}), 422, "cursor")  # "order:-1"
     assert_problem(client.get("/v1/orders", params={"limit": 0}), 422, "limit")
@@ -183,14 +193,14 @@ def test_bad_queries_are_problem_details_naming_the_field(env: Env):
 # ---------------------------------------------------------------------------- server-sent events
 
 
-def test_order_stream_delivers_transitions_in_order_and_ends_when_final(env: Env):
+def test_order_stream_delivers_transitions_in_order_and_ends_when_final(env: Env, client_of):
     p, b = env.providers[0], env.buyers[0]
     env.register(p)
     it = env.intent(b)
     env.market.deposit(b, it.escrow())
     placed = env.market.place_tx(b, it)
     oid = placed.event("OrderPlaced").args["order"]
-    client = TestClient(build_app(env))
+    client = client_of()
     got: dict = {}
 
     def follow() -> None:
@@ -267,3 +277,38 @@ def test_market_feed_streams_backlog_then_live_events(env: Env, served: str):
     assert live[0]["event"] == "OrderPlaced" and live[0]["state"] == "open" and live[0]["final"] is False
     positions = [(e["block"], e["log_index"]) for e in chain]
     assert positions == sorted(positions) and len(positions) == len(set(positions))
+
+
+# ---------------------------------------------------------------------------- the event index
+
+
+def test_a_given_indexer_serves_the_feed_and_the_audit_and_outlives_the_app(env: Env):
+    oid = env.open_order(env.buyers[0])
+    index = EventIndexer(env.chain.backend, {MARKET: (env.market.address, env.market.contract.abi),
+                                             REGISTRY: (env.registry.address, env.registry.contract.abi)})
+    state = ApiState(chain=env.chain, deployment={"contracts": {"ComputeMarket": env.market.address}}, indexer=index)
+    with TestClient(create_app(state)) as client:
+        services = client.app.state.services
+        assert services.feed.indexer is index and services.audit.auditor.indexer is index
+        assert [o["id"] for o in client.get("/v1/orders").json()["orders"]] == [oid]
+        assert index.cursor == env.chain.backend.block_number()  # the feed synced the index it was given
+        assert client.get(f"/v1/audit/orders/{oid}").json()["consistent"] is True
+        later = env.open_order(env.buyers[1])
+        index.sync()  # another reader of the process moves the shared index: the feed still sees the order
+        assert [o["id"] for o in client.get("/v1/orders").json()["orders"]] == [later, oid]
+    assert [e.name for e in index.events(order=oid)] == ["OrderPlaced"]  # the app did not close it
+    index.close()
+
+
+def test_without_a_deployment_the_read_views_are_503_problems_and_the_rest_serves(env: Env):
+    with TestClient(create_app(ApiState(chain=env.chain))) as client:
+        for path in ("/v1/orders", "/v1/orders/1/events", "/v1/events", "/v1/audit/escrow"):
+            resp = client.get(path)
+            assert resp.status_code == 503 and resp.headers["content-type"] == "application/problem+json", path
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_the_lifespan_must_run_before_requests(env: Env):
+    client = TestClient(build_app(env))  # not entered: no lifespan, no services
+    with pytest.raises(RuntimeError, match="lifespan"):
+        client.get("/v1/orders")

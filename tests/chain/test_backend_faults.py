@@ -87,7 +87,7 @@ def test_http_client_retries_a_dropped_node_with_backoff():
     import json
     import threading
 
-    from marketplace.chain.backends import Call, HttpJsonRpc
+    from marketplace.chain.http_rpc import Call, HttpJsonRpc
 
     seen: list[str] = []
 

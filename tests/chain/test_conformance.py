@@ -2,13 +2,14 @@
 
 Every test runs against the embedded chain and against anvil through the same
 ``Chain`` interface: deploy, call, transact, logs and filters, revert decoding,
-snapshot and revert, time control, chain id, value transfer, and the writer's
-nonce, batch and idempotency guarantees.
+snapshot and revert, time control, chain id, value transfer, the writer's
+nonce, batch and idempotency guarantees, and the relay's limits (``forward``).
 """
 
 from __future__ import annotations
 
 import logging
+import tracemalloc
 
 import pytest
 
@@ -16,6 +17,7 @@ from marketplace.chain.backends import RpcError
 from marketplace.chain.contracts import Chain
 from marketplace.chain.writer import IdempotencyJournal, Signer, TransactionWriter
 from marketplace.errors import ChainMismatch, InsufficientFunds, TransactionReverted
+from marketplace.limits import MAX_JSON_DEPTH, MAX_RPC_BATCH, MAX_RPC_BODY_BYTES, json_depth
 
 LIMIT = 100
 EXPECTED_CHAIN_ID = {"embedded": 131277322940537, "anvil": 31337, "rpc": 31337}
@@ -229,3 +231,54 @@ def test_a_transport_retry_of_a_batch_that_landed_sends_nothing_twice(chain: Cha
     receipts = writer.transact_many(signer, [probe.request("bump", 1, gas=90_000) for _ in range(3)])
     assert all(r.ok for r in receipts)
     assert probe.call("total", signer.address) == before + 3  # not 6: no intent re-signed and re-sent
+
+
+# -- the relay's limits (what the API's /rpc serves): refused before anything is allocated per item
+
+
+def test_forward_refuses_a_batch_over_the_limit_in_bounded_memory(chain: Chain):
+    numbers = list(range(1_000_000))  # the 2 MB batch of numbers that grew the market by 542 MiB
+    tracemalloc.start()
+    try:
+        answer = chain.backend.forward(numbers)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answer["error"]["code"] == -32600 and answer["id"] is None
+    assert f"longer than the {MAX_RPC_BATCH} accepted" in answer["error"]["message"]
+    assert peak < 64 * 1024
+
+
+def test_forward_answers_a_batch_at_the_limit(chain: Chain):
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(MAX_RPC_BATCH)]
+    answers = chain.backend.forward(batch)
+    assert [a["id"] for a in answers] == list(range(MAX_RPC_BATCH))
+    assert {a["result"] for a in answers} == {hex(chain.backend.chain_id)}
+    over = chain.backend.forward(batch + [batch[0]])
+    assert over["error"]["code"] == -32600
+
+
+def _nested_request(depth: int) -> dict:
+    params: list = []
+    for _ in range(depth - 2):  # the request object is one level, the params list another
+        params = [params]
+    return {"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": params}
+
+
+def test_forward_refuses_nesting_over_the_limit(chain: Chain):
+    assert json_depth(_nested_request(MAX_JSON_DEPTH + 1)) == MAX_JSON_DEPTH + 1
+    answer = chain.backend.forward(_nested_request(MAX_JSON_DEPTH + 1))
+    assert answer["error"]["code"] == -32600 and "nested deeper" in answer["error"]["message"]
+    at_limit = chain.backend.forward(_nested_request(MAX_JSON_DEPTH))
+    assert at_limit["id"] == 7 and "nested deeper" not in str(at_limit.get("error"))  # the node's own answer
+
+
+def test_forward_bytes_parses_within_the_limits(chain: Chain):
+    backend = chain.backend
+    deep = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert backend.forward_bytes(deep)["error"]["code"] == -32600  # once a segfault of the whole market
+    assert backend.forward_bytes(b'{"jsonrpc": "2.0", "id": 1,')["error"]["code"] == -32700
+    too_big = b'"' + b"x" * MAX_RPC_BODY_BYTES + b'"'
+    assert backend.forward_bytes(too_big)["error"]["code"] == -32600
+    ok = backend.forward_bytes(b'[{"jsonrpc":"2.0","id":"a","method":"eth_chainId"}]')
+    assert ok == [{"jsonrpc": "2.0", "id": "a", "result": hex(backend.chain_id)}]

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 
 from marketplace.api.app import ApiState, create_app
 from marketplace.chain.lifecycle import OrderState
+from marketplace.chain.market import wait_until
 from tests.chain.test_engine import HW, PRICE, make_engine, w, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.chain
@@ -16,10 +17,10 @@ pytestmark = pytest.mark.chain
 @pytest.fixture
 def api(w, tmp_path):  # noqa: F811
     engine = make_engine(w, tmp_path)
-    client = TestClient(create_app(ApiState(chain=w.chain, deployment=w.dep.to_dict(), engine=engine)))
     for i in HW:
         w.register(i)
-    return w, engine, client
+    with TestClient(create_app(ApiState(chain=w.chain, deployment=w.dep.to_dict(), engine=engine))) as client:
+        yield w, engine, client
 
 
 def _order_body(w, buyer=6, **req):
@@ -55,6 +56,7 @@ def test_lsas_orders_and_reads_over_http(api):
     o = w.market.order(oid)
     idx = next(i for i in HW if w.signers[i].address == o.provider)
     w.market.accept(w.signers[idx], oid)
+    wait_until(w.market, w.market.order(oid).started_at + 60)  # usage is capped by the time elapsed
     w.market.complete(w.signers[idx], oid, keccak(b"the answer"), 60)
     bad = client.post(f"/v1/orders/{oid}/result", content=b"another answer",
                       headers={"content-type": "application/octet-stream"})
@@ -87,9 +89,12 @@ def test_problem_details_name_the_field(api):
     body = _order_body(w)
     r = client.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-2"})
     assert r.status_code == 201
-    other = _order_body(w, buyer=7)
-    r = client.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-2"})
+    mine = _order_body(w)  # the same buyer's next order under the same key: a conflict
+    r = client.post("/v1/orders", json=mine, headers={"Idempotency-Key": "k-2"})
     assert r.status_code == 409 and r.json()["field"] == "Idempotency-Key"
+    other = _order_body(w, buyer=7)  # another buyer's "k-2" is another key (keys are scoped per buyer)
+    r = client.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-2"})
+    assert r.status_code == 201
     assert client.get("/v1/orders/999").status_code == 404
     hb = {"provider": w.signers[3].address, "sequence": 1, "timestamp": 1, "leases": [], "signature": "0x00"}
     r = client.post("/v1/heartbeats", json=hb)
@@ -136,3 +141,59 @@ def test_providers_filter_by_class_vram_domain_and_price_and_one_provider_by_add
     unknown = client.get("/v1/providers/0x" + "11" * 20)
     assert unknown.status_code == 404 and unknown.json()["field"] == "address"
     assert client.get("/v1/providers/nope").json()["field"] == "address"
+
+
+def _typed(schema: dict, components: dict) -> bool:
+    """Whether a response schema says something: a model with properties, a typed list, a scalar, a union of those."""
+    if "$ref" in schema:
+        return _typed(components[schema["$ref"].rsplit("/", 1)[-1]], components)
+    if "anyOf" in schema or "oneOf" in schema:
+        return all(_typed(s, components) for s in schema.get("anyOf", schema.get("oneOf")))
+    kind = schema.get("type")
+    if kind == "object":
+        return bool(schema.get("properties"))
+    if kind == "array":
+        return _typed(schema.get("items", {}), components)
+    return kind in ("string", "integer", "number", "boolean")
+
+
+def test_every_v1_operation_documents_a_typed_success_response(api):
+    _, _, client = api
+    doc = client.get("/openapi.json").json()
+    components = doc["components"]["schemas"]
+    untyped, operations = [], 0
+    for path, ops in doc["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in ops.items():
+            operations += 1
+            ok = {code: r for code, r in op["responses"].items() if code.startswith("2")}
+            schemas = [c.get("schema", {}) for r in ok.values() for c in r.get("content", {}).values()]
+            if not schemas or not all(_typed(s, components) for s in schemas):
+                untyped.append(f"{method.upper()} {path}")
+    assert operations == 25 and not untyped, untyped
+    # the signed documents are described too, though the domain validates them as sent
+    order_in = components["OrderIn"]["properties"]
+    assert order_in["spec"]["properties"]["workload"] and order_in["intent"]["anyOf"][0]["properties"]["max_price"]
+    assert _typed(doc["paths"]["/v1/heartbeats"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+                  components)
+
+
+def test_validated_answers_are_the_engines_own_documents(api):
+    """A route that answers through its response model adds, drops and changes nothing of the engine's dict."""
+    w, engine, client = api
+    for i in HW:
+        engine.submit_lsa(w.lsa(i))
+    body = _order_body(w, min_memory_mib=40960)
+    oid = client.post("/v1/orders", json=body).json()["id"]
+    engine.step()
+    assert client.get(f"/v1/orders/{oid}/spec").json() == engine.spec_of(oid)
+    assert client.get(f"/v1/orders/{oid}/explain").json() == engine.explain(oid)
+    requirement = {"device_class": "gpu", "min_memory_mib": 40960, "precision": "fp16", "min_flops": 1e12}
+    assert client.post("/v1/quotes", json={"requirement": requirement, "attachment": "1"}).json() == \
+        engine.quote(requirement, "1")
+    listed = {p["address"]: p for p in engine.providers()}
+    for p in client.get("/v1/providers", params={"device_class": "gpu"}).json():
+        assert p == listed[p["address"]] | {"load": p["load"], "last_heartbeat": p["last_heartbeat"]}
+    view = client.get(f"/v1/orders/{oid}").json()
+    assert set(view) == set(engine.order_view(oid)) and view["engine"]["status"] == "assigned"

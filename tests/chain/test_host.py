@@ -124,3 +124,12 @@ def test_the_orchestrator_key_must_be_the_deployments(host, tmp_path):
     with pytest.raises(ConfigError, match="no key for the orchestrator"):
         orchestrator_signer(host.chain, nobody, None, None)
     assert orchestrator_signer(host.chain, host.deployment, None, None).address == host.deployment.roles["orchestrator"]
+
+
+def test_one_event_index_serves_the_engine_the_read_views_and_the_audit(host):
+    """One ``cona up`` process indexes the chain once: the API's feed and auditor read the engine's index."""
+    services = host.server.config.app.state.services
+    assert services.feed.indexer is host.engine.indexer
+    assert services.audit.auditor.indexer is host.engine.indexer
+    with ApiClient(host.api_url) as api:
+        assert api.get("/v1/audit/escrow")["balanced"] is True

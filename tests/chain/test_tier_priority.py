@@ -23,7 +23,7 @@ from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.convergence.lsdb import Outcome
 from marketplace.engine.service import Engine
 from marketplace.engine.spec import spec_digest
-from marketplace.errors import TransactionReverted
+from marketplace.engine.errors import PlacementRefused
 from marketplace.resources.model import DeviceClass
 from marketplace.settings import ProjectConfig
 from provider_agent.probe import discover_dump
@@ -104,23 +104,26 @@ def test_tier_two_is_served_before_an_earlier_tier_zero_order_and_its_proof_is_s
     # the same proof cannot buy a second order (another intent digest), and nothing is placed
     it3, sig3, spec = _signed(m, vip, tier=TIER)
     orders_before = m.contract.call("orderCount")
-    with pytest.raises(TransactionReverted) as info:
+    with pytest.raises(PlacementRefused) as info:  # found by the simulation: nothing is sent
         engine.place_order(it3, sig3, spec, tier_proof=proof)
-    assert info.value.error.endswith("InvalidRingSignature")
+    assert info.value.error == "InvalidRingSignature" and info.value.fields["field"] == "tier_proof"
     assert m.contract.call("orderCount") == orders_before
     assert m.nonce(vip.address) == it3.nonce
 
 
 
 def test_the_web_api_takes_a_tier_proof_with_an_order(market):
+    from contextlib import ExitStack
+
     from fastapi.testclient import TestClient
 
     from marketplace.api.app import ApiState, create_app
 
     chain, m, gate, group, credential, engine = market
     snap = chain.backend.snapshot()
+    stack = ExitStack()
     try:
-        client = TestClient(create_app(ApiState(chain=chain, deployment={}, engine=engine)))
+        client = stack.enter_context(TestClient(create_app(ApiState(chain=chain, deployment={}, engine=engine))))
         vip = chain.signers[VIP]
         it, sig, spec = _signed(m, vip, tier=TIER)
         proof = prove_tier(credential, group, gate.statement(TIER, m.digest(it), vip.address),
@@ -132,7 +135,9 @@ def test_the_web_api_takes_a_tier_proof_with_an_order(market):
         # the proof bound to that order is refused for another one, as a problem detail naming the error
         other, sig2, _ = _signed(m, vip, tier=TIER)
         r = client.post("/v1/orders", json={**body, "intent": other.to_dict(), "signature": "0x" + sig2.hex()})
-        assert r.status_code == 409 and "InvalidRingSignature" in r.text
+        assert r.status_code == 422 and r.json()["error"] == "InvalidRingSignature"
+        assert r.json()["field"] == "tier_proof"
     finally:
+        stack.close()
         chain.backend.revert(snap)
         chain.writer.forget_nonces()

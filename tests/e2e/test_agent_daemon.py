@@ -26,7 +26,7 @@ from eth_utils import keccak
 from marketplace.chain.backends import AnvilBackend
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import MarketParams, deploy_market
-from marketplace.chain.market import Market, OrderState
+from marketplace.chain.market import Market, OrderState, wait_until
 from marketplace.convergence.heartbeat import Heartbeat, signer_of
 from marketplace.convergence.lsa import decode_lsa, recover_originator
 from marketplace.engine.spec import Spec
@@ -103,7 +103,7 @@ class EngineDouble:
 def world(tmp_path_factory):
     project = ProjectConfig.load(PACKAGE_ROOT)
     chain = Chain(AnvilBackend(project.root, project.mnemonic, accounts=10), project)
-    dep = deploy_market(chain, params=MarketParams(min_stake=ETH, accept_window=60, dispute_window=2))
+    dep = deploy_market(chain, params=MarketParams(min_stake=ETH, accept_window=60, dispute_window=60))
     market = Market.from_deployment(chain, dep)
     engine = EngineDouble(dep, market)
     yield chain, market, engine
@@ -195,8 +195,17 @@ def _provider_txs(chain: Chain, market: Market, provider: str) -> list[tuple[str
     return out
 
 
+def settled_now(market: Market, oid: int) -> bool:
+    """Whether ``oid`` is settled; once Completed, the chain's clock is moved past its dispute window
+    (at least a minute by the contract's bound) so the agent may settle without the test waiting it out."""
+    o = market.order(oid)
+    if o.state == OrderState.COMPLETED:
+        wait_until(market, o.completed_at + market.terms(o.terms).dispute_window)
+    return o.state == OrderState.SETTLED
+
+
 def _settled(market: Market, oid: int, agent: AgentProc) -> None:
-    _until(lambda: market.state(oid) == OrderState.SETTLED, 90, f"order {oid} settled", agent)
+    _until(lambda: settled_now(market, oid), 90, f"order {oid} settled", agent)
 
 
 def test_lease_served_end_to_end_and_paid_and_out_of_fuel_reported(world, tmp_path):

@@ -59,6 +59,7 @@ def lifecycle(tmp_path_factory):
         txs.append(market.assign_batch(orchestrator, BATCH, keccak(b"in"), keccak(b"out"),
                                        [(oid, provider.address, PRICE, ())]))
         txs.append(market.accept(provider, oid))
+        wait_until(market, market.order(oid).started_at + 1800)
         txs.append(market.complete(provider, oid, RESULT, 1800))
         wait_until(market, market.order(oid).completed_at + 300)
         txs.append(market.settle(buyer, oid))

@@ -37,7 +37,7 @@ from marketplace.chain.backends import AnvilBackend
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import ZERO, MarketParams, deploy_market
 from marketplace.chain.indexer import EventIndexer
-from marketplace.chain.market import Market, OrderState
+from marketplace.chain.market import Market, OrderState, wait_until
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.engine.spec import spec_digest
 from marketplace.resources.model import DeviceClass
@@ -117,8 +117,10 @@ class Agents(threading.Thread):
                     if o.state == OrderState.ASSIGNED and who is not None:
                         self.market.accept(who, oid)
                     elif o.state == OrderState.RUNNING and who is not None:
-                        self.market.complete(who, oid, b"\x11" * 32, 60)
+                        # an agent reports what it metered, capped by the time elapsed on chain
+                        self.market.complete(who, oid, b"\x11" * 32, self.market.max_usage(oid))
                     elif o.state == OrderState.COMPLETED:
+                        wait_until(self.market, o.completed_at + 60)  # past the dispute window
                         self.market.settle(who or self.chain.signers[0], oid)
                         self.done.add(oid)
                 except Exception as exc:  # noqa: BLE001 - a race with the engine is retried next turn
@@ -156,7 +158,7 @@ def test_sigkill_at_random_points_loses_doubles_and_double_pays_nothing(anvil_ch
     state = tmp_path / "state"
     dep = deploy_market(chain, state_dir=state,
                         params=MarketParams(min_stake=ETH, unbonding_period=3600, accept_window=600,
-                                            dispute_window=0))
+                                            dispute_window=60))
     market = Market.from_deployment(chain, dep)
     signers, accounts = chain.signers, chain.backend.accounts
     descs = {i: discover_dump(PROFILES / prof).descriptor for i, (prof, _) in PROVIDERS.items()}

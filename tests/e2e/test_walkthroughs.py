@@ -54,6 +54,14 @@ EXPECT: list[tuple[str, str]] = [
     ("cona-agent status", r"ACTIVE|active"),
     ("cona order watch $LEASE", r"order \d+ Settled"),
     ("cona-agent withdraw", r"withdrew [1-9]\d* wei from the market"),
+    ("WC=$(cona order place", r"Completed"),
+    ("cona order result $WC", r"counts\.tsv: 15 bytes, sha256 [0-9a-f]{64} checked, written to"),
+    ("cat ~/wc-out/counts.tsv", r"^fox\.txt 2 9 44$"),
+    ("cona order verify $WC", r"re-run here ok with \d+ fuel; result 0x[0-9a-f]{64} matches the chain"),
+    ("cona artifact image", r"^sha256:[0-9a-f]{64}$"),
+    ("BOX=$(cona order place", r"Completed"),
+    ("cona order result $BOX", r"ok \(exit 0\).* words\.txt: 2 bytes, sha256 [0-9a-f]{64} checked"),
+    ("cat ~/box-out/words.txt", r"^9$"),
     ("cona audit order", r"the events replay to the contract's state"),
     ("cona audit provider", r"the events replay to the registry's record"),
     ("cona audit escrow", r"balanced: each contract holds what it owes"),
@@ -75,14 +83,17 @@ def walkthrough_lines(text: str) -> list[str]:
     return lines
 
 
-def test_the_readme_lists_the_three_walkthroughs() -> None:
+def test_the_readme_lists_the_walkthroughs() -> None:
     text = README.read_text()
     lines = walkthrough_lines(text)
     body = text[text.index(START):text.index(END)]
-    for heading in ("### A buyer", "### A contributor", "### An auditor"):
+    for heading in ("### A buyer", "### A contributor", "### Bring your own program", "### Bring your own container",
+                    "### An auditor"):
         assert heading in body
     for needle in ("cona order place", "--watch", "cona-agent register", "cona-agent run", "cona-agent withdraw",
-                   "cona audit order", "cona audit escrow", "cona audit replay", "cona order cancel"):
+                   "cona audit order", "cona audit escrow", "cona audit replay", "cona order cancel",
+                   "clang --target=wasm32-wasi", "--wasm ", "--out-dir", "cona order verify", "cona artifact image",
+                   "--image "):
         assert any(needle in ln for ln in lines), needle
     # every expectation names a line that exists, so no check is silently skipped
     for prefix, _ in EXPECT:

@@ -94,8 +94,8 @@ def test_result_bytes_hash_to_the_committed_result_and_out_of_fuel_is_a_result()
 
 
 def _order(requirement: bytes) -> Order:
-    return Order(5, ZERO, 1, 0, OrderState.ASSIGNED, 1, 0, ZERO, 60, 0, 0, 0, 0, 1, 1, 1, 0, requirement,
-                 b"\x00" * 32, b"\x00" * 32, ())
+    return Order(5, ZERO, 1, 0, OrderState.ASSIGNED, 1, 0, ZERO, 60, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0,
+                 requirement, b"\x00" * 32, b"\x00" * 32, ())
 
 
 def test_spec_is_checked_against_the_on_chain_digest():

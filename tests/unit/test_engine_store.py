@@ -48,15 +48,31 @@ def test_results_and_the_lsdb_copy_round_trip(tmp_path):
     assert list(store.stored_lsas()) == []
 
 
+A, B = "0x" + "aa" * 20, "0x" + "bb" * 20
+
+
 def test_an_idempotency_key_returns_its_order_survives_a_restart_and_refuses_another_request(tmp_path):
     keys = IdempotencyStore(EngineStore(tmp_path))
-    assert keys.prior("k1", "aa") is None
-    keys.put("k1", "aa", 42)
+    assert keys.prior(A, "k1", "aa") is None
+    keys.put(A, "k1", "aa", 42)
     again = IdempotencyStore(EngineStore(tmp_path))  # a restarted engine reads the same table
-    assert again.prior("k1", "aa") == 42
+    assert again.prior(A, "k1", "aa") == 42
     with pytest.raises(IdempotencyConflict) as info:
-        again.prior("k1", "bb")
+        again.prior(A, "k1", "bb")
     assert info.value.fields["field"] == "Idempotency-Key" and info.value.fields["reason"] == "idempotency-key-reused"
+
+
+def test_idempotency_keys_are_scoped_to_the_buyer_and_a_torn_line_is_skipped(tmp_path):
+    store = EngineStore(tmp_path)
+    keys = IdempotencyStore(store)
+    keys.put(A, "k1", "aa", 42)
+    assert keys.prior(B, "k1", "bb") is None  # B's "k1" is not A's: B cannot squat or probe it
+    keys.put(B, "k1", "bb", 43)
+    with store.idempotency_path.open("a") as fh:
+        fh.write('{"buyer": "0x' + "cc" * 20 + '", "key": "k')  # a crash cut the last line
+    again = IdempotencyStore(EngineStore(tmp_path))
+    assert (again.prior(A, "k1", "aa"), again.prior(B, "k1", "bb")) == (42, 43)
+    assert len(again.table) == 2
 
 
 def test_the_status_values_are_the_wire_strings():

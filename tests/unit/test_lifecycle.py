@@ -76,19 +76,34 @@ def test_the_happy_path_folds_terms_lease_and_money():
 def test_failover_moves_to_the_backup_then_refunds_when_none_is_left():
     evs = _events(PLACED, ASSIGNED, ("Accepted", {"provider": P1, "startedAt": 105}),
                   ("OrderFailed", {"provider": P1, "next": P3, "served": 10, "paid": "100", "fee": "2",
-                                   "slashed": "50", "refund": "0", "acceptDeadline": 200}),
-                  ("AcceptanceTimedOut", {"late": P3, "next": ZERO_ADDRESS, "slashed": "60", "refund": "4900",
-                                          "acceptDeadline": 0}))
+                                   "compensation": "50", "refund": "0", "acceptDeadline": 200, "price": 950}),
+                  ("Burned", {"provider": P1, "amount": "7"}),
+                  ("AcceptanceTimedOut", {"late": P3, "next": ZERO_ADDRESS, "compensation": "50", "refund": "4900",
+                                          "acceptDeadline": 0, "price": 950}))
     r = replay_order(evs)
     assert not r.problems, r.problems
     f = r.fold
     assert f.state is OrderState.REFUNDED
-    assert (f.paid, f.slashed, f.refunded, f.served, f.escrow, f.next_backup) == (100, 110, 4900, 10, 0, 2)
+    assert (f.paid, f.compensated, f.burned, f.refunded, f.served, f.escrow, f.next_backup, f.price) == (
+        100, 100, 7, 4900, 10, 0, 2, 950)
+
+
+def test_a_lease_past_its_end_expires_and_an_ignored_dispute_lapses():
+    expired = replay_order(_events(PLACED, ASSIGNED, ("Accepted", {"provider": P1, "startedAt": 105}),
+                                   ("Expired", {"provider": P1, "compensation": "0", "refund": "5000"})))
+    assert not expired.problems and expired.fold.state is OrderState.REFUNDED and expired.fold.escrow == 0
+    lapsed = replay_order(_events(PLACED, ASSIGNED, ("Accepted", {"provider": P1, "startedAt": 105}),
+                                  ("Completed", {"provider": P1, "result": "0x" + "44" * 32, "usage": 90}),
+                                  ("Disputed", {"by": BUYER}),
+                                  ("DisputeLapsed", {"provider": P1, "paid": "25", "fee": "1", "refund": "4975"})))
+    f = lapsed.fold
+    assert not lapsed.problems and f.state is OrderState.RESOLVED and f.disputed_at == 104
+    assert (f.paid, f.refunded, f.escrow) == (25, 4975, 0)
 
 
 def test_a_handover_to_a_provider_that_is_not_a_remaining_backup_is_a_finding():
-    evs = _events(PLACED, ASSIGNED, ("AcceptanceTimedOut", {"late": P1, "next": "0x" + "99" * 20, "slashed": 0,
-                                                            "refund": 0, "acceptDeadline": 300}))
+    evs = _events(PLACED, ASSIGNED, ("AcceptanceTimedOut", {"late": P1, "next": "0x" + "99" * 20, "compensation": 0,
+                                                            "refund": 0, "acceptDeadline": 300, "price": 1}))
     with pytest.raises(LifecycleViolation):
         fold_order(replay_order(evs[:2]).fold, evs[2].name, evs[2].args)
     r = replay_order(evs)

@@ -19,12 +19,14 @@ from marketplace.convergence.lsa import (
     MAX_SEQUENCE,
     NODE_OPS,
     OFF_CHECKSUM,
+    RUNTIME_OPS,
     Availability,
     ComputeLsa,
     DeviceSub,
     LsaContent,
     LsaHeader,
     NodeSub,
+    RuntimeSub,
     Tlv,
     address_of,
     cached_descriptors,
@@ -42,6 +44,7 @@ from marketplace.convergence.lsa import (
 from marketplace.convergence.lsa.ops import ANY, Level, OpsTable, exactly, multiple_of
 from marketplace.errors import DecodeError, Rejected
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
+from marketplace.resources.runtimes import ContainerOffer, RuntimeOffer
 
 pytestmark = pytest.mark.unit
 
@@ -157,6 +160,17 @@ descriptors = st.builds(
     numa_nodes=st.none() | st.integers(0, 2**32 - 1),
     arch=st.none() | names,
 )
+offers = st.builds(
+    RuntimeOffer,
+    buyer_wasm=st.booleans(),
+    nondeterministic=st.booleans(),
+    container=st.builds(ContainerOffer, arch=st.sampled_from(["amd64", "arm64", "riscv64"]), network=st.booleans(),
+                        devices=st.booleans()),
+    images=st.lists(st.sampled_from(["localhost:5000/tools/busybox", "registry.example.org/app:1.2",
+                                     "reg.example.org:8443/team/x@sha256:" + "ab" * 32]), max_size=3).map(tuple),
+    programs=st.lists(st.from_regex(r"[a-z0-9][a-z0-9._-]{0,12}", fullmatch=True), max_size=4).map(tuple),
+) | st.builds(RuntimeOffer, buyer_wasm=st.booleans(), nondeterministic=st.booleans(),
+              programs=st.lists(st.sampled_from(["sha256sum", "wc-l", "x"]), max_size=3).map(tuple))
 contents = st.builds(
     LsaContent,
     descriptor=descriptors,
@@ -169,7 +183,8 @@ contents = st.builds(
     domain=st.integers(0, 2**32 - 1),
     attachment=names,
     location=st.none() | st.tuples(st.floats(-90, 90), st.floats(-180, 180)),
-    unknown_tlvs=st.lists(st.tuples(st.integers(8, 254), st.binary(max_size=20)), max_size=3).map(tuple),
+    unknown_tlvs=st.lists(st.tuples(st.integers(9, 254), st.binary(max_size=20)), max_size=3).map(tuple),
+    runtimes=st.none() | offers,
 )
 
 
@@ -549,7 +564,8 @@ def test_codec_tables_have_one_row_per_type_in_code_order():
     assert [r.code for r in LSA_OPS.rows] == list(Tlv)
     assert [r.code for r in NODE_OPS.rows] == list(NodeSub)
     assert [r.code for r in DEVICE_OPS.rows] == list(DeviceSub)
-    for table in (LSA_OPS, NODE_OPS, DEVICE_OPS):
+    assert [r.code for r in RUNTIME_OPS.rows] == list(RuntimeSub)
+    for table in (LSA_OPS, NODE_OPS, DEVICE_OPS, RUNTIME_OPS):
         assert all(table[r.code] is r for r in table.rows)
         assert sum(r is not None for r in table.by_code) == len(table.rows)
     row = NODE_OPS.rows[0]
@@ -564,7 +580,7 @@ def test_length_rules():
     assert multiple_of(9).fits(0) and multiple_of(9).fits(18) and not multiple_of(9).fits(10)
     assert all(ANY.fits(n) for n in (0, 1, 255, 1000))
     assert (str(exactly(4)), str(multiple_of(7)), str(ANY)) == ("4", "n × 7", "any")
-    for table in (LSA_OPS, NODE_OPS, DEVICE_OPS):
+    for table in (LSA_OPS, NODE_OPS, DEVICE_OPS, RUNTIME_OPS):
         for r in table.rows:
             assert [bool(b) for b in r.fits[:600]] == [r.length.fits(n) for n in range(600)]
 
@@ -572,7 +588,8 @@ def test_length_rules():
 def test_docs_print_the_codec_tables():
     """docs/tlv.md has a line for every row, with its code, type, name, length and flags."""
     docs = (Path(__file__).resolve().parents[2] / "docs" / "tlv.md").read_text()
-    for name, table in (("LSA_OPS", LSA_OPS), ("NODE_OPS", NODE_OPS), ("DEVICE_OPS", DEVICE_OPS)):
+    for name, table in (("LSA_OPS", LSA_OPS), ("NODE_OPS", NODE_OPS), ("DEVICE_OPS", DEVICE_OPS),
+                        ("RUNTIME_OPS", RUNTIME_OPS)):
         for r in table.rows:
             required, repeated = ("yes" if r.required else ""), ("yes" if r.repeated else "")
             line = f"| {name} | {int(r.code)} | {r.code.name} | {r.name} | {r.length} | {required} | {repeated} |"

@@ -229,7 +229,7 @@ def test_agent_refuses_native_specs_it_does_not_offer():
     from provider_agent.daemon import SpecError, check_spec
 
     zero = "0x" + "00" * 20
-    order = Order(5, zero, 1, 0, OrderState.ASSIGNED, 1, 0, zero, 60, 0, 0, 0, 0, 1, 1, 1, 0,
+    order = Order(5, zero, 1, 0, OrderState.ASSIGNED, 1, 0, zero, 60, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0,
                   Spec.from_dict(NATIVE).digest(), b"\x00" * 32, b"\x00" * 32, ())
     with pytest.raises(SpecError, match="not offered here"):  # an agent that did not opt in
         check_spec(NATIVE, order)

@@ -10,11 +10,11 @@ The codec is table-driven, as FRR isisd's: ``tables`` has one row per TLV and su
 type (code, name, length rule, decode and encode functions), ``ops`` the row type and the
 walkers over a table. The modules:
 
-    wire     sizes, offsets, struct formats, the Tlv / NodeSub / DeviceSub codes
+    wire     sizes, offsets, struct formats, the Tlv / NodeSub / DeviceSub / RuntimeSub codes
     values   LsaHeader, Availability, LsaContent, ComputeLsa
     header   decode_header, with_lifetime, purge, newer, checksum_of
     ops      TlvOps, OpsTable, the sub-TLV walkers
-    tables   NODE_OPS, DEVICE_OPS, LSA_OPS and their value codecs
+    tables   NODE_OPS, DEVICE_OPS, RUNTIME_OPS, LSA_OPS and their value codecs
     decode   decode_lsa and the descriptor cache
     encode   encode_lsa, seal
     sign     signing_hash, address_of, recover_originator
@@ -46,7 +46,7 @@ from marketplace.convergence.lsa.decode import (
 from marketplace.convergence.lsa.encode import encode_body, encode_lsa, seal
 from marketplace.convergence.lsa.header import checksum_of, decode_header, newer, purge, with_lifetime
 from marketplace.convergence.lsa.sign import address_of, address_of_public, recover_originator, signing_hash
-from marketplace.convergence.lsa.tables import DEVICE_OPS, LSA_OPS, NODE_OPS
+from marketplace.convergence.lsa.tables import DEVICE_OPS, LSA_OPS, NODE_OPS, RUNTIME_OPS
 from marketplace.convergence.lsa.values import Availability, ComputeLsa, LsaContent, LsaHeader
 from marketplace.convergence.lsa.wire import (
     CHECKSUM_REGION_START,
@@ -68,6 +68,7 @@ from marketplace.convergence.lsa.wire import (
     VERSION,
     DeviceSub,
     NodeSub,
+    RuntimeSub,
     Tlv,
 )
 
@@ -82,6 +83,7 @@ __all__ = [
     "MAX_LSA_SIZE",
     "MAX_SEQUENCE",
     "NODE_OPS",
+    "RUNTIME_OPS",
     "OFF_CHECKSUM",
     "OFF_LENGTH",
     "OFF_LIFETIME",
@@ -99,6 +101,7 @@ __all__ = [
     "LsaContent",
     "LsaHeader",
     "NodeSub",
+    "RuntimeSub",
     "Tlv",
     "address_of",
     "address_of_public",

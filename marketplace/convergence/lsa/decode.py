@@ -53,8 +53,8 @@ _new_lsa = ComputeLsa.from_validated
 _new_node = NodeDescriptor.from_validated
 _BY_CODE = LSA_OPS.by_code
 _NODE, _DEVICE, _SIGNATURE = int(Tlv.NODE), int(Tlv.DEVICE), int(Tlv.SIGNATURE)
-#: the value TLVs (AVAILABILITY .. LOCATION) are decoded into a list indexed by their code
-_VALUE_SLOTS = int(Tlv.LOCATION) + 1
+#: the value TLVs (AVAILABILITY .. RUNTIMES) are decoded into a list indexed by their code
+_VALUE_SLOTS = int(Tlv.RUNTIMES) + 1
 
 #: decoded descriptors by the exact bytes of their NODE and DEVICE TLVs. Decoding those
 #: bytes is a pure function, and a provider's hardware is the same in every refresh of its
@@ -122,10 +122,11 @@ def decode_lsa(data: bytes) -> ComputeLsa:
             pos = nxt
     except UnicodeDecodeError as exc:  # only the ATTACHMENT TLV is text at this level
         raise BadValue(f"{ops.name} is not valid UTF-8", offset=v + exc.start) from None
-    _, _, _, availability, prices, domain, attachment, location = values
+    _, _, _, availability, prices, domain, attachment, location, runtimes = values
     _require(end, signed, spans, domain, attachment)
     descriptor = _descriptor(data, spans, span_bytes)
-    return _new_lsa(header, descriptor, availability or (), prices or (), domain, attachment, location, tuple(unknown), data)
+    return _new_lsa(header, descriptor, availability or (), prices or (), domain, attachment, location, tuple(unknown), data,
+                    runtimes)
 
 
 def _checked_header(data: bytes) -> LsaHeader:

@@ -4,7 +4,7 @@ signature and checksum.
 Invariants:
 - the TLVs are written in the tables' order: NODE, one DEVICE per device group in the
   descriptor's (class, model, share) order, AVAILABILITY, PRICE, DOMAIN, ATTACHMENT,
-  LOCATION, then the unknown TLVs the content carries, then SIGNATURE; so decoding and
+  LOCATION, RUNTIMES, then the unknown TLVs the content carries, then SIGNATURE; so decoding and
   re-encoding an LSA gives the same bytes;
 - content that cannot be put on the wire raises ``LsaEncodeError`` naming the field;
   nothing is returned half-built;

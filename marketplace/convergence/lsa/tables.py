@@ -1,7 +1,7 @@
 """The Compute LSA's codec tables: every TLV and sub-TLV type, one row each (see ``ops``).
 
-``NODE_OPS`` and ``DEVICE_OPS`` are the sub-TLVs of the NODE and DEVICE TLVs, ``LSA_OPS``
-the top-level TLVs. Each row names the value's decode and encode functions, defined here
+``NODE_OPS``, ``DEVICE_OPS`` and ``RUNTIME_OPS`` are the sub-TLVs of the NODE, DEVICE and
+RUNTIMES TLVs, ``LSA_OPS`` the top-level TLVs. Each row names the value's decode and encode functions, defined here
 next to it; ``docs/tlv.md`` prints the same tables with the bytes of each value.
 
 Invariants:
@@ -46,6 +46,8 @@ from marketplace.convergence.lsa.values import Availability, LsaContent
 from marketplace.convergence.lsa.wire import (
     AVAIL,
     CLASS_BY_CODE,
+    CONTAINER_DEVICES,
+    CONTAINER_NETWORK,
     CORE,
     F64,
     FLOP,
@@ -56,11 +58,15 @@ from marketplace.convergence.lsa.wire import (
     SIGNATURE_SIZE,
     U32,
     U64,
+    WASM_BUYER_MODULES,
+    WASM_NONDETERMINISTIC,
     DeviceSub,
     NodeSub,
+    RuntimeSub,
     Tlv,
 )
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
+from marketplace.resources.runtimes import ContainerOffer, InvalidOffer, RuntimeOffer
 
 _INF = math.inf
 _unpack_u32 = U32.unpack_from
@@ -347,6 +353,68 @@ def _encode_location(location: tuple[float, float]) -> bytes:
     return LOCATION.pack(lat, lon)
 
 
+# --------------------------------------------------------------------------- RUNTIMES
+
+
+def _decode_wasm_flags(data: bytes, start: int, end: int) -> int:
+    flags = data[start]
+    if flags & ~(WASM_BUYER_MODULES | WASM_NONDETERMINISTIC):
+        raise BadValue(f"wasm flags {flags:#04x} set a reserved bit", offset=start)
+    return flags
+
+
+def _encode_wasm_flags(offer: RuntimeOffer) -> bytes:
+    return bytes(((WASM_BUYER_MODULES if offer.buyer_wasm else 0) | (WASM_NONDETERMINISTIC if offer.nondeterministic
+                                                                     else 0),))
+
+
+def _decode_container(data: bytes, start: int, end: int) -> ContainerOffer:
+    if end - start < 2:
+        raise BadValue("container sub-TLV needs its flags and an architecture", offset=start)
+    flags = data[start]
+    if flags & ~(CONTAINER_NETWORK | CONTAINER_DEVICES):
+        raise BadValue(f"container flags {flags:#04x} set a reserved bit", offset=start)
+    try:
+        arch = data[start + 1:end].decode()
+    except UnicodeDecodeError as exc:
+        raise BadValue("container architecture is not valid UTF-8", offset=start + 1 + exc.start) from None
+    try:
+        return ContainerOffer(arch, bool(flags & CONTAINER_NETWORK), bool(flags & CONTAINER_DEVICES))
+    except InvalidOffer as exc:
+        raise BadValue(exc.message, offset=start + 1) from None
+
+
+def _encode_container(c: ContainerOffer) -> bytes:
+    flags = (CONTAINER_NETWORK if c.network else 0) | (CONTAINER_DEVICES if c.devices else 0)
+    return bytes((flags,)) + c.arch.encode()
+
+
+RUNTIME_OPS = OpsTable(Level.SUB_TLV, "runtimes", (
+    # one flags byte from two fields of the offer: the row is handed the whole offer
+    TlvOps(RuntimeSub.WASM, "wasm", exactly(1), _decode_wasm_flags, _encode_wasm_flags, lambda o: o, required=True),
+    TlvOps(RuntimeSub.CONTAINER, "container", ANY, _decode_container, _encode_container, attrgetter("container")),
+    TlvOps(RuntimeSub.IMAGE, "image", ANY, _text, _put_text, attrgetter("images"), repeated=True),
+    TlvOps(RuntimeSub.PROGRAM, "program", ANY, _text, _put_text, attrgetter("programs"), repeated=True),
+))
+
+
+def decode_runtimes(data: bytes, start: int, end: int) -> RuntimeOffer:
+    """The RUNTIMES TLV's value: the provider's ``RuntimeOffer``. Names are checked as the offer checks
+    them (program names, canonical registry references, images only with a container runtime)."""
+    _, flags, container, images, programs = decode_subtlvs(data, start, end, RUNTIME_OPS)
+    if flags is None:
+        raise MissingTlv("RUNTIMES TLV lacks its wasm sub-TLV", offset=start)
+    try:
+        return RuntimeOffer(bool(flags & WASM_BUYER_MODULES), bool(flags & WASM_NONDETERMINISTIC), container,
+                            tuple(images or ()), tuple(programs or ()))
+    except InvalidOffer as exc:
+        raise BadValue(f"runtimes: {exc.message}", offset=start) from None
+
+
+def encode_runtimes(offer: RuntimeOffer) -> bytes:
+    return encode_rows(offer, RUNTIME_OPS)
+
+
 def _devices(c: LsaContent) -> tuple[DeviceCapability, ...]:
     return c.descriptor.devices  # already in (class, model, share) order: the descriptor sorts them
 
@@ -361,6 +429,7 @@ LSA_OPS = OpsTable(Level.TLV, None, (
     text_row(Tlv.ATTACHMENT, "attachment", required=True),
     TlvOps(Tlv.LOCATION, "location", exactly(LOCATION.size), _decode_location, _encode_location,
            attrgetter("location")),
+    TlvOps(Tlv.RUNTIMES, "runtimes", ANY, decode_runtimes, encode_runtimes, attrgetter("runtimes")),
     # checked by ``decode_lsa`` and ``recover_originator``, written by ``seal``
     TlvOps(Tlv.SIGNATURE, "signature", exactly(SIGNATURE_SIZE), None, None, None, required=True,
            malformed=BadSignatureTlv),

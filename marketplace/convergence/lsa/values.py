@@ -14,7 +14,9 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+
 from marketplace.resources.model import DeviceClass, NodeDescriptor
+from marketplace.resources.runtimes import RuntimeOffer
 
 _new = object.__new__
 
@@ -85,11 +87,14 @@ class LsaContent:
     attachment: str = ""
     location: tuple[float, float] | None = None
     unknown_tlvs: tuple[tuple[int, bytes], ...] = ()
+    #: the runtimes it serves besides the shipped wasm modules (None: no RUNTIMES TLV, shipped modules only)
+    runtimes: RuntimeOffer | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ComputeLsa:
-    """A decoded, validated Compute LSA. ``raw`` is the bytes it was decoded from."""
+    """A decoded, validated Compute LSA. ``raw`` is the bytes it was decoded from; ``runtimes`` the
+    RUNTIMES TLV's offer (None without one)."""
 
     header: LsaHeader
     descriptor: NodeDescriptor
@@ -100,6 +105,7 @@ class ComputeLsa:
     location: tuple[float, float] | None
     unknown_tlvs: tuple[tuple[int, bytes], ...]
     raw: bytes
+    runtimes: RuntimeOffer | None = None
 
     @property
     def key(self) -> tuple[int, bytes]:
@@ -115,6 +121,7 @@ class ComputeLsa:
             self.attachment,
             self.location,
             self.unknown_tlvs,
+            self.runtimes,
         )
 
     @classmethod
@@ -129,6 +136,7 @@ class ComputeLsa:
         location: tuple[float, float] | None,
         unknown_tlvs: tuple[tuple[int, bytes], ...],
         raw: bytes,
+        runtimes: RuntimeOffer | None = None,
     ) -> ComputeLsa:
         """For values already validated by a decoder (``decode_lsa``)."""
         lsa = _new(_LSA_DRAFT)
@@ -141,6 +149,7 @@ class ComputeLsa:
         lsa.location = location
         lsa.unknown_tlvs = unknown_tlvs
         lsa.raw = raw
+        lsa.runtimes = runtimes
         lsa.__class__ = cls
         return lsa  # type: ignore[return-value]
 

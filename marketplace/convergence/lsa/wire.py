@@ -65,6 +65,7 @@ class Tlv(IntEnum):
     DOMAIN = 5
     ATTACHMENT = 6
     LOCATION = 7
+    RUNTIMES = 8
     SIGNATURE = 255
 
 
@@ -91,6 +92,22 @@ class DeviceSub(IntEnum):
     BANDWIDTH_GBPS = 8
     INTERCONNECT = 9
     FEATURE = 10  # repeated, one feature each, in ascending order
+
+
+class RuntimeSub(IntEnum):
+    """Sub-TLVs of the RUNTIMES TLV (``marketplace.resources.runtimes.RuntimeOffer``)."""
+
+    WASM = 1  # flags u8: bit 0 buyers' modules, bit 1 non-deterministic modules
+    CONTAINER = 2  # flags u8 (bit 0 network, bit 1 CDI devices), then the architecture (UTF-8, Go name)
+    IMAGE = 3  # repeated: an allowed registry reference (UTF-8), in ascending order
+    PROGRAM = 4  # repeated: a native program's name (UTF-8), in ascending order
+
+
+#: RUNTIMES flag bits
+WASM_BUYER_MODULES = 0x01
+WASM_NONDETERMINISTIC = 0x02
+CONTAINER_NETWORK = 0x01
+CONTAINER_DEVICES = 0x02
 
 
 #: wire code -> member, None for codes that are not defined (so one index, no enum call)

@@ -1,8 +1,8 @@
 """The matcher's plugins, one module per extension point (the registry lists them by name).
 
     prefilter.py    PreFilter       EverFeasible
-    filters.py      Filter          HardwareFit, FreeCapacity, DomainLatency, PriceCeiling,
-                                    ProviderStatus, ProviderLoad
+    filters.py      Filter          HardwareFit, RuntimeSupport, FreeCapacity, DomainLatency,
+                                    PriceCeiling, ProviderStatus, ProviderLoad
     preemption.py   PostFilter      ReservationPreemption
     scores.py       Score           Fragmentation, BestFit, Price, PathLatency, LoadBalance, Reliability
                     NormalizeScore  MinMax

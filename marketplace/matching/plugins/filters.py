@@ -16,7 +16,9 @@ the capacity filter. Masks that do not read free capacity are kept in the shared
 under this module's keys (keyed on the index version, so never stale).
 
 Reason codes (stable; docs/matching.md lists them): HardwareFit passes fit's codes through
-(device-class, count, share, vram, memory, precision, flops, features, cpu); FreeCapacity:
+(device-class, count, share, vram, memory, precision, flops, features, cpu); RuntimeSupport
+passes ``runtimes.unmet``'s (runtime, wasm-modules, nondeterministic, program, image,
+platform, network, devices); FreeCapacity:
 free, system-memory-free; DomainLatency: domain, latency, unreachable, no-buyer-node;
 PriceCeiling: price, no-price; ProviderStatus: retired, draining, offline, stake;
 ProviderLoad: overloaded, stale-lsa.
@@ -34,6 +36,7 @@ from marketplace.matching.index import STATUS_CODE
 from marketplace.matching.model import Code, ProviderStatus, Rejection
 from marketplace.resources.fit import TRANSIENT_CODES, fit
 from marketplace.resources.model import DeviceClass
+from marketplace.resources.runtimes import unmet
 
 if TYPE_CHECKING:
     from marketplace.matching.config import MatchingConfig
@@ -48,6 +51,8 @@ HW_VERDICTS: StateKey[tuple] = StateKey("HardwareFit.verdicts", Lifetime.MARKET)
 #: per (buyer node, domain, latency bound): the providers in the domain and within the bound
 REACH_MASK: StateKey[np.ndarray] = StateKey("DomainLatency.mask", Lifetime.ROUND_ROUTES)
 PRICE_MASK: StateKey[np.ndarray] = StateKey("PriceCeiling.mask", Lifetime.MARKET)
+#: per workload need: the providers whose advertised runtimes serve it
+RUNTIME_MASK: StateKey[np.ndarray] = StateKey("RuntimeSupport.mask", Lifetime.MARKET)
 STATUS_MASK: StateKey[np.ndarray] = StateKey("ProviderStatus.mask", Lifetime.MARKET)
 LOAD_MASK: StateKey[np.ndarray] = StateKey("ProviderLoad.mask", Lifetime.ROUND)
 
@@ -85,6 +90,34 @@ class HardwareFit(FilterBase):
         if f.ok:
             return None
         return tuple(self._reject(st, i, Code.UNRESOLVABLE, r.code, r.message) for r in f.reasons)
+
+
+class RuntimeSupport(FilterBase):
+    """The runtimes a provider's LSA advertises against what the order's workload needs: a buyer's
+    own module, a container image (its registry reference, platform, network, devices), a native
+    program (``runtimes.unmet``). Never resolvable by waiting: the engine never assigns an order to
+    a provider that would have to refuse it (issue 13's "slashing can be farmed")."""
+
+    name = "RuntimeSupport"
+
+    def mask(self, st: CycleState) -> np.ndarray | None:
+        need = st.order.workload
+        if need is None or need.trivial:
+            return None
+        sub = (need, st.ix.version)
+        hit = st.shared.get(RUNTIME_MASK, sub)
+        if hit is None:
+            verdict: dict = {}  # per distinct offer: most providers of a market advertise alike
+            ok = [verdict.setdefault(p.runtimes, not unmet(p.runtimes, need)) for p in st.ix.providers]
+            hit = st.shared.put(RUNTIME_MASK, sub, np.array(ok, dtype=bool).reshape(st.ix.n))
+        return hit
+
+    def ever(self, st: CycleState) -> np.ndarray | None:
+        return self.mask(st)
+
+    def check(self, st: CycleState, i: int):
+        reasons = unmet(st.ix.providers[i].runtimes, st.order.workload)
+        return tuple(self._reject(st, i, Code.UNRESOLVABLE, r, m) for r, m in reasons) or None
 
 
 class FreeCapacity(FilterBase):
@@ -267,5 +300,5 @@ class ProviderLoad(FilterBase):
 
 
 #: the filters this module provides, in the default run order
-FILTERS: tuple[type[FilterBase], ...] = (HardwareFit, FreeCapacity, DomainLatency, PriceCeiling, ProviderStatusFilter,
-                                         ProviderLoad)
+FILTERS: tuple[type[FilterBase], ...] = (HardwareFit, RuntimeSupport, FreeCapacity, DomainLatency, PriceCeiling,
+                                         ProviderStatusFilter, ProviderLoad)

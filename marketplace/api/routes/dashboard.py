@@ -13,7 +13,6 @@ reach outside the static directory.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -21,9 +20,7 @@ from fastapi.responses import FileResponse
 
 from marketplace.errors import NotFound
 
-log = logging.getLogger(__name__)
-
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(__file__).resolve().parents[1] / "static"
 ASSETS = {"app.js": "text/javascript", "dashboard.css": "text/css", "favicon.svg": "image/svg+xml"}
 
 router = APIRouter(include_in_schema=False)
