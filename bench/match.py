@@ -151,9 +151,17 @@ def _summary(rs: list[inflation.Run]) -> dict:
     }
 
 
-def run(quick: bool = False, *, trace_path: str | Path | None = None, nodes_path: str | Path | None = None) -> dict:
+def run(quick: bool = False, *, trace_path: str | Path | None = None, nodes_path: str | Path | None = None,
+        inflation_only: bool = False, policies: Sequence[str] = POLICIES) -> dict:
+    """Every figure of the module docstring; ``inflation_only``: the paper's protocol alone (for
+    ``policies``), on the whole node list (quick: its first 300 nodes, two seeds)."""
     nodes = trace.load_nodes(nodes_path or NODES)
     pods = trace.load_pods(trace_path or PODS)
+    seeds = SEEDS[:2] if quick else SEEDS
+    if inflation_only:
+        cluster = nodes[:300] if quick else nodes
+        return {"trace": Path(trace_path or PODS).name, "nodes": Path(nodes_path or NODES).name,
+                "alloc_cluster_nodes": len(cluster), **reproduce(cluster, pods, seeds=seeds, policies=policies)}
     topo = load_topology(TOPOLOGY)
     routing, attach = RoutingTable(topo), list(topo.nodes)
     wl = workloads(pods)
@@ -178,7 +186,7 @@ def run(quick: bool = False, *, trace_path: str | Path | None = None, nodes_path
         "alloc_cluster_nodes": len(cluster), "providers_sizes": [1_000, 10_000, 100_000],
         "orders_per_size": [m for _, m in sizes.values()],
     })
-    out.update(reproduce(cluster, pods, seeds=SEEDS[:2] if quick else SEEDS))
+    out.update(reproduce(cluster, pods, seeds=seeds, policies=policies))
     return out
 
 
