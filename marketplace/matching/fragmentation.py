@@ -64,7 +64,7 @@ class WorkloadDistribution:
     @classmethod
     def from_requirements(cls, reqs: Iterable[Requirement], *, device_class: DeviceClass = DeviceClass.GPU,
                           top: int | None = None, weight: str = "demand",
-                          coverage: float | None = None) -> WorkloadDistribution:
+                          coverage: float | None = None, memory: bool = False) -> WorkloadDistribution:
         """The workload's task types: distinct (device count, share, CPU, models) shapes of ``reqs``.
 
         ``weight="demand"`` (the default) weighs each type by its share of the workload's device
@@ -78,6 +78,7 @@ class WorkloadDistribution:
         if weight not in ("demand", "pods"):
             raise ValueError(f"weight must be 'demand' or 'pods', not {weight!r}")
         freq: Counter[tuple] = Counter()
+        mems: dict[tuple, list[int]] = {}
         for r in reqs:
             if r.device_class == device_class:
                 key = (r.count, r.share_milli, r.cpu_milli, tuple(sorted(r.models)))
@@ -87,6 +88,7 @@ class WorkloadDistribution:
                 freq[key] += 0 if weight == "demand" else 1
             else:
                 continue
+            mems.setdefault(key, []).append(r.min_system_memory_mib or 0)
         kept = sorted(((k, n) for k, n in freq.items() if n > 0), key=lambda kv: (-kv[1], kv[0]))
         if top is not None:
             kept = kept[:top]
@@ -97,15 +99,15 @@ class WorkloadDistribution:
                 cut += 1
             kept = kept[:cut]
         total = sum(n for _, n in kept)
-        types = tuple(TaskType(count, share, cpu, 0, n / total, frozenset(models))
-                      for (count, share, cpu, models), n in kept)
+        types = tuple(TaskType(k[0], k[1], k[2], int(np.median(mems[k])) if memory else 0, n / total, frozenset(k[3]))
+                      for k, n in kept)
         return cls(device_class, types)
 
     @classmethod
     def of_history(cls, reqs: Iterable[Requirement], *, device_class: DeviceClass = DeviceClass.GPU
                    ) -> WorkloadDistribution:
         """The task types the project's policy weighs, from the requirements of past orders."""
-        return cls.from_requirements(reqs, device_class=device_class, weight="pods")
+        return cls.from_requirements(reqs, device_class=device_class, weight="pods", memory=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         t = self.types

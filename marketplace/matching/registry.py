@@ -5,8 +5,14 @@ extension point, in order, with the score weights and tie-breaks, and how candid
 sampled. ``MatchingConfig.policy`` selects one by name; the config's plugin lists, when
 given, override the policy's. Built in:
 
-    default    the project's matcher: FGD (Fragmentation 10) + Price 2 + PathLatency 2 +
-               Reliability 1, ties by BestFit; the rotating ``num_to_score`` sample
+    default    the project's matcher: FGD as the paper scores it (FGDScore 10: the
+               fragmentation gradient through a sigmoid, in whole points) + Price 2 +
+               PathLatency 2 + Reliability 1, ties to the smaller node (SmallerNode), then
+               the lower id (NodeOrder); the rotating ``num_to_score`` sample. Against the
+               continuous gradient (Fragmentation 10, ties by BestFit) on the trace: the
+               quantized score leaves near-equal placements to the tie-breaks, which pack
+               small nodes first and keep large ones whole (docs/matching.md, "Reproducing
+               the FGD paper")
     first-fit  the baseline: the lowest-id feasible provider, nothing scored (fractional
                devices inside it are still chosen by FGD, as the default policy chooses them)
 
@@ -30,13 +36,13 @@ from typing import TYPE_CHECKING, Any
 from marketplace.matching.binder import InMemoryBinder
 from marketplace.matching.errors import MatchingConfigError
 from marketplace.matching.framework import ExtensionPoint
-from marketplace.matching.plugins.baselines import BASELINES, NodeOrder
+from marketplace.matching.plugins.baselines import BASELINES, FGDScore, NodeOrder
 from marketplace.matching.plugins.filters import FILTERS
 from marketplace.matching.plugins.permit import StakeCoversLeases
 from marketplace.matching.plugins.preemption import ReservationPreemption
 from marketplace.matching.plugins.prefilter import EverFeasible
 from marketplace.matching.plugins.reserve import ProviderCapacity
-from marketplace.matching.plugins.scores import SCORES, BestFit, Fragmentation, MinMax, PathLatency, Price, Reliability
+from marketplace.matching.plugins.scores import SCORES, MinMax, PathLatency, Price, Reliability, SmallerNode
 from marketplace.matching.queue import TierAgeing
 
 if TYPE_CHECKING:
@@ -175,10 +181,10 @@ DEFAULT = Profile(
     filter=tuple(f.name for f in FILTERS),
     post_filter=(ReservationPreemption.name,),
     # LoadBalance (spreading) is available but off: on the Alibaba trace it strands GPUs
-    score=((Fragmentation.name, 10.0), (Price.name, 2.0), (PathLatency.name, 2.0), (Reliability.name, 1.0)),
+    score=((FGDScore.name, 10.0), (Price.name, 2.0), (PathLatency.name, 2.0), (Reliability.name, 1.0)),
     normalize_score=MinMax.name,
-    # FGD's "smallest fragmentation increase, then best fit"
-    tie_break=(BestFit.name,),
+    # equal FGD points: the smaller node, then the lower id (consolidation, as first fit)
+    tie_break=(SmallerNode.name, NodeOrder.name),
     reserve=(ProviderCapacity.name,),
     permit=(StakeCoversLeases.name,),
 )
