@@ -4,7 +4,8 @@ Weng et al., "Beware of Fragmentation" (USENIX ATC'23), evaluate on their simula
 (hkust-adsl/kubernetes-scheduler-simulator, ``TunePodsByNodeTotalResource`` and
 ``SortClusterPods``): the pod list is shuffled, then pods drawn uniformly with replacement
 are appended until the GPU demand reaches 130 % of the cluster's GPU capacity (a list that
-asks more is cut by removing pods at random until it asks at most 130 %); the pods arrive
+asks more is first cut by removing pods at random until it asks at most 130 %, then topped
+up the same way, so every sequence ends with the arrival that crosses 130 %); the pods arrive
 one at a time, nothing is released, a pod that cannot be placed stays unplaced, and the
 share of the GPU capacity allocated is recorded against the arrived demand. Ten seeds.
 
@@ -30,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from marketplace.errors import Unschedulable
+from marketplace.errors import InputError, Unschedulable
 from marketplace.matching import MatchingConfig, Order, Outcome, Scheduler, WorkloadDistribution
 from marketplace.matching import trace
 from marketplace.matching.trace import TraceNode, TracePod
@@ -46,7 +47,17 @@ MARKS = tuple(range(0, 131, 10))
 
 
 def arrivals(pods: Sequence[TracePod], capacity_milli: int, seed: int, ratio: float = RATIO) -> list[TracePod]:
-    """The inflated arrival sequence of one seed (see the module docstring)."""
+    """The inflated arrival sequence of one seed (see the module docstring). ``InputError`` for
+    a cluster without GPUs, a ratio that is not positive, or a pod list with no GPU pod (no
+    number of draws would reach the target)."""
+    if capacity_milli <= 0:
+        raise InputError(f"the cluster has no GPU capacity ({capacity_milli} milli-GPUs): nothing to inflate against",
+                         field="nodes")
+    if not ratio > 0:
+        raise InputError(f"the arrival ratio must be positive, not {ratio}", field="ratio")
+    if not any(p.gpu_milli > 0 for p in pods):
+        raise InputError(f"the pod list has no pod that asks a GPU ({len(pods)} pods): the arrived GPU demand "
+                         "can never reach the target", field="pods")
     rng = np.random.default_rng(seed)
     seq = [pods[int(i)] for i in rng.permutation(len(pods))]
     target = ratio * capacity_milli

@@ -54,7 +54,11 @@ def bench_match(as_json: bool = JsonOpt, quick: bool = QuickOpt,
     lease on chain through the engine (embedded chain), with the heartbeat failure-detection time."""
     from bench import lease, match
 
+    from marketplace.matching.registry import REGISTRY
+
     policies = tuple(policy) or match.POLICIES
+    for name in policies:
+        REGISTRY.policy(name)  # an unknown name: one line with a "did you mean", before any run
     if inflation_only:
         emit(match.run(quick=quick, trace_path=trace, nodes_path=nodes, inflation_only=True, policies=policies), True)
         return
