@@ -6,6 +6,8 @@ and its limits (``declare_body_limit`` on the route, else ``MAX_BODY_BYTES`` and
 ``MAX_JSON_DEPTH``), then:
 
 - a ``Content-Length`` over the limit is answered 413 at once, the body never read;
+- a route that streams its body (``streamed``: artifact uploads) then reads it itself and stops it
+  at its own limit; for every other route:
 - otherwise the body is read as it arrives, and the reading stops at the first byte over the
   limit (a chunked body without a length is counted too): 413;
 - a JSON body (any route but those that take raw bytes) nested deeper than the limit is
@@ -41,10 +43,15 @@ PROBLEM = "application/problem+json"
 
 
 def declare_body_limit(max_bytes: int, *, json_depth: int | None = MAX_JSON_DEPTH, batch: int | None = None,
-                       raw: bool = False) -> dict[str, Any]:
+                       raw: bool = False, streamed: bool = False) -> dict[str, Any]:
     """``openapi_extra`` for a route with its own limits. ``json_depth=None``: the body is not JSON
-    (raw bytes); ``raw``: the route parses the body itself and answers JSON-RPC errors (``/rpc``)."""
+    (raw bytes); ``raw``: the route parses the body itself and answers JSON-RPC errors (``/rpc``);
+    ``streamed``: the route reads the body as it arrives and stops it at its own (tighter) limit
+    (artifact uploads, up to gigabytes: never buffered here)."""
     limits: dict[str, Any] = {"max_body_bytes": max_bytes}
+    if streamed:
+        json_depth = None
+        limits["streamed"] = True
     if json_depth is not None:
         limits["max_json_depth"] = json_depth
     if batch is not None:
@@ -101,6 +108,9 @@ class BodyLimit:
         if declared is not None and declared > maximum:
             await self._refuse(send, limits, "max_body_bytes", maximum,
                                f"the body is {declared} bytes, more than the {maximum} this route accepts")
+            return
+        if limits.get("streamed"):  # bounded by the route while it reads (``declare_body_limit``)
+            await self.app(scope, receive, send)
             return
         body = bytearray()
         more = True

@@ -48,6 +48,7 @@ from marketplace.chain.audit_values import (AMOUNT_ARGS, MARKET, REGISTRY, ZERO_
                                             EscrowAudit, HistoryEntry, Lease, OrderHistory, OrderMoney,
                                             ProviderHistory, as_address, as_int, check_address, check_batch_id,
                                             escrow_check_dict, hex32)
+from marketplace.chain.audit_governance import GovernanceAudit, governance
 from marketplace.chain.client import EscrowCheck
 from marketplace.chain.contracts import Chain
 from marketplace.chain.deploy import Deployment
@@ -184,6 +185,14 @@ class Auditor:
             tuple(HistoryEntry.of(s) for s in slashes), order.state, replayed.state, order, money, tuple(problems),
             None if batch == ZERO_BATCH else batch,
         )
+
+    # -- governance ---------------------------------------------------------------
+
+    def governance(self) -> GovernanceAudit:
+        """The market's admin and every change of its terms, orchestrators and least stake, checked
+        against the contracts (``marketplace.chain.audit_governance``)."""
+        self.sync()
+        return governance(self.market, self._events, self._call, self.block)
 
     # -- batches ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from marketplace.cli.engine import replay
 from marketplace.cli.options import ChainOpt, JsonOpt, RpcOpt, settings
-from marketplace.cli.output import emit, out, run
+from marketplace.cli.output import emit, out, run, wide
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,35 @@ def escrow(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_
         out.print(roles)
         _verdict(a.balanced, a.mismatches, "balanced: each contract holds what it owes, and its events agree")
     raise typer.Exit(0 if a.balanced else 1)
+
+
+@audit_app.command("governance")
+def governance(chain: Optional[str] = ChainOpt, rpc_url: Optional[str] = RpcOpt, as_json: bool = JsonOpt,
+               market: Optional[str] = MarketOpt, from_block: int = FromOpt, no_cache: bool = NoCacheOpt) -> None:
+    """Who governs the market (its admin, the timelock's delay) and every change of its terms,
+    orchestrators and least stake, checked against the contracts."""
+    with _auditor(chain, rpc_url, market, from_block, no_cache) as auditor:
+        g = auditor.governance()
+    if as_json:
+        emit(g.to_dict(), True)
+    else:
+        delay = "not a timelock" if g.admin_delay is None else f"timelock, least delay {g.admin_delay} s"
+        out.print(f"market {g.market} as of block {g.block}: admin {g.admin} ({delay})")
+        table = Table(title="terms by version (orders keep the version they were placed under)")
+        for col in ("version", "since", "fee bps", "slash bps miss/fail/dispute", "windows s accept/dispute/arbitration",
+                    "run grace s", "arbiter", "tx"):
+            table.add_column(col)
+        for v in g.terms:
+            t = v.terms
+            table.add_row(str(v.version), _when(v.entry.timestamp), str(t.fee_bps),
+                          f"{t.miss_slash_bps}/{t.fail_slash_bps}/{t.dispute_slash_bps}",
+                          f"{t.accept_window}/{t.dispute_window}/{t.arbitration_window}", str(t.run_grace),
+                          _short(t.arbiter), _short(v.entry.tx_hash))
+        wide().print(table)
+        for who, allowed in g.orchestrators.items():
+            out.print(f"orchestrator {who}: {'allowed' if allowed else 'revoked'}")
+        _verdict(g.consistent, g.mismatches, "consistent: every change is an event and the contracts agree")
+    raise typer.Exit(0 if g.consistent else 1)
 
 
 audit_app.command("replay")(replay)

@@ -11,6 +11,8 @@ never landed is dropped at the next start, one whose order is on chain is kept.
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 import pytest
@@ -84,9 +86,13 @@ def spent(chain: Chain, who: str) -> tuple[int, int, int]:
             int(b.request("eth_getBalance", [who, "latest"]), 16), b.block_number())
 
 
-def files(engine: Engine) -> list[str]:
-    """The specs kept on disk, staged ones included."""
+def files(engine: Engine, settle_s: float = 10.0) -> list[str]:
+    """The specs kept on disk, staged ones included, once the placer has put away its last group: it
+    answers first and then keeps the specs and drops the staged copies (bounded wait, then as found)."""
     root = engine.state_dir / "specs"
+    deadline = time.monotonic() + settle_s
+    while (root / "staged.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 

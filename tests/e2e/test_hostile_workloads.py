@@ -80,8 +80,11 @@ def test_fork_bomb(world):
     wasm = world.bench.run(WasmWork(wat("stack_bomb")))  # no processes in wasm: the nearest is a recursion bomb
     assert wasm.status == "trap" and "call stack exhausted" in wasm.detail
     box = world.bench.run(world.sh("f(){ f | f & }; f; sleep 60", ContainerLimits(pids=64, wall_seconds=3)))
-    assert box.status == "wall-timeout" and b"can't fork" in box.stderr  # the pids limit held it
-    assert 3000 <= box.usage.wall_ms < 20000
+    assert b"can't fork" in box.stderr  # the pids limit held it
+    # the bomb runs until the wall limit, unless the container's first shell itself cannot fork its
+    # `sleep` and exits first (it then takes the whole container, and every fork of the bomb, with it)
+    assert box.status in ("wall-timeout", "exit") and not box.ok, box.status
+    assert box.usage.wall_ms < 20000
     assert _processes_of_nobody() == []
 
 

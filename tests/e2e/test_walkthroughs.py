@@ -66,6 +66,8 @@ EXPECT: list[tuple[str, str]] = [
     ("cona audit provider", r"the events replay to the registry's record"),
     ("cona audit escrow", r"balanced: each contract holds what it owes"),
     ("cona audit replay", r"reproduced"),
+    ("cona admin terms", r"applied ComputeMarket\.setSettings\(\(150,\s+\d+,\s+\d+,\s+\d+,\s+\d+,\s+600,"),
+    ("cona audit governance", r"(?s)timelock, least delay 0 s.*\b150\b.*consistent: every change is an event"),
 ]
 
 
@@ -88,12 +90,12 @@ def test_the_readme_lists_the_walkthroughs() -> None:
     lines = walkthrough_lines(text)
     body = text[text.index(START):text.index(END)]
     for heading in ("### A buyer", "### A contributor", "### Bring your own program", "### Bring your own container",
-                    "### An auditor"):
+                    "### An auditor", "### An operator"):
         assert heading in body
     for needle in ("cona order place", "--watch", "cona-agent register", "cona-agent run", "cona-agent withdraw",
                    "cona audit order", "cona audit escrow", "cona audit replay", "cona order cancel",
                    "clang --target=wasm32-wasi", "--wasm ", "--out-dir", "cona order verify", "cona artifact image",
-                   "--image "):
+                   "--image ", "cona admin terms", "cona audit governance"):
         assert any(needle in ln for ln in lines), needle
     # every expectation names a line that exists, so no check is silently skipped
     for prefix, _ in EXPECT:

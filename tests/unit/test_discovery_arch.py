@@ -95,3 +95,13 @@ def test_big_little_lscpu_reordered_keeps_each_core_type_apart():
     facts = cpu.cpu_devices(None, cpu.parse_lscpu(reordered))
     assert {d.model: d.compute_units for d in facts.devices} == {
         "Cortex-A510": 3, "Cortex-A710": 2, "Cortex-A715": 2, "Cortex-X3": 1}
+
+
+def test_lscpu_with_only_a_bios_model_name_names_the_cpu_from_it():
+    """Kunpeng 920 and other ARM servers print ``BIOS Model name`` and no ``Model name``. No public capture
+    of one was found (docs/discovery.md): the Raspberry Pi 4's real lscpu with its model line renamed so."""
+    text = fixture("cpu-aarch64-rpi4-lscpu/lscpu.txt").replace("  Model name:            Cortex-A72",
+                                                                 "  BIOS Model name:       Kunpeng 920-4826")
+    assert "  Model name:" not in text
+    (dev,) = cpu.cpu_devices(None, cpu.parse_lscpu(text)).devices
+    assert (dev.model, dev.compute_units) == ("Kunpeng 920-4826", 4)

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from marketplace.api.bounds import declare_body_limit
 from marketplace.api.deps import EngineDep
 from marketplace.api.workload_schemas import ARTIFACT_LIMITS, KINDS, ArtifactOut
 from marketplace.artifacts import ArtifactRejected, UploadClaim, parse_kind, verify_upload
@@ -37,6 +38,7 @@ _UPLOAD_DOC = {
                     + ", ".join(f"{v} bytes for {k}" for k, v in ARTIFACT_LIMITS.items()),
                     "content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}}},
     "x-max-body-bytes": ARTIFACT_LIMITS,
+    **declare_body_limit(max(ARTIFACT_LIMITS.values()), streamed=True),
 }
 _BYTES = {200: {"content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}},
                 "description": "the artifact's bytes; their sha256 is the digest"}}
