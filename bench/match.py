@@ -1,156 +1,192 @@
-"""``cona bench match``: orders matched per second, and GPU packing, on the Alibaba trace.
+"""``cona bench match``: orders matched per second, and GPU allocation on the Alibaba trace.
 
-Workload (docs/matching.md, "Benchmark"): providers are the trace's 1,213 GPU nodes
-(``openb_node_list_gpu_node.csv``) replicated to 1k, 10k and 100k and attached to the nodes
-of the real Cogentco topology; orders are the trace's pods (``openb_pod_list_default.csv``)
-in creation order, qos mapped to tiers (``marketplace.matching.trace``); the fragmentation
-score's workload distribution is every (count, share, CPU) shape of the pod list with its
-frequency (89 task types).
+Workload (docs/matching.md, "Benchmark"): providers are a node list of the Alibaba GPU
+trace v2023 (default ``openb_node_list_gpu_node.csv``, 1,213 GPU nodes; ``--nodes``),
+orders the pods of a pod list (default ``openb_pod_list_default.csv``; ``--trace``), qos
+mapped to tiers and ``gpu_spec`` to the models an order accepts (``marketplace.matching.trace``).
 
-- ``orders_per_s_{1k,10k,100k}``: the full pipeline (submit/queue, filter, score, reserve,
-  permit, bind with the in-memory binder) for a fixed number of orders that all fit, from
-  the first submit to the last decision; index construction (and collecting its garbage)
-  is excluded (done once per market, then kept up to date incrementally);
-- ``gpu_alloc_ratio``: on the trace's own cluster (1,213 nodes; quick mode: the first 300),
-  orders in trace order (the list cycled), one per round, nothing released: the share of
-  the cluster's GPU capacity allocated when the first order cannot be placed;
-- ``gpu_alloc_ratio_inflated``: the paper's inflated workload (``inflated``): pods sampled
-  from the trace with replacement, the GPU share allocated at the first order that cannot be
-  placed, mean over ``SEEDS`` (quick: two); ``gpu_alloc_ratio_inflated_130``: the same draws
-  go on past failures (a failed order is dropped) until the arrived GPU demand is 130% of
-  the capacity, then the share allocated (the paper's allocation-vs-arrived-workload view);
-- ``baseline_*``: the same with the ``first-fit`` policy (lowest-index feasible provider, no scoring),
-  in the same run, on the same orders, nodes and stop rule.
+- ``orders_per_s_{1k,10k,100k}``: the node list replicated to 1k, 10k and 100k providers on
+  the real Cogentco topology; the full pipeline (submit/queue, filter, score, reserve, permit,
+  bind with the in-memory binder) for a fixed number of orders in creation order, from the
+  first submit to the last decision; index construction (and collecting its garbage) is
+  excluded (done once per market, then kept up to date incrementally);
+- ``gpu_alloc_ratio``: on the node list's own cluster (quick mode: its first 300 nodes),
+  orders in trace order (the list cycled), one per round, nothing released: the share of the
+  cluster's GPU capacity allocated when the first order cannot be placed;
+  ``baseline_gpu_alloc_ratio``: the same with the ``first-fit`` policy;
+- the FGD paper's protocol (``bench.inflation``: pods drawn with replacement until the
+  arrived GPU demand is 130 % of the capacity, one arrival at a time, ``SEEDS``) for every
+  policy of ``POLICIES``: ``policies`` has each one's figures; ``unalloc_at_100`` is the
+  project's (``default``) share of the GPU capacity unallocated when the arrived demand is
+  100 % of it, mean over seeds; ``fgd_unalloc_at_100`` the paper's FGD; ``best_baseline`` and
+  ``best_baseline_unalloc_at_100`` the best of the paper's baselines; ``gpu_spec_violations``
+  the placements, over every policy and seed, on a GPU model the order does not accept.
+
+The fragmentation-aware policies get the workload's task types from the pod list, as a
+scheduler learns them from its order history: the project's policy its own
+(``WorkloadDistribution.of_history``), the paper's FGD the simulator's "typical pods" (pod
+counts, the most popular types up to 95 % of pods).
 Each placement is checked against the provider's capacity by the index (negative free
-capacity is a bug that stops the run), and every order must end bound.
+capacity is a bug that stops the run).
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from bench import inflation
 from bench.stats import rnd
-from marketplace.matching import MatchingConfig, Order, Outcome, Scheduler, WorkloadDistribution
+from marketplace.errors import Unschedulable
+from marketplace.matching import MatchingConfig, Outcome, Scheduler, WorkloadDistribution
 from marketplace.matching import trace
+from marketplace.matching.trace import TraceNode, TracePod
 from marketplace.resources.model import DeviceClass
 from marketplace.routing.spf import RoutingTable
 from marketplace.routing.topology import load_topology
 
+log = logging.getLogger(__name__)
+
 #: the trace as committed with the project (tests/fixtures/traces/SOURCES.md says where it comes from)
 TRACES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "traces"
+NODES = TRACES / "openb_node_list_gpu_node.csv"
+PODS = TRACES / "openb_pod_list_default.csv"
 TOPOLOGY = TRACES.parent / "topologies" / "Cogentco.gml"
-#: seeds of the inflated workload; tests use other (held-out) seeds, nothing is tuned to these
-SEEDS = (0, 1, 2, 3)
+#: seeds of the inflated workload (the paper runs ten); tests use other (held-out) seeds
+SEEDS = tuple(range(10))
+#: the project's policy, then the published schedulers the paper compares (FGD last)
+PROJECT = "default"
+BASELINES = ("random", "first-fit", "dot-product", "best-fit", "gpu-packing", "gpu-clustering")
+PAPER_FGD = "fgd"
+POLICIES = (PROJECT, *BASELINES, PAPER_FGD)
 
 
-def _load():
-    nodes = trace.load_nodes(TRACES / "openb_node_list_gpu_node.csv")
-    pods = trace.load_pods(TRACES / "openb_pod_list_default.csv")
-    topo = load_topology(TOPOLOGY)
-    return nodes, pods, RoutingTable(topo), list(topo.nodes)
+def workloads(pods: Sequence[TracePod]) -> dict[str, WorkloadDistribution]:
+    """The workload distribution each policy's scheduler gets (see the module docstring)."""
+    reqs = [p.requirement for p in pods]
+    return {PROJECT: WorkloadDistribution.of_history(reqs),
+            PAPER_FGD: WorkloadDistribution.from_requirements(reqs, weight="pods", coverage=0.95)}
 
 
 def throughput(nodes, pods, routing, attach, n_providers: int, n_orders: int, workload,
-               config: MatchingConfig | None = None) -> float:
+               config: MatchingConfig | None = None) -> tuple[float, int]:
+    """(orders decided per second, orders that could not be placed). An order no provider can
+    ever take is refused at submit; one the market cannot hold now stays pending until a round
+    places nothing more."""
     s = Scheduler(trace.providers(nodes, n_providers, attach), config=config, routing=routing, workload=workload)
     orders = trace.orders(pods, n_orders, attach)
     now = orders[-1].submitted_at
     # the index build is excluded, and so is collecting its garbage (timeit's rule of thumb)
     gc.collect()
     start = time.perf_counter()
+    unplaced = 0
     for o in orders:
-        s.submit(o)
-    bound = 0
+        try:
+            s.submit(o)
+        except Unschedulable:
+            unplaced += 1
     while len(s.queue):
-        r = s.schedule_round(now)
-        got = r.count(Outcome.BOUND)
-        if got == 0:
-            raise RuntimeError(f"{n_providers} providers: a round bound nothing with {len(s.queue)} orders left")
-        bound += got
+        if s.schedule_round(now).count(Outcome.BOUND) == 0:
+            unplaced += len(s.queue)
+            break
     elapsed = time.perf_counter() - start
-    if bound != n_orders:
-        raise RuntimeError(f"{n_providers} providers: {bound} of {n_orders} orders bound")
-    return n_orders / elapsed
+    return n_orders / elapsed, unplaced
 
 
 def alloc_ratio(nodes, pods, workload, config: MatchingConfig | None = None) -> tuple[float, int]:
     """GPU share allocated before the first order (trace order, cycled) that cannot be placed."""
     s = Scheduler(trace.providers(nodes, len(nodes)), config=config, workload=workload)
     capacity = s.index.capacity_milli(DeviceClass.GPU)
-    k = 0
     stream = trace.orders(pods, 4 * len(pods))
-    while True:
-        o = stream[k]
-        s.submit(o)
-        d = s.schedule_round(o.submitted_at).decisions[0]
-        if d.outcome != Outcome.BOUND:
+    for k, o in enumerate(stream):
+        try:
+            s.submit(o)
+        except Unschedulable:
             return s.index.used_milli(DeviceClass.GPU) / capacity, k
-        k += 1
-
-
-def inflated(nodes, pods, workload, seed: int, config: MatchingConfig | None = None, *,
-             until: float = 1.3) -> tuple[float, float]:
-    """The paper's inflated workload (Weng et al. ATC'23, the simulator's workload inflation):
-    pods drawn uniformly with replacement from the trace (numpy ``default_rng(seed)``), one per
-    round, nothing released, an order that cannot be placed is dropped and the arrivals go on
-    until their GPU demand reaches ``until`` times the capacity.
-
-    Returns (GPU share allocated at the first order that cannot be placed, GPU share allocated
-    when the arrivals stop). Both policies see the same draws for a seed."""
-    s = Scheduler(trace.providers(nodes, len(nodes)), config=config, workload=workload)
-    capacity = s.index.capacity_milli(DeviceClass.GPU)
-    rng = np.random.default_rng(seed)
-    arrived, k, first = 0, 0, None
-    while arrived < until * capacity:
-        pod = pods[int(rng.integers(len(pods)))]
-        o = Order(f"{pod.name}~s{seed}~{k}", pod.requirement, pod.tier, None, float(k))
-        arrived += pod.gpu_milli
-        k += 1
-        s.submit(o)
         if s.schedule_round(o.submitted_at).decisions[0].outcome != Outcome.BOUND:
-            s.queue.remove(o.order_id)  # dropped, as the simulator leaves a failed pod unscheduled
-            if first is None:
-                first = s.index.used_milli(DeviceClass.GPU) / capacity
-    final = s.index.used_milli(DeviceClass.GPU) / capacity
-    return (final if first is None else first), final
+            return s.index.used_milli(DeviceClass.GPU) / capacity, k
+    return s.index.used_milli(DeviceClass.GPU) / capacity, len(stream)
 
 
-def run(quick: bool = False) -> dict:
-    nodes, pods, routing, attach = _load()
-    # every (count, share, CPU) task type of the trace with its frequency (the paper's typical pods)
-    workload = WorkloadDistribution.from_requirements([p.requirement for p in pods], device_class=DeviceClass.GPU)
+def reproduce(nodes: Sequence[TraceNode], pods: Sequence[TracePod], *, seeds: Sequence[int] = SEEDS,
+              policies: Sequence[str] = POLICIES) -> dict:
+    """The paper's protocol for every policy (``bench.inflation``), and the headline figures."""
+    wl = workloads(pods)
+    capacity = sum(n.gpu for n in nodes) * 1000
+    runs: dict[str, list[inflation.Run]] = {p: [] for p in policies}
+    for seed in seeds:
+        seq = inflation.arrivals(pods, capacity, seed)
+        for policy in policies:
+            runs[policy].append(inflation.run(nodes, seq, MatchingConfig(policy=policy), wl.get(policy), seed))
+    figures = {p: _summary(rs) for p, rs in runs.items()}
+    out: dict = {"policies": figures, "inflation_seeds": list(seeds), "inflation_ratio": inflation.RATIO,
+                 "gpu_spec_violations": sum(f["gpu_spec_violations"] for f in figures.values())}
+    if PROJECT in figures:
+        out["unalloc_at_100"] = figures[PROJECT]["unalloc_at_100"]
+    if PAPER_FGD in figures:
+        out["fgd_unalloc_at_100"] = figures[PAPER_FGD]["unalloc_at_100"]
+    base = [p for p in BASELINES if p in figures]
+    if base:
+        best = min(base, key=lambda p: (figures[p]["unalloc_at_100"], p))
+        out["best_baseline"] = best
+        out["best_baseline_unalloc_at_100"] = figures[best]["unalloc_at_100"]
+    return out
+
+
+def _summary(rs: list[inflation.Run]) -> dict:
+    marks = sorted(rs[0].allocation)
+    return {
+        "unalloc_at_100": round(float(np.mean([r.unalloc_at_100 for r in rs])), 4),
+        "unalloc_at_100_per_seed": [round(r.unalloc_at_100, 4) for r in rs],
+        "allocation": {str(m): round(float(np.mean([r.allocation[m] for r in rs])), 4) for m in marks},
+        "first_failure": round(float(np.mean([r.first_failure if r.first_failure is not None else r.allocation[130]
+                                              for r in rs])), 4),
+        "placed": int(sum(r.placed for r in rs)), "failed": int(sum(r.failed for r in rs)),
+        "refused": int(sum(r.refused for r in rs)), "gpu_spec_violations": int(sum(r.violations for r in rs)),
+    }
+
+
+def run(quick: bool = False, *, trace_path: str | Path | None = None, nodes_path: str | Path | None = None,
+        inflation_only: bool = False, policies: Sequence[str] = POLICIES) -> dict:
+    """Every figure of the module docstring; ``inflation_only``: the paper's protocol alone (for
+    ``policies``), on the whole node list (quick: its first 300 nodes, two seeds)."""
+    nodes = trace.load_nodes(nodes_path or NODES)
+    pods = trace.load_pods(trace_path or PODS)
+    seeds = SEEDS[:2] if quick else SEEDS
+    if inflation_only:
+        cluster = nodes[:300] if quick else nodes
+        return {"trace": Path(trace_path or PODS).name, "nodes": Path(nodes_path or NODES).name,
+                "alloc_cluster_nodes": len(cluster), **reproduce(cluster, pods, seeds=seeds, policies=policies)}
+    topo = load_topology(TOPOLOGY)
+    routing, attach = RoutingTable(topo), list(topo.nodes)
+    wl = workloads(pods)
     sizes = {"1k": (1_000, 400 if quick else 3_000), "10k": (10_000, 300 if quick else 3_000),
              "100k": (100_000, 100 if quick else 1_000)}
-    out: dict = {}
+    out: dict = {"trace": Path(trace_path or PODS).name, "nodes": Path(nodes_path or NODES).name}
     for key, (n, m) in sizes.items():
-        out[f"orders_per_s_{key}"] = rnd(throughput(nodes, pods, routing, attach, n, m, workload))
+        rate, unplaced = throughput(nodes, pods, routing, attach, n, m, wl[PROJECT])
+        out[f"orders_per_s_{key}"] = rnd(rate)
+        if unplaced:
+            out[f"orders_unplaced_{key}"] = unplaced
     n_base, m_base = sizes["10k"]
     base_cfg = MatchingConfig(policy="first-fit")
-    out["baseline_orders_per_s_10k"] = rnd(throughput(nodes, pods, routing, attach, n_base, m_base, workload,
-                                                      base_cfg))
+    out["baseline_orders_per_s_10k"] = rnd(throughput(nodes, pods, routing, attach, n_base, m_base, wl[PROJECT],
+                                                      base_cfg)[0])
     cluster = nodes[:300] if quick else nodes
-    ratio, placed = alloc_ratio(cluster, pods, workload)
-    base_ratio, base_placed = alloc_ratio(cluster, pods, workload, base_cfg)
+    ratio, placed = alloc_ratio(cluster, pods, wl[PROJECT])
+    base_ratio, base_placed = alloc_ratio(cluster, pods, wl[PROJECT], base_cfg)
     out.update({
         "gpu_alloc_ratio": round(ratio, 4), "orders_placed_before_first_failure": placed,
         "baseline_gpu_alloc_ratio": round(base_ratio, 4), "baseline_orders_placed_before_first_failure": base_placed,
-        "alloc_cluster_nodes": len(cluster),
-    })
-    seeds = SEEDS[:2] if quick else SEEDS
-    ours = [inflated(cluster, pods, workload, sd) for sd in seeds]
-    base = [inflated(cluster, pods, workload, sd, base_cfg) for sd in seeds]
-    out.update({
-        "gpu_alloc_ratio_inflated": round(float(np.mean([a for a, _ in ours])), 4),
-        "baseline_gpu_alloc_ratio_inflated": round(float(np.mean([a for a, _ in base])), 4),
-        "gpu_alloc_ratio_inflated_130": round(float(np.mean([b for _, b in ours])), 4),
-        "baseline_gpu_alloc_ratio_inflated_130": round(float(np.mean([b for _, b in base])), 4),
-        "inflated_seeds": list(seeds), "providers_sizes": [1_000, 10_000, 100_000],
+        "alloc_cluster_nodes": len(cluster), "providers_sizes": [1_000, 10_000, 100_000],
         "orders_per_size": [m for _, m in sizes.values()],
     })
+    out.update(reproduce(cluster, pods, seeds=seeds, policies=policies))
     return out
 
 

@@ -40,12 +40,32 @@ def bench_route(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
 
 
 @bench_app.command("match")
-def bench_match(as_json: bool = JsonOpt, quick: bool = QuickOpt) -> None:
-    """Matching on the Alibaba GPU trace at 1k/10k/100k providers against first fit, and order placed to
+def bench_match(as_json: bool = JsonOpt, quick: bool = QuickOpt,
+                trace: Optional[Path] = typer.Option(None, "--trace", exists=True, dir_okay=False,
+                                                     help="a pod list of the Alibaba GPU trace v2023 (default: "
+                                                          "openb_pod_list_default.csv)"),
+                nodes: Optional[Path] = typer.Option(None, "--nodes", exists=True, dir_okay=False,
+                                                     help="its node list (default: openb_node_list_gpu_node.csv)"),
+                inflation_only: bool = typer.Option(False, "--inflation-only",
+                                                    help="only the FGD paper's workload-inflation protocol"),
+                policy: list[str] = typer.Option([], "--policy", help="a policy the protocol runs (repeatable; "
+                                                                      "default: the project's, the baselines, fgd)")
+                ) -> None:
+    """Matching on the Alibaba GPU trace at 1k/10k/100k providers against first fit; the FGD paper's
+    workload-inflation protocol for the project's policy, FGD and the paper's baselines; and order placed to
     lease on chain through the engine (embedded chain), with the heartbeat failure-detection time."""
     from bench import lease, match
 
-    emit({**match.run(quick=quick), **lease.run(quick=quick)}, True)
+    from marketplace.matching.registry import REGISTRY
+
+    policies = tuple(policy) or match.POLICIES
+    for name in policies:
+        REGISTRY.policy(name)  # an unknown name: one line with a "did you mean", before any run
+    if inflation_only:
+        emit(match.run(quick=quick, trace_path=trace, nodes_path=nodes, inflation_only=True, policies=policies), True)
+        return
+    emit({**match.run(quick=quick, trace_path=trace, nodes_path=nodes, policies=policies), **lease.run(quick=quick)},
+         True)
 
 
 @bench_app.command("api")

@@ -42,8 +42,8 @@ from marketplace.cli.artifacts import put_file
 from marketplace.cli.keys import DevOpt, KeyFileOpt, PassOpt, buyer_signer, signed_call
 from marketplace.cli.options import JsonOpt
 from marketplace.cli.output import console, emit, eth, out, run, short
-from marketplace.cli.quote import (CountOpt, CpuMilliOpt, DeviceOpt, DomainOpt, DurOpt, FeatOpt, FlopsOpt, LatOpt,
-                                   MemOpt, PrecOpt, ShareOpt, SysMemOpt, requirement_dict)
+from marketplace.cli.quote import (CountOpt, CpuMilliOpt, DeviceOpt, DomainOpt, DurOpt, FeatOpt, FlopsOpt, GpuModelOpt,
+                                   LatOpt, MemOpt, PrecOpt, ShareOpt, SysMemOpt, requirement_dict)
 from marketplace.cli.remote import ApiOpt, RemoteMarket, api_client, connect
 from marketplace.cli.watch import progress_table, watch_order
 from marketplace.errors import ChainError, InputError, NotFound
@@ -76,6 +76,7 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
           max_latency_ms: Optional[float] = LatOpt,
           max_price: int = typer.Option(..., "--max-price", min=1, help="wei per device-hour at most (see `cona quote`)"),
           domain: Optional[int] = DomainOpt, duration: int = DurOpt, cpu_milli: int = CpuMilliOpt,
+          gpu_model: list[str] = GpuModelOpt,
           attachment: str = typer.Option(..., "--attachment", help="the topology node the buyer sits at"),
           module: Optional[str] = W.ModuleOpt, wasm: Optional[Path] = W.WasmOpt, wasm_digest: Optional[str] = W.WasmDigestOpt,
           image: Optional[Path] = W.ImageOpt, image_digest: Optional[str] = W.ImageDigestOpt,
@@ -101,7 +102,7 @@ def place(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
     """Sign an order (EIP-712) and place it through the API; prints the order id. Files it names (--wasm,
     --image, --input-artifact NAME=FILE) are uploaded as artifacts first."""
     req = requirement_dict(device_class, count, share_milli, min_memory_mib, min_system_memory_mib, precision,
-                           min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli)
+                           min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli, gpu_model)
     opts = W.WorkloadOptions(module, wasm, wasm_digest, image, image_digest, image_ref, program, cpu_s, tuple(arg),
                              cmd, tuple(env), tuple(input_artifact), network, memory_mib, work_mib, nondeterministic)
     data = _workload_input(input_text, input_hex, input_file)

@@ -8,7 +8,7 @@ flag at fault. Tables abbreviate addresses; ``--json`` prints the API's document
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import typer
 from rich.table import Table
@@ -32,18 +32,23 @@ PriceOpt = typer.Option(None, "--max-price", min=0, help="wei per device-hour at
 DomainOpt = typer.Option(None, "--domain", help="only providers in this network domain")
 DurOpt = typer.Option(3600, "--duration", min=1, help="lease length, seconds")
 CpuMilliOpt = typer.Option(0, "--cpu-milli", min=0, help="host CPU an accelerator job needs, thousandths")
+GpuModelOpt = typer.Option([], "--gpu-model", help="a device model the order accepts (repeatable), e.g. A100; "
+                                                    "without it any model")
 AttOpt = typer.Option(None, "--attachment", help="the topology node the buyer sits at (for latency)")
 
 
 def requirement_dict(device_class: str, count: int, share_milli: int, min_memory_mib: Optional[int],
                      min_system_memory_mib: Optional[int], precision: Optional[str], min_flops: Optional[float],
                      feature: list[str], max_latency_ms: Optional[float], max_price: Optional[int],
-                     domain: Optional[int], duration: int, cpu_milli: int) -> dict[str, Any]:
+                     domain: Optional[int], duration: int, cpu_milli: int,
+                     gpu_model: Sequence[str] = ()) -> dict[str, Any]:
     """The requirement the flags describe, normalised by ``Requirement`` (which names a bad field)."""
     from marketplace.resources.requirement import Requirement
 
     raw = {"device_class": device_class, "count": count, "share_milli": share_milli, "duration_s": duration,
            "cpu_milli": cpu_milli, "features": list(feature)}
+    if gpu_model:
+        raw["models"] = list(gpu_model)
     for k, v in (("min_memory_mib", min_memory_mib), ("min_system_memory_mib", min_system_memory_mib),
                  ("precision", precision), ("min_flops", min_flops), ("max_latency_ms", max_latency_ms),
                  ("max_price", max_price), ("domain", domain)):
@@ -53,8 +58,9 @@ def requirement_dict(device_class: str, count: int, share_milli: int, min_memory
         return Requirement.from_dict(raw).to_dict()
     except ConaError as exc:
         f = exc.fields.get("field")
-        raise InputError(exc.message, field=f, hint=exc.hint or (f"check --{str(f).replace('_', '-')}" if f else None)) \
-            from None
+        flag = "gpu-model" if f == "models" else str(f).replace("_", "-")
+        raise InputError(f"--{flag}: {exc.message}" if f else exc.message, field=f,
+                         hint=exc.hint or (f"check --{flag}" if f else None)) from None
 
 
 def quote(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int = ShareOpt,
@@ -62,10 +68,11 @@ def quote(device_class: str = DeviceOpt, count: int = CountOpt, share_milli: int
           precision: Optional[str] = PrecOpt, min_flops: Optional[float] = FlopsOpt, feature: list[str] = FeatOpt,
           max_latency_ms: Optional[float] = LatOpt, max_price: Optional[int] = PriceOpt,
           domain: Optional[int] = DomainOpt, duration: int = DurOpt, cpu_milli: int = CpuMilliOpt,
-          attachment: Optional[str] = AttOpt, api: Optional[str] = ApiOpt, as_json: bool = JsonOpt) -> None:
+          gpu_model: list[str] = GpuModelOpt, attachment: Optional[str] = AttOpt, api: Optional[str] = ApiOpt,
+          as_json: bool = JsonOpt) -> None:
     """Which providers would serve a requirement: price, latency, score, and why the others are left out."""
     req = requirement_dict(device_class, count, share_milli, min_memory_mib, min_system_memory_mib, precision,
-                           min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli)
+                           min_flops, feature, max_latency_ms, max_price, domain, duration, cpu_milli, gpu_model)
     with api_client(api) as client:
         doc = client.quote(req, attachment)
     if as_json:

@@ -100,32 +100,37 @@ class StateKey(Generic[T]):
 
 class SharedState:
     """Values plugins reuse across the orders of a round (and across rounds for ``MARKET``),
-    each under a ``StateKey`` and a hashable sub-key (what the value depends on)."""
+    each under a ``StateKey`` and a hashable sub-key (what the value depends on). Entries are
+    kept per lifetime, so a new round drops the round's entries without walking the others."""
 
-    __slots__ = ("_d",)
+    __slots__ = ("_by",)
 
     def __init__(self) -> None:
-        self._d: dict[tuple[StateKey, Hashable], Any] = {}
+        self._by: dict[Lifetime, dict[tuple[StateKey, Hashable], Any]] = {lt: {} for lt in Lifetime}
 
     def get(self, key: StateKey[T], sub: Hashable) -> T | None:
-        return self._d.get((key, sub))
+        return self._by[key.lifetime].get((key, sub))
 
     def put(self, key: StateKey[T], sub: Hashable, value: T) -> T:
-        self._d[(key, sub)] = value
+        self._by[key.lifetime][(key, sub)] = value
         return value
 
     def end_round(self) -> None:
         """A new round: only the ``MARKET*`` entries stay."""
-        self._d = {k: v for k, v in self._d.items() if k[0].lifetime in _KEPT_ACROSS_ROUNDS}
+        for lt in Lifetime:
+            if lt not in _KEPT_ACROSS_ROUNDS and self._by[lt]:
+                self._by[lt] = {}
 
     def routes_changed(self) -> None:
-        self._d = {k: v for k, v in self._d.items() if k[0].lifetime not in _READ_ROUTES}
+        for lt in _READ_ROUTES:
+            self._by[lt] = {}
 
     def clear(self) -> None:
-        self._d.clear()
+        for lt in Lifetime:
+            self._by[lt] = {}
 
     def __len__(self) -> int:
-        return len(self._d)
+        return sum(len(d) for d in self._by.values())
 
 
 class CycleState:

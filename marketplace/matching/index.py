@@ -12,7 +12,8 @@ distinct hardware shape (``group``), not per provider.
 Invariants:
 - rows are sorted by ``provider_id``: the input order of providers never matters;
 - ``0 <= free <= cap`` everywhere; ``n_full``/``max_free``/``frag`` always agree with ``free``
-  (``take``/``give`` recompute the row they touch);
+  (``take``/``give`` recompute the row they touch), and ``kinds``/``n_kinds`` with the
+  accelerator leases taken and not given back;
 - ``version`` changes whenever anything but free capacity changes, so caches keyed on it
   are never stale.
 """
@@ -53,6 +54,14 @@ class ClassSlots:
         self.max_free[rows] = f.max(axis=1) if f.shape[-1] else 0
 
 
+def lease_kind(pl: Placement) -> int:
+    """The kind of an accelerator lease, as GPU clustering groups them: 0 for a fraction of one
+    device, else the number of whole devices."""
+    if len(pl.slots) == 1 and pl.slots[0][1] < 1000:
+        return 0
+    return len(pl.slots)
+
+
 class ProviderIndex:
     """Columns over the providers; see the module docstring."""
 
@@ -86,6 +95,11 @@ class ProviderIndex:
         #: PlacementMemo keys leave the memory ask out (placement.memo_key)
         self.memo_ignores_memory = True
         self.frag = np.zeros(self.n)
+        #: each row's access class in the fragmentation model (which task types its device model admits)
+        self.frag_acc = np.zeros(self.n, dtype=np.int64)
+        #: accelerator leases held per row by kind (``lease_kind``), and how many kinds each row holds
+        self.kinds: dict[int, np.ndarray] = {}
+        self.n_kinds = np.zeros(self.n, dtype=np.int32)
         log.info("provider index: %d providers, %d hardware shapes, classes %s", self.n, len(self.group_views),
                  [c.name for c in self.slots])
 
@@ -207,9 +221,14 @@ class ProviderIndex:
         self.memo_ignores_memory = model is None or all(t.memory_mib == 0 for t in model.dist.types)
         self._frag_memo = {}
         self.memos = {}
+        self.frag_acc = np.zeros(self.n, dtype=np.int64)
         if model is None:
             self.frag = np.zeros(self.n)
             return
+        # the access class is a function of the hardware group: the models of its devices
+        for g, view in enumerate(self.group_views):
+            models = tuple(sorted({d.model for d in view.descriptor.of_class(model.dist.device_class)}))
+            self.frag_acc[self.group == g] = model.access_class(models)
         uniq, first, inv = np.unique(self.state, return_index=True, return_inverse=True)
         vals = self.frag_of(first)
         self._frag_memo = dict(zip(uniq.tolist(), vals.tolist()))
@@ -222,7 +241,7 @@ class ProviderIndex:
         cs = self.slots.get(self.frag_class)  # type: ignore[arg-type]
         f = (cs.free[rows] if cs is not None else np.zeros((len(rows), 0), dtype=np.int32)) if free is None else free
         return self.frag_model.node_frag(f, self.cpu_free[rows] if cpu is None else cpu,
-                                         self.mem_free[rows] if mem is None else mem)
+                                         self.mem_free[rows] if mem is None else mem, self.frag_acc[rows])
 
     def frag1(self, i: int, free: list[int] | None, cpu: int, mem: int) -> float:
         """``frag_of`` for one row in plain Python (same bits): ``free`` None = row i's parts now."""
@@ -232,14 +251,15 @@ class ProviderIndex:
         if free is None:
             cs = self.slots.get(self.frag_class)  # type: ignore[arg-type]
             free = [] if cs is None else cs.free[i].tolist()
-        return model.node_frag1(free, cpu, mem)
+        return model.node_frag1(free, cpu, mem, int(self.frag_acc[i]))
 
     def fgd_slot(self, free: np.ndarray, eligible: np.ndarray, cpu_after: np.ndarray, mem_after: np.ndarray,
-                 share: int, *, with_frag: bool = False):
+                 share: int, acc: np.ndarray, *, with_frag: bool = False):
         """The device a one-device fractional task takes on each row, as FGD chooses it: the
         eligible slot whose use leaves the node's fragmentation lowest, then the least free
         part (best fit), then the lowest index. ``free`` (R, G) and ``eligible`` (R, G) are
-        before the placement; rows without an eligible slot get -1. With ``with_frag``, also
+        before the placement, ``acc`` (R,) the rows' access classes; rows without an eligible
+        slot get -1. With ``with_frag``, also
         each row's fragmentation after that choice (unrounded; NaN without a choice)."""
         r, g = free.shape
         if self.frag_model is None or r == 0:
@@ -257,7 +277,7 @@ class ProviderIndex:
         rr, jj = rr[sel], jj[sel]
         after = free[rr].copy()
         after[np.arange(len(rr)), jj] -= share
-        raw = self.frag_model.node_frag(after, cpu_after[rr], mem_after[rr])
+        raw = self.frag_model.node_frag(after, cpu_after[rr], mem_after[rr], acc[rr])
         f = np.round(raw, 6)
         # lexicographic (row, frag, free part, slot): the first entry of each row wins
         order = np.lexsort((jj, free[rr, jj], f, rr))
@@ -272,7 +292,7 @@ class ProviderIndex:
         frag[rr_sorted[first]] = raw[order][first]
         return out, frag
 
-    def fgd_slot1(self, free: list[int], cpu_after: int, mem_after: int, share: int) -> tuple[int, float]:
+    def fgd_slot1(self, free: list[int], cpu_after: int, mem_after: int, share: int, acc: int) -> tuple[int, float]:
         """``fgd_slot`` for one row in plain Python: (slot, fragmentation after), or (-1, nan).
         The fragmentation depends on the multiset of free parts only, so slots with equal free
         parts are one candidate (the lowest index)."""
@@ -285,7 +305,7 @@ class ProviderIndex:
             seen.add(v)
             parts = list(free)
             parts[j] = v - share
-            raw = model.node_frag1(parts, cpu_after, mem_after)  # type: ignore[union-attr]
+            raw = model.node_frag1(parts, cpu_after, mem_after, acc)  # type: ignore[union-attr]
             key = (round(raw * 1e6) / 1e6, v, j)  # np.round(raw, 6), as fgd_slot rounds
             if best is None or key < best[0]:
                 best = (key, j, raw)
@@ -327,6 +347,7 @@ class ProviderIndex:
             cs.free[i] = row
             cs.n_full[i] = sum(1 for a in row if a >= 1000)
             cs.max_free[i] = max(row) if row else 0
+            self._count_kind(i, lease_kind(pl), -sign)  # taking capacity (sign -1) adds a lease
         self.cpu_free[i] += sign * pl.cpu_milli
         self.mem_free[i] += sign * pl.memory_mib
         sid = self.state[i] = self._state_id(i)
@@ -336,6 +357,15 @@ class ProviderIndex:
                 f = self._frag_memo[sid] = self.frag1(i, None, int(self.cpu_free[i]), int(self.mem_free[i])) \
                     if frag_after is None else frag_after
             self.frag[i] = f
+
+    def _count_kind(self, i: int, kind: int, sign: int) -> None:
+        arr = self.kinds.get(kind)
+        if arr is None:
+            arr = self.kinds[kind] = np.zeros(self.n, dtype=np.int32)
+        before = arr[i]
+        arr[i] = before + sign
+        if before == 0 or arr[i] == 0:
+            self.n_kinds[i] += 1 if before == 0 else -1
 
     def used_milli(self, cls: DeviceClass) -> int:
         cs = self.slots.get(cls)

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 def hardware_key(req: Requirement) -> tuple:
     """The part of a requirement that depends on hardware only (what fit judges statically)."""
     return (req.device_class, req.count, req.share_milli, req.min_memory_mib, req.min_system_memory_mib,
-            req.precision, req.min_flops, req.features, req.cpu_milli)
+            req.precision, req.min_flops, req.features, req.cpu_milli, req.models)
 
 
 # process-wide interning of the two requirement keys (they only ever grow by distinct asks):
@@ -179,7 +179,7 @@ class PlacementMemo:
             share = req.share_milli
             count = req.count
             if count == 1 and share < 1000 and ix.frag_class == cls:
-                j, after = ix.fgd_slot1(free, cpu, mem, share)
+                j, after = ix.fgd_slot1(free, cpu, mem, share, int(ix.frag_acc[row]))
                 free[j] -= share
                 self.slots[sid, 0] = j
             else:
@@ -243,7 +243,8 @@ def simulate(ix: ProviderIndex, req: Requirement, rows: np.ndarray, *, with_frag
     if req.count == 1 and req.share_milli < 1000 and ix.frag_class == req.device_class:
         # a fractional device: FGD also picks the device inside the node (index.fgd_slot), whose
         # fragmentation after is the node's
-        slot, after = ix.fgd_slot(free, free >= req.share_milli, cpu, mem, req.share_milli, with_frag=True)
+        slot, after = ix.fgd_slot(free, free >= req.share_milli, cpu, mem, req.share_milli, ix.frag_acc[rows],
+                                  with_frag=True)
         order = slot[:, None]
     else:
         # best fit inside the node: the devices with the least free part that still fits, lowest index first
@@ -309,7 +310,7 @@ class Placer:
                 eligible = np.zeros((1, len(free)), dtype=bool)
                 eligible[0, ok] = True
                 j = int(ix.fgd_slot(free[None, :], eligible, ix.cpu_free[i:i + 1] - req.cpu_milli,
-                                    ix.mem_free[i:i + 1] - mem, req.share_milli)[0])
+                                    ix.mem_free[i:i + 1] - mem, req.share_milli, ix.frag_acc[i:i + 1])[0])
             return Placement(pid, req.device_class, ((j, req.share_milli),), req.cpu_milli, mem)
         cand.sort()
         chosen = sorted(j for _, j in cand[: req.count])

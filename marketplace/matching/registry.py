@@ -5,8 +5,14 @@ extension point, in order, with the score weights and tie-breaks, and how candid
 sampled. ``MatchingConfig.policy`` selects one by name; the config's plugin lists, when
 given, override the policy's. Built in:
 
-    default    the project's matcher: FGD (Fragmentation 10) + Price 2 + PathLatency 2 +
-               Reliability 1, ties by BestFit; the rotating ``num_to_score`` sample
+    default    the project's matcher: FGD as the paper scores it (FGDScore 10: the
+               fragmentation gradient through a sigmoid, in whole points) + Price 2 +
+               PathLatency 2 + Reliability 1, ties to the smaller node (SmallerNode), then
+               the lower id (NodeOrder); the rotating ``num_to_score`` sample. Against the
+               continuous gradient (Fragmentation 10, ties by BestFit) on the trace: the
+               quantized score leaves near-equal placements to the tie-breaks, which pack
+               small nodes first and keep large ones whole (docs/matching.md, "Reproducing
+               the FGD paper")
     first-fit  the baseline: the lowest-id feasible provider, nothing scored (fractional
                devices inside it are still chosen by FGD, as the default policy chooses them)
     balanced   the default plus LoadLatency 6: among providers the default ranks alike, the
@@ -33,13 +39,14 @@ from typing import TYPE_CHECKING, Any
 from marketplace.matching.binder import InMemoryBinder
 from marketplace.matching.errors import MatchingConfigError
 from marketplace.matching.framework import ExtensionPoint
+from marketplace.matching.plugins.baselines import BASELINES, FGDScore, NodeOrder
 from marketplace.matching.plugins.filters import FILTERS
 from marketplace.matching.plugins.permit import StakeCoversLeases
 from marketplace.matching.plugins.preemption import ReservationPreemption
 from marketplace.matching.plugins.prefilter import EverFeasible
 from marketplace.matching.plugins.reserve import ProviderCapacity
-from marketplace.matching.plugins.scores import (SCORES, BestFit, Fragmentation, LoadLatency, MinMax, PathLatency,
-                                                 Price, Reliability)
+from marketplace.matching.plugins.scores import (SCORES, LoadLatency, MinMax, PathLatency, Price, Reliability,
+                                                 SmallerNode)
 from marketplace.matching.queue import TierAgeing
 
 if TYPE_CHECKING:
@@ -57,6 +64,8 @@ class Sampling(str, Enum):
     ROTATING = "rotating"
     #: no scoring: the lowest-id feasible provider whose devices fit
     FIRST_FEASIBLE = "first-feasible"
+    #: every feasible provider is scored (percentageOfNodesToScore 100, as the FGD paper's simulator)
+    ALL = "all"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +185,10 @@ DEFAULT = Profile(
     filter=tuple(f.name for f in FILTERS),
     post_filter=(ReservationPreemption.name,),
     # LoadBalance (spreading) is available but off: on the Alibaba trace it strands GPUs
-    score=((Fragmentation.name, 10.0), (Price.name, 2.0), (PathLatency.name, 2.0), (Reliability.name, 1.0)),
+    score=((FGDScore.name, 10.0), (Price.name, 2.0), (PathLatency.name, 2.0), (Reliability.name, 1.0)),
     normalize_score=MinMax.name,
-    # FGD's "smallest fragmentation increase, then best fit"
-    tie_break=(BestFit.name,),
+    # equal FGD points: the smaller node, then the lower id (consolidation, as first fit)
+    tie_break=(SmallerNode.name, NodeOrder.name),
     reserve=(ProviderCapacity.name,),
     permit=(StakeCoversLeases.name,),
 )
@@ -192,7 +201,8 @@ BALANCED = replace(DEFAULT, score=DEFAULT.score + ((LoadLatency.name, 6.0),))
 
 REGISTRY = Registry()
 for _point, _classes in ((P.QUEUE_SORT, (TierAgeing,)), (P.PRE_FILTER, (EverFeasible,)), (P.FILTER, FILTERS),
-                         (P.POST_FILTER, (ReservationPreemption,)), (P.SCORE, SCORES), (P.NORMALIZE_SCORE, (MinMax,)),
+                         (P.POST_FILTER, (ReservationPreemption,)), (P.SCORE, SCORES + BASELINES),
+                         (P.NORMALIZE_SCORE, (MinMax,)),
                          (P.RESERVE, (ProviderCapacity,)), (P.PERMIT, (StakeCoversLeases,)),
                          (P.BIND, (InMemoryBinder,))):
     for _cls in _classes:
@@ -200,3 +210,14 @@ for _point, _classes in ((P.QUEUE_SORT, (TierAgeing,)), (P.PRE_FILTER, (EverFeas
 REGISTRY.register_policy(DEFAULT_POLICY, DEFAULT)
 REGISTRY.register_policy("first-fit", FIRST_FIT)
 REGISTRY.register_policy("balanced", BALANCED)
+
+#: the FGD paper's schedulers (plugins/baselines.py), each one Score plugin over every feasible
+#: provider, equal scores to the first provider in id order (the simulator's consistent choice:
+#: with it the simulator's published figures are reproduced, with random ties they are not, see
+#: docs/matching.md), devices inside a node best fit; "fgd" on the fragmentation model of the
+#: workload the scheduler is given, with FGD's in-node device choice
+PAPER_POLICIES = {"random": "Random", "dot-product": "DotProduct", "best-fit": "CpuGpuBestFit",
+                  "gpu-packing": "GpuPacking", "gpu-clustering": "GpuClustering", "fgd": "FGDScore"}
+for _policy, _plugin in PAPER_POLICIES.items():
+    REGISTRY.register_policy(_policy, replace(DEFAULT, score=((_plugin, 1.0),), tie_break=(NodeOrder.name,),
+                                              sampling=Sampling.ALL))

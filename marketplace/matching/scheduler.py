@@ -279,9 +279,11 @@ class Scheduler:
         """The first ``num_to_score`` feasible rows from the rotating start, and how many
         providers that search examined (the start then moves past them, so the tail is not starved)."""
         n = self.index.n
+        rows = np.flatnonzero(mask)
+        if self.config.profile.sampling is Sampling.ALL:
+            return rows, n
         want = self.num_to_score()
         start = self.next_start
-        rows = np.flatnonzero(mask)
         if len(rows) <= want:
             return rows, n
         k = int(np.searchsorted(rows, start))
@@ -384,7 +386,7 @@ class Scheduler:
             p.unreserve(self, order, h.row, h.reservation.placement)
         h.state = ReservationState.RELEASED
         del self.held[oid]
-        self.unbound_on.get(h.row, {}).pop(oid, None)
+        self._not_unbound(h.row, oid)
         self.ledger.event("unreserve", oid)
 
     def confirm(self, order_id: str) -> None:
@@ -394,8 +396,16 @@ class Scheduler:
             raise UnknownOrder(order_id)
         if h.state == ReservationState.RESERVED:
             h.state = ReservationState.BOUND
-            self.unbound_on.get(h.row, {}).pop(order_id, None)
+            self._not_unbound(h.row, order_id)
             self.ledger.event("bound", order_id)
+
+    def _not_unbound(self, row: int, order_id: str) -> None:
+        # a row without unbound reservations leaves the map: pre-emption looks at the rows in it
+        on = self.unbound_on.get(row)
+        if on is not None:
+            on.pop(order_id, None)
+            if not on:
+                del self.unbound_on[row]
 
     def release(self, order_id: str) -> bool:
         """A lease ended (or failed): its capacity returns. Idempotent."""

@@ -7,7 +7,7 @@ per class, pre-sorted smallest first, peaks in a tuple indexed by precision) onc
 
 Semantics (docs/resources.md, "Fit", lists every reason code):
 - a device group is *eligible* when each of its devices meets every per-device demand
-  (share, memory, precision, FLOPS, features); the order is then served by eligible
+  (model, share, memory, precision, FLOPS, features); the order is then served by eligible
   groups only, smallest first (best fit);
 - ``free`` is the capacity not leased yet, per class, in thousandths of a device: an int
   (total) or a sequence (one entry per device, in the order of ``NodeDescriptor.of_class``;
@@ -35,7 +35,7 @@ from typing import Optional
 
 from marketplace.resources.errors import FreeCapacityError
 from marketplace.resources.model import DeviceCapability, DeviceClass, NodeDescriptor, Precision
-from marketplace.resources.requirement import Requirement
+from marketplace.resources.requirement import Requirement, model_matches
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def fit(
 
 
 #: the groups of a class that fail a per-device demand, by demand: share, memory,
-#: precision, flops, features (each None when no group fails it)
+#: precision, flops, features, model (each None when no group fails it)
 _Rejected = tuple[Optional[list[GroupView]], ...]
 
 
@@ -198,10 +198,14 @@ def _eligible(req: Requirement, groups: Sequence[GroupView]) -> tuple[list[Group
     pi = -1 if prec is None else int(prec)
     min_flops = req.min_flops
     feats = req.features
+    models = req.models
     eligible: list[GroupView] = []
-    bad_share = bad_mem = bad_prec = bad_flops = bad_feat = None
+    bad_share = bad_mem = bad_prec = bad_flops = bad_feat = bad_model = None
     for g in groups:
         good = True
+        if models and not model_matches(models, g.device.model):
+            bad_model = (bad_model or []) + [g]
+            good = False
         if g.share < share:
             bad_share = (bad_share or []) + [g]
             good = False
@@ -222,13 +226,16 @@ def _eligible(req: Requirement, groups: Sequence[GroupView]) -> tuple[list[Group
             good = False
         if good:
             eligible.append(g)
-    return eligible, (bad_share, bad_mem, bad_prec, bad_flops, bad_feat)
+    return eligible, (bad_share, bad_mem, bad_prec, bad_flops, bad_feat, bad_model)
 
 
 def _ineligible(req: Requirement, rejected: _Rejected, reasons: list[Reason]) -> None:
     """Why no group of the class qualifies: one reason per demand some group fails."""
-    bad_share, bad_mem, bad_prec, bad_flops, bad_feat = rejected
+    bad_share, bad_mem, bad_prec, bad_flops, bad_feat, bad_model = rejected
     n, name = req.count, req.device_class.name
+    if bad_model:
+        has = ", ".join(sorted({g.device.model for g in bad_model}))
+        reasons.append(Reason("model", f"needs {name} of model {' or '.join(sorted(req.models))}, has {has}"))
     if bad_share:
         offered = ", ".join(f"{g.slots} at {g.share}" for g in bad_share)
         reasons.append(Reason("share", f"needs {n} {name} with >= {req.share_milli} milli each, has {offered}"))

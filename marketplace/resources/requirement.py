@@ -13,8 +13,14 @@ Invariants:
 - ``min_flops`` is per device at ``precision``, so it needs ``precision``;
 - ``cpu_milli`` is host CPU in thousandths of a logical CPU that an accelerator job needs
   besides its accelerators (the trace's pods ask for both); a CPU job asks with ``count``;
+- ``models`` (the device models the order accepts, e.g. the trace's ``gpu_spec``
+  ``V100M16|V100M32``) is a frozenset of names; a device matches one when its model,
+  normalized as the catalog normalizes names (``model_matches``), equals it or starts with
+  it followed by a word (``A100`` accepts ``NVIDIA A100-SXM4-80GB``, never an ``A10``);
+  empty means any model;
 - ``to_dict()`` round-trips through ``from_dict`` and the digest is the same for equal
-  requirements whatever order or spelling the input used.
+  requirements whatever order or spelling the input used. ``models`` appears in it only
+  when given, so the digest of every requirement without it is what it was before it existed.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_utils import keccak
@@ -35,6 +43,9 @@ from marketplace.resources.model import DeviceClass, Precision
 MAX_DURATION_S = 366 * 24 * 3600
 #: Largest device count one order may ask of one node (a DGX SuperPOD rack is 32 x 8 GPUs).
 MAX_COUNT = 4096
+#: Most device models one order may accept, and the longest name of one.
+MAX_MODELS = 32
+MAX_MODEL_NAME = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +65,7 @@ class Requirement:
     domain: int | None = None
     duration_s: int = 3600
     cpu_milli: int = 0
+    models: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +101,7 @@ class Requirement:
             )
         if any(not f for f in self.features):
             raise InvalidRequirement("empty feature name", field="features")
+        object.__setattr__(self, "models", _models(self.models))
 
     @property
     def demand_milli(self) -> int:
@@ -113,6 +126,8 @@ class Requirement:
             "domain": self.domain,
             "duration_s": self.duration_s,
             "cpu_milli": self.cpu_milli,
+            # only when given: requirements without models keep the digest they had before
+            **({"models": sorted(self.models)} if self.models else {}),
         }
 
     @classmethod
@@ -137,7 +152,17 @@ class Requirement:
             isinstance(f, str) for f in features
         ):
             raise InvalidRequirement("features must be a list of strings", field="features")
+        models = kwargs.get("models", ())
+        if models is None:
+            kwargs["models"] = ()
+        elif not isinstance(models, (list, tuple, set, frozenset)):
+            raise InvalidRequirement("models must be a list of device model names", field="models",
+                                     hint='e.g. ["A100", "H100"]')
         return cls(**kwargs)
+
+    def accepts_model(self, model: str) -> bool:
+        """Whether a device of ``model`` is one this requirement accepts (any, without ``models``)."""
+        return not self.models or model_matches(self.models, model)
 
     # -- identity ---------------------------------------------------------------
 
@@ -150,6 +175,61 @@ class Requirement:
 
 
 _FIELDS = tuple(Requirement.__dataclass_fields__)
+
+
+def normalize_model(name: str) -> str:
+    """A device model name compared as the catalog compares them: lower case, punctuation folded
+    to single spaces, vendor words dropped (``"NVIDIA A100-SXM4-80GB"`` -> ``"a100 sxm4 80gb"``)."""
+    # imported here: the catalog's tables are loaded only by code that compares models
+    from marketplace.resources.catalog import normalize_model as catalog_normalize
+
+    return catalog_normalize(name)
+
+
+@lru_cache(maxsize=4096)
+def _model_keys(models: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(normalize_model(m) for m in models))
+
+
+@lru_cache(maxsize=65536)
+def model_matches(models: frozenset[str], device_model: str) -> bool:
+    """Whether ``device_model`` is one of ``models``: its normalized name equals one of theirs
+    or starts with one followed by a space (a word boundary: ``A100`` takes ``A100 SXM4 80GB``,
+    never ``A10`` nor ``A100X``)."""
+    have = normalize_model(device_model)
+    return any(have == want or have.startswith(want + " ") for want in _model_keys(models))
+
+
+_MODEL_CHARS = re.compile(r"^[\w .+\-/()\[\]]+$")
+
+
+def _models(value: Any) -> frozenset[str]:
+    """``models`` checked: names (not one string), each a printable name of a model that the
+    catalog's normalization does not reduce to nothing; at most ``MAX_MODELS``."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidRequirement("models must be a list of device model names, not one string", field="models",
+                                 hint=f'e.g. ["{value if isinstance(value, str) else "A100"}"]')
+    try:
+        names = list(value)
+    except TypeError:
+        raise InvalidRequirement(f"models must be a list of device model names, got {value!r}",
+                                 field="models") from None
+    if len(names) > MAX_MODELS:
+        raise InvalidRequirement(f"models lists {len(names)} names, at most {MAX_MODELS}", field="models")
+    out = set()
+    for name in names:
+        if not isinstance(name, str):
+            raise InvalidRequirement(f"a device model is a name, got {name!r}", field="models")
+        name = name.strip()
+        if not name or len(name) > MAX_MODEL_NAME or not _MODEL_CHARS.match(name):
+            raise InvalidRequirement(f"bad device model name {name!r}", field="models",
+                                     hint=f"a model name is 1..{MAX_MODEL_NAME} letters, digits, spaces or -._+/()[]"
+                                          ", e.g. A100, V100M32, Tesla T4; give one name per entry")
+        if not normalize_model(name):
+            raise InvalidRequirement(f"device model {name!r} names a vendor, not a model", field="models",
+                                     hint="add the model, e.g. NVIDIA A100")
+        out.add(name)
+    return frozenset(out)
 
 
 def _int(value: Any, name: str, low: int, high: int | None) -> None:

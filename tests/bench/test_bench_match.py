@@ -1,4 +1,4 @@
-"""bench.match runs in quick mode and reports the keys issue 6 promises (no timing asserted)."""
+"""bench.match runs in quick mode and reports the keys issues 6 and 19 promise (no timing asserted)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ def test_match_bench_quick():
     for key in KEYS:
         assert isinstance(figures[key], (int, float)) and figures[key] > 0, (key, figures[key])
     assert 0 < figures["gpu_alloc_ratio"] <= 1 and 0 < figures["baseline_gpu_alloc_ratio"] <= 1
+    # issue 19: the FGD paper's protocol, every policy, and no placement on an excluded GPU model
+    assert {"unalloc_at_100", "fgd_unalloc_at_100", "best_baseline", "best_baseline_unalloc_at_100",
+            "gpu_spec_violations", "policies"} <= set(figures)
+    assert set(figures["policies"]) == set(match.POLICIES) and figures["gpu_spec_violations"] == 0
+    assert figures["best_baseline"] in match.BASELINES

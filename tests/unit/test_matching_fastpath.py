@@ -58,9 +58,9 @@ def test_fgd_slot_one_row_equals_the_batch_choice():
         free = cs.free[rows]
         cpu = ix.cpu_free[rows] - 1000
         mem = ix.mem_free[rows]
-        slot, after = ix.fgd_slot(free, free >= share, cpu, mem, share, with_frag=True)
+        slot, after = ix.fgd_slot(free, free >= share, cpu, mem, share, ix.frag_acc[rows], with_frag=True)
         for i in rows.tolist():
-            j, f = ix.fgd_slot1(free[i].tolist(), int(cpu[i]), int(mem[i]), share)
+            j, f = ix.fgd_slot1(free[i].tolist(), int(cpu[i]), int(mem[i]), share, int(ix.frag_acc[i]))
             assert j == slot[i]
             assert (np.isnan(f) and np.isnan(after[i])) or f == after[i]
 

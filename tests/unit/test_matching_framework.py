@@ -20,13 +20,14 @@ def test_every_extension_point_has_its_plugins_in_the_one_registry():
     assert set(REGISTRY.names(ExtensionPoint.FILTER)) == {f.name for f in FILTERS}
     for point in ExtensionPoint:
         assert REGISTRY.names(point), point
-    assert REGISTRY.policies() == ("default", "first-fit", "balanced")
+    assert REGISTRY.policies() == ("default", "first-fit", "balanced", "random", "dot-product", "best-fit",
+                                   "gpu-packing", "gpu-clustering", "fgd")
     # the default config runs the default policy: every point has its plugins
     p = MatchingConfig().profile
     assert p.queue_sort == "TierAgeing" and p.pre_filter == ("EverFeasible",)
     assert p.post_filter == ("ReservationPreemption",) and p.permit == ("StakeCoversLeases",)
     assert p.reserve == ("ProviderCapacity",) and p.normalize_score == "MinMax"
-    assert p.score[0] == ("Fragmentation", 10.0) and p.tie_break == ("BestFit",)
+    assert p.score[0] == ("FGDScore", 10.0) and p.tie_break == ("SmallerNode", "NodeOrder")
 
 
 def test_a_registry_refuses_duplicates_non_plugins_and_unknown_names():
