@@ -19,6 +19,7 @@ import pytest
 
 from marketplace.chain.lifecycle import OrderState
 from marketplace.chain.writer import Signer
+from marketplace.convergence.heartbeat import sign as sign_heartbeat
 from marketplace.convergence.lsa import Availability, encode_lsa
 from marketplace.convergence.lsdb import Outcome as LsdbOutcome
 from marketplace.engine.errors import HandoverRefused
@@ -236,4 +237,8 @@ def test_a_stopped_engine_leaves_the_others_tables_and_comes_back(fed, tmp_path)
          timeout=3.0)
     assert time.monotonic() - t0 < 3.0
     fed.start(3, tmp_path / "engine3")  # same state: its LSDB comes back from disk
+    # its providers are offered (and summarised) again once heard: their agents heartbeat to it
+    for i in (i for i, d in DOMAIN_OF.items() if d == 3):
+        fed.engines[3].heartbeat(sign_heartbeat(fed.w.key(i), sequence=1, timestamp=int(fed.engines[3].clock()))
+                                 .to_dict())
     wait("domain 3 back at engine 1", lambda: 3 in fed.routes(1), timeout=10)
