@@ -218,7 +218,9 @@ def load_deployment(chain: Chain, state_dir: Path) -> Deployment:
         dep = Deployment.from_dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise NotFound(f"no deployment recorded for chain {chain.backend.chain_id} in {path.parent}",
-                       hint="run `cona deploy` (or `cona up`) first") from None
+                       hint="on a local chain `cona up` deploys one; on a real network start once with "
+                            "`cona up --deploy --admin-key-file KEYSTORE` (or pass --data-dir of the market "
+                            "that recorded it)") from None
     if dep.genesis != _genesis(chain):
         raise ChainMismatch(f"the deployment in {path} was made on another chain with the same id",
                             hint="redeploy with `cona deploy`")
