@@ -57,11 +57,11 @@ from pathlib import Path
 from typing import Mapping
 
 from marketplace.errors import AgentError, InputError
-from marketplace.results import ResultRecord
 from provider_agent.runtime.cdi import check_device_name
 from provider_agent.runtime.cgroup import RunCgroup, sweep
 from provider_agent.runtime.images import ImageRejected, RegistryPolicy, host_arch, inspect_archive, parse_ref
-from provider_agent.runtime.scratch import MIB, InputData, OutputBlob, OutputCaps, Workspace, unmount_tree
+from provider_agent.runtime.scratch import (MIB, InputData, OutputBlob, OutputCaps, RunOutcome, Workspace,
+                                            unmount_tree)
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class ContainerJob:
 
 
 @dataclass(frozen=True)
-class ContainerResult:
+class ContainerResult(RunOutcome):
     """One run's outcome; ``cpu_seconds`` is the metered usage, ``result_hash`` goes on chain."""
 
     status: str
@@ -132,18 +132,6 @@ class ContainerResult:
     detail: str = ""
     files: tuple[OutputBlob, ...] = ()
     stderr: bytes = b""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def record(self) -> ResultRecord:
-        return ResultRecord(self.status, self.exit_code, self.output, tuple(f.info for f in self.files))
-
-    @property
-    def result_hash(self) -> bytes:
-        return self.record.digest
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Mapping, Union
 
 from marketplace.errors import InputError
-from marketplace.results import OutputFile
+from marketplace.results import OutputFile, ResultRecord
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,30 @@ class OutputBlob:
     @property
     def info(self) -> OutputFile:
         return OutputFile(self.name, len(self.data), hashlib.sha256(self.data).digest())
+
+
+class RunOutcome:
+    """What every runtime's result shares (mixed into the wasm, container and workbench results, whose
+    dataclass fields ``status``, ``exit_code``, ``output`` and ``files`` it reads): whether the run
+    ended well, and the record a provider commits on chain (``marketplace.results``)."""
+
+    status: str
+    exit_code: int
+    output: bytes
+    files: tuple[OutputBlob, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def record(self) -> ResultRecord:
+        return ResultRecord(self.status, self.exit_code, self.output, tuple(f.info for f in self.files))
+
+    @property
+    def result_hash(self) -> bytes:
+        """What a provider commits on chain."""
+        return self.record.digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,7 @@ from typing import Mapping, Sequence
 import wasmtime
 
 from marketplace.errors import AgentError, InputError
-from marketplace.results import ResultRecord
-from provider_agent.runtime.scratch import MIB, InputData, OutputBlob, OutputCaps, Workspace
+from provider_agent.runtime.scratch import MIB, InputData, OutputBlob, OutputCaps, RunOutcome, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class RunResult:
+class RunResult(RunOutcome):
     """The outcome of one run. ``fuel_used`` is the metered usage; ``result_hash`` goes on chain."""
 
     status: str  # ok | exit | out_of_fuel | timeout | trap | memory-limit | disk-limit | output
@@ -102,19 +101,6 @@ class RunResult:
     files: tuple[OutputBlob, ...] = ()
     stderr: bytes = b""
     memory_bytes: int = 0  # the linear memory's size when the run ended
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def record(self) -> ResultRecord:
-        return ResultRecord(self.status, self.exit_code, self.output, tuple(f.info for f in self.files))
-
-    @property
-    def result_hash(self) -> bytes:
-        """What a provider commits on chain (``marketplace.results``)."""
-        return self.record.digest
 
 
 def module_digest(module: bytes) -> str:

@@ -27,11 +27,10 @@ from enum import StrEnum
 from typing import Mapping, Union
 
 from marketplace.errors import InputError
-from marketplace.results import ResultRecord
 from provider_agent.runtime.cdi import DevicePool
 from provider_agent.runtime.container import ContainerJob, ContainerLimits, ContainerRuntime
 from provider_agent.runtime.native import NativeLimits, NativeProgram, NativeRuntime
-from provider_agent.runtime.scratch import InputData, OutputBlob
+from provider_agent.runtime.scratch import InputData, OutputBlob, RunOutcome
 from provider_agent.runtime.wasm import Limits, WasmRuntime
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,7 @@ class Usage:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(RunOutcome):
     runtime: Runtime
     status: str
     exit_code: int
@@ -92,18 +91,6 @@ class Outcome:
     files: tuple[OutputBlob, ...] = ()
     devices: tuple[str, ...] = ()
     stderr: bytes = b""  # a tail, for the provider's logs and the detail: not part of the result
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def record(self) -> ResultRecord:
-        return ResultRecord(self.status, self.exit_code, self.output, tuple(f.info for f in self.files))
-
-    @property
-    def result_hash(self) -> bytes:
-        return self.record.digest
 
 
 class Workbench:
