@@ -10,7 +10,6 @@ this process: reverts, time offsets, damage, a second opener and a disk that fil
 from __future__ import annotations
 
 import contextlib
-import resource
 import signal
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from marketplace.chain import durable
 from marketplace.chain.contracts import Chain
 from marketplace.chain.durable import CHECKPOINT_NAME, LOG_NAME, Replay, discard
 from marketplace.errors import ChainError, ChainLogCorrupt, ChainMismatch
+from tests.faults import file_size_limit
 
 pytestmark = pytest.mark.chain
 
@@ -225,7 +225,7 @@ def test_a_disk_that_fills_up_stops_the_chain_instead_of_losing_blocks(project, 
     head = chain.backend.latest_block()
     rpc = chain.backend.rpc
     raw = _signed_bump(chain, probe)
-    with _file_size_limit((node_dir / LOG_NAME).stat().st_size + 100):  # no room for one more block
+    with file_size_limit((node_dir / LOG_NAME).stat().st_size + 100):  # no room for one more block
         answer = chain.backend.forward({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
                                         "params": [raw]})
     assert answer["error"]["code"] == -32603 and "block log cannot be written" in answer["error"]["message"]
@@ -247,18 +247,6 @@ def _signed_bump(chain: Chain, probe) -> str:
                               to=probe.address, value=0, data=probe.abi.encode_call("bump", (1,)))
     return "0x" + raw.hex()
 
-
-@contextlib.contextmanager
-def _file_size_limit(limit: int):
-    """RLIMIT_FSIZE for this process, SIGXFSZ ignored: a write past ``limit`` fails with EFBIG."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
 
 
 

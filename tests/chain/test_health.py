@@ -10,8 +10,6 @@ every turn fails. The answer is a 503 problem detail naming what fails, with eve
 
 from __future__ import annotations
 
-import contextlib
-import resource
 import signal
 import threading
 import time
@@ -28,6 +26,7 @@ from marketplace.chain.writer import TxRequest
 from marketplace.engine.service import Engine
 from marketplace.health import HealthConfig, HealthMonitor, LoopBeat
 from marketplace.settings import PACKAGE_ROOT
+from tests.faults import file_size_limit
 
 pytestmark = pytest.mark.chain
 
@@ -65,7 +64,7 @@ def test_a_chain_whose_block_log_cannot_be_written_is_reported(project, tmp_path
         signer = chain.signers[1]
         raw, _ = signer.sign_1559(chain_id=chain.backend.chain_id, nonce=0, tip=10**9, max_fee=10**10, gas=21_000,
                                   to=chain.signers[2].address, value=1, data=b"")
-        with _file_size_limit((tmp_path / "chain" / LOG_NAME).stat().st_size + 100):  # no room for a block
+        with file_size_limit((tmp_path / "chain" / LOG_NAME).stat().st_size + 100):  # no room for a block
             chain.backend.forward({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
                                    "params": ["0x" + raw.hex()]})
         _failing(*_healthz(chain), "chain", "block log cannot be written")
@@ -200,16 +199,3 @@ def test_a_beat_counts_failed_turns_in_a_row():
     assert beat.failed_in_row == 2 and beat.last_error == "ValueError: again" and beat.last_turn == 100.0
     beat.turned()
     assert beat.failed_in_row == 0
-
-
-@contextlib.contextmanager
-def _file_size_limit(limit: int):
-    """RLIMIT_FSIZE for this process, SIGXFSZ ignored: a write past ``limit`` fails with EFBIG."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)

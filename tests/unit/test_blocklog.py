@@ -4,14 +4,11 @@ its offset, and one process at a time holds the log."""
 
 from __future__ import annotations
 
-import contextlib
-import resource
-import signal
-
 import pytest
 
 from marketplace.chain.blocklog import HEADER_BYTES, MAGIC, BlockLog, RecordKind, encode_record, scan
 from marketplace.errors import ChainError, ChainLogCorrupt
+from tests.faults import file_size_limit
 
 GENESIS = (RecordKind.GENESIS, b'{"format": 1}')
 BLOCKS = [(RecordKind.BLOCK, bytes([n]) * (50 + n)) for n in range(1, 6)]
@@ -140,16 +137,3 @@ def test_a_failed_append_raises_and_names_the_log(tmp_path):
     block_log.append(BLOCKS[:1])  # so the log goes on whole once there is room
     block_log.close()
     assert _read(path) == [GENESIS, BLOCKS[0]]
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int):
-    """RLIMIT_FSIZE for this process, with SIGXFSZ ignored so a write past it fails with EFBIG."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
