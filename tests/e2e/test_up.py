@@ -15,25 +15,9 @@ import pytest
 
 from marketplace.chain.backends import free_port
 from marketplace.settings import PACKAGE_ROOT
+from tests.e2e.up_env import descendants
 
 pytestmark = pytest.mark.e2e
-
-
-def _children(pid: int) -> set[int]:
-    """Every descendant of ``pid`` (from /proc, no extra package)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    out, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - out
-        out |= frontier
-    return out
 
 
 def _alive(pid: int) -> bool:
@@ -63,7 +47,7 @@ def test_up_serves_the_market_and_ctrl_c_leaves_nothing_running(tmp_path):
         assert httpx.get(f"{api}/readyz", timeout=5).json()["status"] == "ready"
         page = httpx.get(f"{api}/", timeout=5)
         assert page.status_code == 200 and "CONA" in page.text
-        agents = _children(proc.pid)
+        agents = descendants(proc.pid)
         assert len(agents) >= 2, "the demo agents run as processes of their own"
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
