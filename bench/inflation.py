@@ -19,8 +19,9 @@ simulator names nodes ``%04d-`` by a random permutation, which orders ties).
 
 ``allocation`` at k % is the share of the GPU capacity allocated right after the first
 arrival that brings the arrived GPU demand to k % of the capacity; ``unalloc_at_100`` is
-1 - allocation at 100 %. Every placement is checked against its order's GPU models
-(``gpu_spec_violations``, which must be 0).
+1 - allocation at 100 %; ``until`` cuts a sequence at that arrival (the unallocation floor of
+``marketplace.matching.floor`` bounds ``unalloc_at_100`` from below on it). Every placement
+is checked against its order's GPU models (``gpu_spec_violations``, which must be 0).
 """
 
 from __future__ import annotations
@@ -69,6 +70,18 @@ def arrivals(pods: Sequence[TracePod], capacity_milli: int, seed: int, ratio: fl
         seq.append(p)
         total += p.gpu_milli
     return seq
+
+
+def until(seq: Sequence[TracePod], capacity_milli: int, percent: int = 100) -> list[TracePod]:
+    """The arrivals of ``seq`` up to and including the first that brings the arrived GPU demand
+    to ``percent`` % of ``capacity_milli`` (the arrival after whose round ``run`` records that
+    mark); all of ``seq`` if none does."""
+    arrived = 0
+    for k, pod in enumerate(seq):
+        arrived += pod.gpu_milli
+        if arrived * 100 >= percent * capacity_milli:
+            return list(seq[:k + 1])
+    return list(seq)
 
 
 @dataclass

@@ -20,7 +20,11 @@ mapped to tiers and ``gpu_spec`` to the models an order accepts (``marketplace.m
   project's (``default``) share of the GPU capacity unallocated when the arrived demand is
   100 % of it, mean over seeds; ``fgd_unalloc_at_100`` the paper's FGD; ``best_baseline`` and
   ``best_baseline_unalloc_at_100`` the best of the paper's baselines; ``gpu_spec_violations``
-  the placements, over every policy and seed, on a GPU model the order does not accept.
+  the placements, over every policy and seed, on a GPU model the order does not accept;
+  ``floor_unalloc_at_100`` (mean over seeds, and ``floor_unalloc_at_100_per_seed``): the least
+  share of the capacity ANY scheduler, even an offline clairvoyant one, leaves unallocated at
+  100 % on the same arrivals (``marketplace.matching.floor``: a configuration-LP bound on GPU
+  shares alone, rounded down), so every policy's ``unalloc_at_100`` is at least it.
 
 The fragmentation-aware policies get the workload's task types from the pod list, as a
 scheduler learns them from its order history: the project's policy its own
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -44,7 +49,7 @@ from bench import inflation
 from bench.stats import rnd
 from marketplace.errors import Unschedulable
 from marketplace.matching import MatchingConfig, Outcome, Scheduler, WorkloadDistribution
-from marketplace.matching import trace
+from marketplace.matching import floor, trace
 from marketplace.matching.trace import TraceNode, TracePod
 from marketplace.resources.model import DeviceClass
 from marketplace.routing.spf import RoutingTable
@@ -119,13 +124,17 @@ def reproduce(nodes: Sequence[TraceNode], pods: Sequence[TracePod], *, seeds: Se
     wl = workloads(pods)
     capacity = sum(n.gpu for n in nodes) * 1000
     runs: dict[str, list[inflation.Run]] = {p: [] for p in policies}
+    floors: list[float] = []
     for seed in seeds:
         seq = inflation.arrivals(pods, capacity, seed)
+        floors.append(unalloc_floor(seq, capacity))
         for policy in policies:
             runs[policy].append(inflation.run(nodes, seq, MatchingConfig(policy=policy), wl.get(policy), seed))
     figures = {p: _summary(rs) for p, rs in runs.items()}
     out: dict = {"policies": figures, "inflation_seeds": list(seeds), "inflation_ratio": inflation.RATIO,
-                 "gpu_spec_violations": sum(f["gpu_spec_violations"] for f in figures.values())}
+                 "gpu_spec_violations": sum(f["gpu_spec_violations"] for f in figures.values()),
+                 "floor_unalloc_at_100": _down(float(np.mean(floors))),
+                 "floor_unalloc_at_100_per_seed": [_down(f) for f in floors]}
     if PROJECT in figures:
         out["unalloc_at_100"] = figures[PROJECT]["unalloc_at_100"]
     if PAPER_FGD in figures:
@@ -136,6 +145,18 @@ def reproduce(nodes: Sequence[TraceNode], pods: Sequence[TracePod], *, seeds: Se
         out["best_baseline"] = best
         out["best_baseline_unalloc_at_100"] = figures[best]["unalloc_at_100"]
     return out
+
+
+def unalloc_floor(seq: Sequence[TracePod], capacity_milli: int) -> float:
+    """The least ``unalloc_at_100`` any scheduler can reach on one seed's arrivals
+    (``marketplace.matching.floor``, on the arrivals up to the one that crosses 100 %)."""
+    cut = inflation.until(seq, capacity_milli)
+    return floor.floor(floor.items(p.requirement for p in cut), capacity_milli // floor.GPU_MILLI).unalloc
+
+
+def _down(x: float) -> float:
+    """A lower bound shown to 4 places stays one: rounded down, never to nearest."""
+    return math.floor(x * 10_000) / 10_000
 
 
 def _summary(rs: list[inflation.Run]) -> dict:

@@ -23,3 +23,8 @@ def test_match_bench_quick():
             "gpu_spec_violations", "policies"} <= set(figures)
     assert set(figures["policies"]) == set(match.POLICIES) and figures["gpu_spec_violations"] == 0
     assert figures["best_baseline"] in match.BASELINES
+    # no policy leaves less unallocated than the floor any scheduler must leave, seed by seed
+    floor = figures["floor_unalloc_at_100_per_seed"]
+    assert len(floor) == 2 and figures["floor_unalloc_at_100"] >= 0
+    for name, f in figures["policies"].items():
+        assert all(u >= lo for u, lo in zip(f["unalloc_at_100_per_seed"], floor)), (name, floor)

@@ -108,6 +108,10 @@ def test_reproduce_reports_every_key_the_issue_names():
     for f in figures["policies"].values():
         assert 0 <= f["unalloc_at_100"] <= 1 and len(f["unalloc_at_100_per_seed"]) == 2
         assert f["allocation"]["130"] >= f["allocation"]["100"] >= f["allocation"]["50"]
+        # the unallocation floor (marketplace.matching.floor) bounds every policy on every seed
+        assert all(u >= lo for u, lo in zip(f["unalloc_at_100_per_seed"], figures["floor_unalloc_at_100_per_seed"]))
+    assert len(figures["floor_unalloc_at_100_per_seed"]) == 2
+    assert 0 <= figures["floor_unalloc_at_100"] <= min(f["unalloc_at_100"] for f in figures["policies"].values())
     # a policy run alone: its figures, and no headline key it cannot fill
     only = match.reproduce(cluster, _spec_pods(), seeds=HELD_OUT[:1], policies=("fgd",))
     assert set(only["policies"]) == {"fgd"} and "best_baseline" not in only and "unalloc_at_100" not in only
