@@ -7,12 +7,12 @@ given, override the policy's. Built in:
 
     default    the project's matcher: FGD as the paper scores it (FGDScore 10: the
                fragmentation gradient through a sigmoid, in whole points) + Price 2 +
-               PathLatency 2 + Reliability 1, ties to the smaller node (SmallerNode), then
-               the lower id (NodeOrder); the rotating ``num_to_score`` sample. Against the
-               continuous gradient (Fragmentation 10, ties by BestFit) on the trace: the
-               quantized score leaves near-equal placements to the tie-breaks, which pack
-               small nodes first and keep large ones whole (docs/matching.md, "Reproducing
-               the FGD paper")
+               PathLatency 2 + Reliability 1, ties to the lower id (NodeOrder: consolidation,
+               as first fit); every feasible provider scored up to ``min_feasible_to_score``
+               (2,000), a rotating sample above it. Against ties to the smaller node
+               (SmallerNode, the default before): that one fills the small nodes first, which on
+               the gpuspec lists are the T4 nodes a third of the spec'd pods need (docs/matching.md,
+               "Reproducing the FGD paper")
     first-fit  the baseline: the lowest-id feasible provider, nothing scored (fractional
                devices inside it are still chosen by FGD, as the default policy chooses them)
     balanced   the default plus LoadLatency 6: among providers the default ranks alike, the
@@ -45,8 +45,7 @@ from marketplace.matching.plugins.permit import StakeCoversLeases
 from marketplace.matching.plugins.preemption import ReservationPreemption
 from marketplace.matching.plugins.prefilter import EverFeasible
 from marketplace.matching.plugins.reserve import ProviderCapacity
-from marketplace.matching.plugins.scores import (SCORES, LoadLatency, MinMax, PathLatency, Price, Reliability,
-                                                 SmallerNode)
+from marketplace.matching.plugins.scores import SCORES, LoadLatency, MinMax, PathLatency, Price, Reliability
 from marketplace.matching.queue import TierAgeing
 
 if TYPE_CHECKING:
@@ -187,8 +186,8 @@ DEFAULT = Profile(
     # LoadBalance (spreading) is available but off: on the Alibaba trace it strands GPUs
     score=((FGDScore.name, 10.0), (Price.name, 2.0), (PathLatency.name, 2.0), (Reliability.name, 1.0)),
     normalize_score=MinMax.name,
-    # equal FGD points: the smaller node, then the lower id (consolidation, as first fit)
-    tie_break=(SmallerNode.name, NodeOrder.name),
+    # equal FGD points: the lower id (consolidation, as first fit); SmallerNode stays available
+    tie_break=(NodeOrder.name,),
     reserve=(ProviderCapacity.name,),
     permit=(StakeCoversLeases.name,),
 )

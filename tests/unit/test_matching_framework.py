@@ -27,7 +27,7 @@ def test_every_extension_point_has_its_plugins_in_the_one_registry():
     assert p.queue_sort == "TierAgeing" and p.pre_filter == ("EverFeasible",)
     assert p.post_filter == ("ReservationPreemption",) and p.permit == ("StakeCoversLeases",)
     assert p.reserve == ("ProviderCapacity",) and p.normalize_score == "MinMax"
-    assert p.score[0] == ("FGDScore", 10.0) and p.tie_break == ("SmallerNode", "NodeOrder")
+    assert p.score[0] == ("FGDScore", 10.0) and p.tie_break == ("NodeOrder",)
 
 
 def test_a_registry_refuses_duplicates_non_plugins_and_unknown_names():
