@@ -122,12 +122,7 @@ def _print_up(host: Host, chosen: tuple[DemoProvider, ...], addresses: list[str]
     emit(info, as_json, deployment_table(dep))
     if as_json:
         return
-    table = Table(title="demo providers (real hardware profiles)")
-    for col in ("profile", "address", "node", "domain"):
-        table.add_column(col)
-    for p, a in zip(chosen, addresses):
-        table.add_row(p.name, a, p.attachment, str(p.domain))
-    out.print(table)
+    out.print(_providers_table(chosen, addresses))
     out.print(f"Dashboard {api}/")
     out.print(f"API       {api}   (OpenAPI at {api}/docs)")
     out.print(f"JSON-RPC  {api}/rpc")
@@ -135,6 +130,16 @@ def _print_up(host: Host, chosen: tuple[DemoProvider, ...], addresses: list[str]
     out.print(f"  curl -s {api}/v1/providers")
     out.print(f"  .venv/bin/cona quote --api {api} --device-class gpu --count 1 --min-memory-mib 40000")
     out.print(f"  .venv/bin/cona audit escrow --rpc-url {api}/rpc")
+
+
+def _providers_table(chosen: tuple[DemoProvider, ...], addresses: list[str]) -> Table:
+    """The demo providers started: profile, address, topology node, domain."""
+    table = Table(title="demo providers (real hardware profiles)")
+    for col in ("profile", "address", "node", "domain"):
+        table.add_column(col)
+    for p, a in zip(chosen, addresses):
+        table.add_row(p.name, a, p.attachment, str(p.domain))
+    return table
 
 
 def _up_domains(s: Any, domains: int, port: Optional[int], providers: int, as_json: bool, once: bool,
@@ -181,10 +186,5 @@ def _print_domains(launch: Any, chosen: tuple, addresses: list[str], as_json: bo
     for d, e in info["domains"].items():
         table.add_row(d, e["api"], e["peer"], str(e["home"]), ",".join(map(str, e["neighbours"])), e["orchestrator"])
     out.print(table)
-    table = Table(title="demo providers (real hardware profiles)")
-    for col in ("profile", "address", "node", "domain"):
-        table.add_column(col)
-    for p, a in zip(chosen, addresses):
-        table.add_row(p.name, a, p.attachment, str(p.domain))
-    out.print(table)
+    out.print(_providers_table(chosen, addresses))
     out.print(f"API (domain 1) {api}   JSON-RPC {api}/rpc   chain {launch.rpc_url}")
